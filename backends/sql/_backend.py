@@ -1,0 +1,132 @@
+"""The embedded SQL executor as a `bridge.Backend`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from backends.sql._history import build_history
+from backends.sql._store import Store, open_store
+from backends.sql._worker import SqlWorker
+from bridge import codec
+from bridge.backend import Backend, Status, WorkflowDescription
+from bridge.config import Settings
+from bridge.errors import TimeoutWaitingError
+from bridge.history import HistoryEvent, utc
+from bridge.workflow import WorkflowDefinition
+
+# How often a client in another process re-reads a run it waits for; in-process waiters
+# are woken directly when a local worker finishes a run.
+_WAIT_POLL_SECONDS = 0.05
+
+
+class SqlBackend(Backend):
+    name = "sql"
+    capabilities = frozenset(
+        {
+            "signals",
+            "signal_timeout",
+            "durable_sleep",
+            "gather",
+            "patched",
+            "compensation",
+            "cancellation",
+            "multi_worker",
+            "history_export",
+            "crash_resume",
+            "idempotent_start",
+            "non_determinism_detection",
+        }
+    )
+
+    def __init__(self, *, settings: Settings) -> None:
+        super().__init__(settings=settings)
+        self.store: Store = open_store(settings.sql)
+        self._workers: set[SqlWorker] = set()
+        self._changed: asyncio.Event | None = None
+
+    # -- in-process wake-ups ------------------------------------------------------------
+    def attach(self, worker: SqlWorker) -> None:
+        self._workers.add(worker)
+
+    def detach(self, worker: SqlWorker) -> None:
+        self._workers.discard(worker)
+
+    def _wake_workers(self) -> None:
+        for w in self._workers:
+            w.wake()
+
+    def notify(self) -> None:
+        """A local worker finished or parked a run: wake local waiters."""
+        if self._changed is not None:
+            self._changed.set()
+
+    # -- Backend ------------------------------------------------------------------------
+    async def start(
+        self, workflow: WorkflowDefinition[..., Any], args: dict[str, Any], *, id: str
+    ) -> bool:
+        created = self.store.create_workflow(id, workflow.name, args)
+        self._wake_workers()
+        return created
+
+    async def describe(self, id: str) -> WorkflowDescription:
+        return _describe(self.store.get_workflow(id))
+
+    async def wait(self, id: str, *, timeout: float | None) -> WorkflowDescription:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        while True:
+            desc = await self.describe(id)
+            if desc.status.is_terminal or desc.blocked:
+                return desc
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutWaitingError(
+                    f"workflow {id!r} is still {desc.status.value.lower()} after {timeout}s"
+                )
+            pause = _WAIT_POLL_SECONDS if remaining is None else min(_WAIT_POLL_SECONDS, remaining)
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), pause)
+
+    async def signal(self, id: str, name: str, payload: Any) -> None:
+        self.store.add_signal(id, name, payload)
+        self._wake_workers()
+
+    async def cancel(self, id: str) -> None:
+        self.store.request_cancel(id)
+        self._wake_workers()
+
+    async def history(self, id: str) -> list[HistoryEvent]:
+        row = self.store.get_workflow(id)
+        return build_history(row, self.store.load_steps(id))
+
+    async def list(
+        self, *, status: Status | None = None, limit: int = 100
+    ) -> list[WorkflowDescription]:
+        return [_describe(r) for r in self.store.list_workflows(status, limit)]
+
+    def worker(self, *, workflows: Sequence[WorkflowDefinition[..., Any]]) -> SqlWorker:
+        return SqlWorker(self, workflows)
+
+    async def close(self) -> None:
+        self.store.close()
+
+
+def _describe(row: Any) -> WorkflowDescription:
+    return WorkflowDescription(
+        id=row.id,
+        name=row.name,
+        status=Status(row.status),
+        created_at=utc(row.created_at),
+        updated_at=utc(row.updated_at),
+        backend="sql",
+        result=codec.loads(row.result),
+        error=codec.loads(row.error),
+        waiting_for=row.waiting_for,
+        blocked=bool(row.blocked),
+    )

@@ -1,0 +1,125 @@
+"""The SQL journal as the neutral history (`bridge.history`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge import codec
+from bridge._replay import StepRecord
+from bridge.backend import Status
+from bridge.history import EventType as E
+from bridge.history import HistoryEvent, utc
+
+_SCHEDULED = {"activity": E.STEP_SCHEDULED, "compensation": E.COMPENSATION_SCHEDULED}
+_COMPLETED = {"activity": E.STEP_COMPLETED, "compensation": E.COMPENSATION_COMPLETED}
+_FAILED = {"activity": E.STEP_FAILED, "compensation": E.COMPENSATION_FAILED}
+
+
+def _step_events(r: StepRecord) -> list[HistoryEvent]:
+    if r.kind == "patch":
+        return [HistoryEvent(E.PATCH_MARKER, utc(r.started_at), step=r.idx, name=r.name)]
+    if r.kind == "sleep":
+        events = [
+            HistoryEvent(
+                E.TIMER_STARTED,
+                utc(r.started_at),
+                step=r.idx,
+                name=r.name,
+                args=r.args,
+                details={"fire_at": r.fire_at},
+            )
+        ]
+        if r.status == "completed":
+            events.append(
+                HistoryEvent(
+                    E.TIMER_FIRED, utc(r.finished_at or r.started_at), step=r.idx, name=r.name
+                )
+            )
+        return events
+    if r.kind == "signal":
+        events = [
+            HistoryEvent(E.SIGNAL_WAITING, utc(r.started_at), step=r.idx, name=r.name, args=r.args)
+        ]
+        if r.status == "completed":
+            events.append(
+                HistoryEvent(
+                    E.SIGNAL_RECEIVED,
+                    utc(r.finished_at or r.started_at),
+                    step=r.idx,
+                    name=r.name,
+                    result=r.output,
+                )
+            )
+        elif r.status == "timed_out":
+            events.append(
+                HistoryEvent(
+                    E.SIGNAL_TIMED_OUT, utc(r.finished_at or r.started_at), step=r.idx, name=r.name
+                )
+            )
+        return events
+    events = [
+        HistoryEvent(
+            _SCHEDULED[r.kind], utc(r.started_at), step=r.idx, name=r.name, attempt=1, args=r.args
+        )
+    ]
+    for n, failure in enumerate(r.attempts):
+        final = r.status == "failed" and n == len(r.attempts) - 1
+        events.append(
+            HistoryEvent(
+                _FAILED[r.kind],
+                utc(failure["at"] + failure["duration"]),
+                step=r.idx,
+                name=r.name,
+                attempt=failure["attempt"],
+                duration=failure["duration"],
+                args=r.args,
+                error={"error_type": failure["error_type"], "message": failure["message"]},
+                details={"will_retry": not final},
+            )
+        )
+    if r.status == "completed":
+        finished = r.finished_at or r.started_at
+        events.append(
+            HistoryEvent(
+                _COMPLETED[r.kind],
+                utc(finished),
+                step=r.idx,
+                name=r.name,
+                attempt=r.attempt,
+                duration=finished - r.started_at,
+                args=r.args,
+                result=r.output,
+            )
+        )
+    return events
+
+
+def build_history(workflow: Any, steps: list[StepRecord]) -> list[HistoryEvent]:
+    """Events of one run from its workflow row and journal rows."""
+    events = [
+        HistoryEvent(
+            E.WORKFLOW_STARTED,
+            utc(workflow.created_at),
+            name=workflow.name,
+            args=codec.loads(workflow.input),
+        )
+    ]
+    for r in steps:
+        events.extend(_step_events(r))
+    status = Status(workflow.status)
+    end = utc(workflow.updated_at)
+    if status is Status.COMPLETED:
+        events.append(
+            HistoryEvent(
+                E.WORKFLOW_COMPLETED, end, name=workflow.name, result=codec.loads(workflow.result)
+            )
+        )
+    elif status is Status.FAILED:
+        events.append(
+            HistoryEvent(
+                E.WORKFLOW_FAILED, end, name=workflow.name, error=codec.loads(workflow.error)
+            )
+        )
+    elif status is Status.CANCELLED:
+        events.append(HistoryEvent(E.WORKFLOW_CANCELLED, end, name=workflow.name))
+    return events

@@ -1,0 +1,564 @@
+"""Storage for the SQL executor: every statement it runs, behind one class.
+
+`open_store(settings)` dispatches on the database URL to a dialect subclass
+(`_store_sqlite.py`, `_store_postgres.py`) that supplies the engine, its connection set-up and
+the upsert construct; the statements themselves are SQLAlchemy Core and shared.
+
+All calls are synchronous and made from the worker's event-loop thread: one INSERT+COMMIT
+costs ~0.2 ms on SQLite, less than a thread hop would add (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, and_, delete, func, or_, select, update
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from backends.sql import _schema as s
+from bridge import codec
+from bridge._replay import FINAL_STEP_STATUSES, WAITING, StepRecord
+from bridge.backend import Status
+from bridge.config import SqlSettings
+from bridge.errors import (
+    StorageError,
+    WorkflowClosedError,
+    WorkflowIdConflictError,
+    WorkflowNotFoundError,
+)
+
+_HOST = socket.gethostname()
+
+
+def owner_id() -> str:
+    """`host:pid:nonce`: lets a worker on the same host see that an owner process died."""
+    return f"{_HOST}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
+def _owner_dead(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != _HOST or not pid_text.isdigit():
+        return False  # another machine: only lease expiry can tell
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    # A zombie (killed, not yet reaped by its parent) still answers kill(0).
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+class Store:
+    """The journal database. Subclasses set up the engine and dialect-specific SQL."""
+
+    dialect_label = "sql"
+
+    def __init__(self, settings: SqlSettings) -> None:
+        self.settings = settings
+        self.url = settings.url
+        self.engine: Engine = self._create_engine()
+        with self._translate("opening"):
+            self._writer: Connection = self.engine.connect()
+            self._ensure_schema()
+
+    # -- dialect hooks ----------------------------------------------------------------
+    def _create_engine(self) -> Engine:
+        raise NotImplementedError
+
+    def _insert(self, table: Any) -> Any:
+        """The dialect's INSERT construct (it has on_conflict_do_update/nothing)."""
+        raise NotImplementedError
+
+    def _lock_schema(self, conn: Connection) -> None:
+        """Serialize schema creation between processes."""
+
+    def _describe_error(self, exc: DBAPIError, action: str) -> str:
+        return f"{self.dialect_label} journal at {self.url}: {action} failed: {exc.orig}"
+
+    # -- helpers ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _translate(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except DBAPIError as exc:
+            raise StorageError(self._describe_error(exc, action)) from None
+        except SQLAlchemyError as exc:
+            raise StorageError(f"journal at {self.url}: {action} failed: {exc}") from None
+
+    @contextlib.contextmanager
+    def _write(self, action: str) -> Iterator[Connection]:
+        with self._translate(action):
+            conn = self._writer
+            if conn.invalidated or conn.closed:
+                self._writer = conn = self.engine.connect()
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def _read(self, action: str) -> Iterator[Connection]:
+        with self._translate(action), self.engine.connect() as conn:
+            conn = conn.execution_options(bridge_readonly=True)
+            with conn.begin():
+                yield conn
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        self.engine.dispose()
+
+    # -- schema -----------------------------------------------------------------------
+    def _ensure_schema(self) -> None:
+        with self._write("creating the schema") as conn:
+            self._lock_schema(conn)
+            s.metadata.create_all(conn, checkfirst=True)
+            row = conn.execute(
+                select(s.meta.c.value).where(s.meta.c.key == "schema_version")
+            ).first()
+            if row is None:
+                conn.execute(
+                    s.meta.insert().values(key="schema_version", value=str(s.SCHEMA_VERSION))
+                )
+                return
+            version = int(row[0])
+            if version > s.SCHEMA_VERSION:
+                raise StorageError(
+                    f"journal at {self.url} has schema version {version}, newer than this "
+                    f"durable-bridge understands ({s.SCHEMA_VERSION}); upgrade durable-bridge"
+                )
+            while version < s.SCHEMA_VERSION:
+                s.MIGRATIONS[version](conn)
+                version += 1
+            conn.execute(
+                update(s.meta).where(s.meta.c.key == "schema_version").values(value=str(version))
+            )
+
+    def schema_version(self) -> int:
+        with self._read("reading the schema version") as conn:
+            return int(
+                conn.execute(
+                    select(s.meta.c.value).where(s.meta.c.key == "schema_version")
+                ).scalar_one()
+            )
+
+    # -- runs -------------------------------------------------------------------------
+    def create_workflow(self, id: str, name: str, input: dict[str, Any]) -> bool:
+        """Insert a PENDING run unless `id` exists; True when inserted."""
+        now = time.time()
+        stmt = (
+            self._insert(s.workflows)
+            .values(
+                id=id,
+                name=name,
+                status=Status.PENDING.value,
+                input=codec.dumps(input),
+                created_at=now,
+                updated_at=now,
+                executions=0,
+                cancel_requested=False,
+                blocked=False,
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        with self._write("starting a workflow") as conn:
+            created = conn.execute(stmt).rowcount == 1
+            if not created:
+                existing = conn.execute(
+                    select(s.workflows.c.name).where(s.workflows.c.id == id)
+                ).scalar_one()
+                if existing != name:
+                    raise WorkflowIdConflictError(
+                        f"workflow id {id!r} is already used by a run of {existing!r}, "
+                        f"not {name!r}; choose another id"
+                    )
+        return created
+
+    def get_workflow(self, id: str) -> Row[Any]:
+        with self._read("reading a workflow") as conn:
+            row = conn.execute(select(s.workflows).where(s.workflows.c.id == id)).first()
+        if row is None:
+            raise WorkflowNotFoundError(id, self.url)
+        return row
+
+    def list_workflows(self, status: Status | None, limit: int) -> list[Row[Any]]:
+        stmt = select(s.workflows).order_by(s.workflows.c.created_at.desc()).limit(limit)
+        if status is not None:
+            stmt = stmt.where(s.workflows.c.status == status.value)
+        with self._read("listing workflows") as conn:
+            return list(conn.execute(stmt))
+
+    def load_steps(self, id: str) -> list[StepRecord]:
+        with self._read("loading a journal") as conn:
+            rows = conn.execute(
+                select(s.steps).where(s.steps.c.workflow_id == id).order_by(s.steps.c.idx)
+            ).all()
+        return [_record(r) for r in rows]
+
+    def signals_of(self, id: str) -> list[Row[Any]]:
+        with self._read("reading signals") as conn:
+            return list(
+                conn.execute(
+                    select(s.signals).where(s.signals.c.workflow_id == id).order_by(s.signals.c.seq)
+                )
+            )
+
+    # -- worker side --------------------------------------------------------------------
+    def claim(self, owner: str, names: Sequence[str], limit: int) -> list[Row[Any]]:
+        """Lease up to `limit` runnable runs: pending, due, or with an expired lease."""
+        now = time.time()
+        w = s.workflows
+        due = select(s.timers.c.workflow_id).where(s.timers.c.fire_at <= now)
+        runnable = or_(
+            w.c.status == Status.PENDING.value,
+            and_(w.c.status == Status.RUNNING.value, w.c.lease_expires_at < now),
+            and_(w.c.status == Status.WAITING.value, w.c.blocked.is_(False), w.c.id.in_(due)),
+        )
+        # SKIP LOCKED lets several PostgreSQL workers claim disjoint rows without waiting;
+        # SQLite ignores it and serializes writers with BEGIN IMMEDIATE instead.
+        chosen = (
+            select(w.c.id)
+            .where(w.c.name.in_(list(names)), runnable)
+            .order_by(w.c.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        stmt = (
+            update(w)
+            .where(w.c.id.in_(chosen.scalar_subquery()))
+            .values(
+                status=Status.RUNNING.value,
+                lease_owner=owner,
+                lease_expires_at=now + self.settings.lease_seconds,
+                executions=w.c.executions + 1,
+                updated_at=now,
+            )
+            .returning(*w.c)
+        )
+        with self._write("claiming workflows") as conn:
+            return list(conn.execute(stmt))
+
+    def heartbeat(self, owner: str) -> dict[str, bool]:
+        """Extend every lease `owner` holds; {id: cancel_requested} of those still held."""
+        now = time.time()
+        w = s.workflows
+        stmt = (
+            update(w)
+            .where(w.c.lease_owner == owner, w.c.status == Status.RUNNING.value)
+            .values(lease_expires_at=now + self.settings.lease_seconds)
+            .returning(w.c.id, w.c.cancel_requested)
+        )
+        with self._write("renewing leases") as conn:
+            return {r.id: bool(r.cancel_requested) for r in conn.execute(stmt)}
+
+    def expire_dead_owners(self) -> int:
+        """Expire leases of owners on this host whose process is gone, so a restarted worker
+        recovers a killed one's runs at once instead of after the lease runs out."""
+        w = s.workflows
+        with self._read("finding dead workers") as conn:
+            owners = (
+                conn.execute(
+                    select(w.c.lease_owner).where(w.c.status == Status.RUNNING.value).distinct()
+                )
+                .scalars()
+                .all()
+            )
+        dead = [o for o in owners if o and _owner_dead(o)]
+        if not dead:
+            return 0
+        with self._write("expiring dead workers' leases") as conn:
+            return conn.execute(
+                update(w)
+                .where(w.c.lease_owner.in_(dead), w.c.status == Status.RUNNING.value)
+                .values(lease_expires_at=0.0)
+            ).rowcount
+
+    def release(self, owner: str, ids: Sequence[str] | None = None) -> None:
+        """Hand runs back (graceful stop or an infrastructure error) for any worker."""
+        w = s.workflows
+        cond = [w.c.lease_owner == owner, w.c.status == Status.RUNNING.value]
+        if ids is not None:
+            cond.append(w.c.id.in_(list(ids)))
+        with self._write("releasing leases") as conn:
+            conn.execute(
+                update(w)
+                .where(*cond)
+                .values(
+                    status=Status.PENDING.value,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=time.time(),
+                )
+            )
+
+    def unblock(self, names: Sequence[str]) -> None:
+        """Give runs stopped by a NonDeterminismError one more try with this worker's code."""
+        w = s.workflows
+        with self._write("retrying blocked runs") as conn:
+            conn.execute(
+                update(w)
+                .where(w.c.blocked.is_(True), w.c.name.in_(list(names)))
+                .values(status=Status.PENDING.value, blocked=False, updated_at=time.time())
+            )
+
+    def next_timer(self) -> float | None:
+        with self._read("reading timers") as conn:
+            return conn.execute(select(func.min(s.timers.c.fire_at))).scalar()
+
+    # -- journal writes -----------------------------------------------------------------
+    def _upsert_steps(self, conn: Connection, records: Sequence[StepRecord]) -> None:
+        st = s.steps
+        ins = self._insert(st)
+        stmt = ins.on_conflict_do_update(
+            index_elements=["workflow_id", "idx"],
+            set_={
+                c: ins.excluded[c]
+                for c in (
+                    "status",
+                    "output",
+                    "error",
+                    "attempt",
+                    "attempts",
+                    "finished_at",
+                    "fire_at",
+                )
+            },
+            # A final row is never overwritten: the journal is append-only once decided.
+            where=st.c.status.not_in(list(FINAL_STEP_STATUSES)),
+        )
+        conn.execute(stmt, [_row(r) for r in records])
+        arming = [r for r in records if r.status == WAITING and r.fire_at is not None]
+        if arming:
+            conn.execute(
+                self._insert(s.timers).on_conflict_do_nothing(
+                    index_elements=["workflow_id", "idx"]
+                ),
+                [
+                    {"workflow_id": r.workflow_id, "idx": r.idx, "fire_at": r.fire_at}
+                    for r in arming
+                ],
+            )
+        settled = [r for r in records if r.status != WAITING and r.kind in ("sleep", "signal")]
+        for r in settled:
+            conn.execute(
+                delete(s.timers).where(
+                    s.timers.c.workflow_id == r.workflow_id, s.timers.c.idx == r.idx
+                )
+            )
+
+    def write_batch(
+        self, records: Sequence[StepRecord], finishes: Sequence[dict[str, Any]]
+    ) -> list[bool]:
+        """Journal rows and run endings of many runs in one transaction (group commit).
+
+        Each finish is fenced by the lease owner; the returned flags say which still held it.
+        """
+        held: list[bool] = []
+        with self._write("writing the journal") as conn:
+            if records:
+                self._upsert_steps(conn, records)
+            for f in finishes:
+                held.append(self._finish(conn, **f))
+        return held
+
+    def _finish(
+        self,
+        conn: Connection,
+        *,
+        id: str,
+        owner: str,
+        status: Status,
+        result: Any = None,
+        error: dict[str, Any] | None = None,
+    ) -> bool:
+        w = s.workflows
+        done = (
+            conn.execute(
+                update(w)
+                .where(w.c.id == id, w.c.lease_owner == owner)
+                .values(
+                    status=status.value,
+                    result=None if result is None else codec.dumps(result),
+                    error=None if error is None else codec.dumps(error),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    waiting_for=None,
+                    updated_at=time.time(),
+                )
+            ).rowcount
+            == 1
+        )
+        if done:
+            conn.execute(delete(s.timers).where(s.timers.c.workflow_id == id))
+        return done
+
+    def suspend(
+        self,
+        id: str,
+        owner: str,
+        *,
+        waiting_for: str | None,
+        error: dict[str, Any] | None,
+        blocked: bool,
+    ) -> bool:
+        """Park a run. A signal that arrived while it was running makes it PENDING again
+        at once, so a wake-up is never lost between the check and the park."""
+        w = s.workflows
+        with self._write("suspending a workflow") as conn:
+            parked = (
+                conn.execute(
+                    update(w)
+                    .where(w.c.id == id, w.c.lease_owner == owner)
+                    .values(
+                        status=Status.WAITING.value,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        waiting_for=waiting_for,
+                        blocked=blocked,
+                        error=None if error is None else codec.dumps(error),
+                        updated_at=time.time(),
+                    )
+                ).rowcount
+                == 1
+            )
+            if parked and not blocked:
+                pending = conn.execute(
+                    select(s.signals.c.seq)
+                    .where(s.signals.c.workflow_id == id, s.signals.c.consumed_step.is_(None))
+                    .limit(1)
+                ).first()
+                if pending is not None:
+                    conn.execute(update(w).where(w.c.id == id).values(status=Status.PENDING.value))
+        return parked
+
+    def take_signal(self, record: StepRecord) -> tuple[bool, Any]:
+        sg = s.signals
+        with self._write("taking a signal") as conn:
+            row = conn.execute(
+                select(sg.c.seq, sg.c.payload)
+                .where(
+                    sg.c.workflow_id == record.workflow_id,
+                    sg.c.name == record.name,
+                    sg.c.consumed_step.is_(None),
+                )
+                .order_by(sg.c.seq)
+                .limit(1)
+                .with_for_update()
+            ).first()
+            if row is None:
+                self._upsert_steps(conn, [record])
+                return False, None
+            conn.execute(update(sg).where(sg.c.seq == row.seq).values(consumed_step=record.idx))
+            payload = codec.loads(row.payload)
+            done = StepRecord(
+                **{
+                    **record.__dict__,
+                    "status": "completed",
+                    "output": payload,
+                    "finished_at": time.time(),
+                }
+            )
+            self._upsert_steps(conn, [done])
+            return True, payload
+
+    # -- client side --------------------------------------------------------------------
+    def add_signal(self, id: str, name: str, payload: Any) -> None:
+        w = s.workflows
+        with self._write("sending a signal") as conn:
+            # Lock the run's row first: `suspend` takes the same lock, so a signal and a
+            # park never miss each other.
+            status = conn.execute(select(w.c.status).where(w.c.id == id).with_for_update()).scalar()
+            if status is None:
+                raise WorkflowNotFoundError(id, self.url)
+            if Status(status).is_terminal:
+                raise WorkflowClosedError(id, status, "signal")
+            conn.execute(
+                s.signals.insert().values(
+                    workflow_id=id, name=name, payload=codec.dumps(payload), created_at=time.time()
+                )
+            )
+            conn.execute(
+                update(w)
+                .where(w.c.id == id, w.c.status == Status.WAITING.value, w.c.blocked.is_(False))
+                .values(status=Status.PENDING.value, updated_at=time.time())
+            )
+
+    def request_cancel(self, id: str) -> None:
+        w = s.workflows
+        with self._write("cancelling a workflow") as conn:
+            status = conn.execute(select(w.c.status).where(w.c.id == id).with_for_update()).scalar()
+            if status is None:
+                raise WorkflowNotFoundError(id, self.url)
+            if Status(status).is_terminal:
+                raise WorkflowClosedError(id, status, "cancel")
+            values: dict[str, Any] = {"cancel_requested": True, "updated_at": time.time()}
+            if status == Status.WAITING.value:
+                values["status"] = Status.PENDING.value  # wake it so the workflow sees the cancel
+            conn.execute(update(w).where(w.c.id == id).values(**values))
+
+
+def _row(r: StepRecord) -> dict[str, Any]:
+    return {
+        "workflow_id": r.workflow_id,
+        "idx": r.idx,
+        "kind": r.kind,
+        "name": r.name,
+        "status": r.status,
+        "digest": r.digest,
+        "args": None if r.args is None else codec.dumps(r.args),
+        "output": None if r.output is None else codec.dumps(r.output),
+        "error": None if r.error is None else codec.dumps(r.error),
+        "attempt": r.attempt,
+        "attempts": codec.dumps(r.attempts) if r.attempts else None,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+        "fire_at": r.fire_at,
+    }
+
+
+def _record(r: Row[Any]) -> StepRecord:
+    return StepRecord(
+        workflow_id=r.workflow_id,
+        idx=r.idx,
+        kind=r.kind,
+        name=r.name,
+        status=r.status,
+        digest=r.digest,
+        args=codec.loads(r.args),
+        output=codec.loads(r.output),
+        error=codec.loads(r.error),
+        attempt=r.attempt,
+        attempts=codec.loads(r.attempts) or [],
+        started_at=r.started_at,
+        finished_at=r.finished_at,
+        fire_at=r.fire_at,
+    )
+
+
+def open_store(settings: SqlSettings) -> Store:
+    """The Store for `settings.url`, importing only the dialect module it needs."""
+    scheme = settings.url.split(":", 1)[0].split("+", 1)[0]
+    if scheme == "sqlite":
+        from backends.sql._store_sqlite import SqliteStore
+
+        return SqliteStore(settings)
+    if scheme in ("postgresql", "postgres"):
+        from backends.sql._store_postgres import PostgresStore
+
+        return PostgresStore(settings)
+    raise StorageError(
+        f"sql.url {settings.url!r}: unsupported database; use sqlite:///PATH or "
+        f"postgresql+psycopg://USER@HOST/DB"
+    )

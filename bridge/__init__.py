@@ -1,0 +1,77 @@
+"""durable-bridge: write a workflow or agent loop once, run it durably on any engine.
+
+`import bridge` gives the whole user API. `bridge` never imports an engine: backends live
+in `backends.*` and are found through the `bridge.backends` entry-point group.
+"""
+
+from bridge import codec, history
+from bridge.activity import ActivityDefinition, ActivityInfo, RetryPolicy, activity, activity_info
+from bridge.backend import Backend, Status, Worker, WorkflowDescription
+from bridge.client import Client, WorkflowHandle, connect
+from bridge.config import Settings, load_settings
+from bridge.errors import (
+    ActivityError,
+    ActivityTimeoutError,
+    BridgeError,
+    CompensationError,
+    ConfigError,
+    NonDeterminismError,
+    NonRetryableError,
+    NotRegisteredError,
+    SerializationError,
+    StorageError,
+    UnknownBackendError,
+    WorkflowBlockedError,
+    WorkflowCancelledError,
+    WorkflowClosedError,
+    WorkflowFailedError,
+    WorkflowIdConflictError,
+    WorkflowNotFoundError,
+)
+from bridge.history import EventType, HistoryEvent
+from bridge.workflow import Context, WorkflowDefinition, workflow
+
+__all__ = [
+    # Declaring work
+    "activity",
+    "workflow",
+    "RetryPolicy",
+    "Context",
+    "activity_info",
+    "ActivityInfo",
+    "ActivityDefinition",
+    "WorkflowDefinition",
+    # Running it
+    "connect",
+    "Client",
+    "WorkflowHandle",
+    "Worker",
+    "WorkflowDescription",
+    "Status",
+    "Settings",
+    "load_settings",
+    "Backend",
+    # Data and history
+    "codec",
+    "history",
+    "EventType",
+    "HistoryEvent",
+    # Errors
+    "BridgeError",
+    "ConfigError",
+    "UnknownBackendError",
+    "SerializationError",
+    "NonDeterminismError",
+    "ActivityError",
+    "ActivityTimeoutError",
+    "NonRetryableError",
+    "CompensationError",
+    "StorageError",
+    "NotRegisteredError",
+    "WorkflowFailedError",
+    "WorkflowCancelledError",
+    "WorkflowBlockedError",
+    "WorkflowClosedError",
+    "WorkflowIdConflictError",
+    "WorkflowNotFoundError",
+]

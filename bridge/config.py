@@ -1,0 +1,189 @@
+"""Typed settings from bridge.toml, `[tool.bridge]` in pyproject.toml and BRIDGE_* variables.
+
+Later sources win: defaults < pyproject.toml < bridge.toml < environment < explicit values.
+Unknown keys and bad values are errors that name the key, where it came from and what is
+allowed, because a silently ignored typo in a durability setting is a lost-data bug.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bridge.errors import ConfigError
+
+__all__ = ["LangGraphSettings", "Settings", "SqlSettings", "TemporalSettings", "load_settings"]
+
+ENV_PREFIX = "BRIDGE_"
+CONFIG_PATH_ENV = "BRIDGE_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class SqlSettings(_Section):
+    """The embedded executor. `durability`: FULL survives a power cut; NORMAL survives a
+    killed process but may lose the last commits on power loss (SQLite only)."""
+
+    url: str = "sqlite:///.bridge/bridge.db"
+    durability: Literal["FULL", "NORMAL"] = "FULL"
+    lease_seconds: float = Field(30.0, gt=0)
+    poll_interval: float = Field(0.2, gt=0)
+    max_concurrency: int = Field(1000, gt=0)
+    busy_timeout_ms: int = Field(5000, ge=0)
+
+
+class TemporalSettings(_Section):
+    address: str = "localhost:7233"
+    namespace: str = "default"
+    task_queue: str = "bridge"
+    tls: bool = False
+    tls_server_root_ca: str | None = None
+    tls_client_cert: str | None = None
+    tls_client_key: str | None = None
+    connect_timeout: float = Field(5.0, gt=0)
+
+
+class LangGraphSettings(_Section):
+    url: str = "sqlite:///.bridge/langgraph.db"
+    poll_interval: float = Field(0.2, gt=0)
+
+
+class Settings(_Section):
+    backend: str = "sql"
+    workflows: list[str] = Field(default_factory=list)
+    sql: SqlSettings = Field(default_factory=SqlSettings)
+    temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    langgraph: LangGraphSettings = Field(default_factory=LangGraphSettings)
+    # Options for third-party backends, handed to them unvalidated (they validate their own).
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+
+
+_SECTIONS: dict[str, type[_Section]] = {
+    "sql": SqlSettings,
+    "temporal": TemporalSettings,
+    "langgraph": LangGraphSettings,
+}
+
+
+def _allowed(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = Settings
+    for part in loc[:-1]:
+        sub = _SECTIONS.get(str(part))
+        if sub is None:
+            return []
+        model = sub
+    return sorted(model.model_fields)
+
+
+def _describe(exc: ValidationError, origin: Mapping[str, str]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc)
+        where = origin.get(key) or origin.get(key.split(".")[0], "configuration")
+        if err["type"] == "extra_forbidden":
+            lines.append(
+                f"unknown setting `{key}` (from {where}); allowed here: {', '.join(_allowed(loc))}"
+            )
+        else:
+            allowed = ""
+            ctx = err.get("ctx") or {}
+            if "expected" in ctx:
+                allowed = f"; allowed: {ctx['expected']}"
+            lines.append(
+                f"bad value {err.get('input')!r} for `{key}` (from {where}): {err['msg']}{allowed}"
+            )
+    return "; ".join(lines)
+
+
+def _merge(
+    into: dict[str, Any], new: Mapping[str, Any], origin: dict[str, str], source: str
+) -> None:
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            for sub_key in value:
+                origin[f"{key}.{sub_key}"] = source
+            _merge(into[key], value, origin, source)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+            origin[key] = source
+            if isinstance(value, Mapping):
+                for sub_key in value:
+                    origin[f"{key}.{sub_key}"] = source
+
+
+def _env_values(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    top_level = [k for k in Settings.model_fields if k not in _SECTIONS]
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_PATH_ENV:
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key in top_level:
+            values[key] = [m for m in raw.split(",") if m] if key == "workflows" else raw
+            origin[key] = name
+            continue
+        section = next((s for s in _SECTIONS if key.startswith(s + "_")), None)
+        if section is None or key[len(section) + 1 :] not in _SECTIONS[section].model_fields:
+            choices = [ENV_PREFIX + k.upper() for k in top_level] + [
+                f"{ENV_PREFIX}{s.upper()}_{f.upper()}"
+                for s, model in _SECTIONS.items()
+                for f in model.model_fields
+            ]
+            raise ConfigError(f"unknown environment setting {name}; allowed: {', '.join(choices)}")
+        field = key[len(section) + 1 :]
+        values.setdefault(section, {})[field] = raw
+        origin[f"{section}.{field}"] = name
+    return values, origin
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Settings for this directory and environment; `overrides` win over every source."""
+    cwd = cwd or Path.cwd()
+    environ = os.environ if environ is None else environ
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+
+    pyproject = cwd / "pyproject.toml"
+    if pyproject.is_file():
+        tool = _read_toml(pyproject).get("tool", {}).get("bridge")
+        if tool:
+            _merge(merged, tool, origin, f"[tool.bridge] in {pyproject}")
+
+    explicit = environ.get(CONFIG_PATH_ENV)
+    toml_path = Path(explicit) if explicit else cwd / "bridge.toml"
+    if explicit and not toml_path.is_file():
+        raise ConfigError(f"{CONFIG_PATH_ENV} names {toml_path}, which does not exist")
+    if toml_path.is_file():
+        _merge(merged, _read_toml(toml_path), origin, str(toml_path))
+
+    env_values, env_origin = _env_values(environ)
+    _merge(merged, env_values, origin, "environment")
+    origin.update(env_origin)
+    if overrides:
+        _merge(merged, overrides, origin, "explicit settings")
+
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin)) from None

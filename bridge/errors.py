@@ -1,0 +1,191 @@
+"""Every error durable-bridge raises, in one place.
+
+Each one says what was wrong, where (workflow id, step index, parameter, config key) and what
+to do about it, so a user reading one line of a log knows where to look.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BridgeError(Exception):
+    """Base of every error raised by durable-bridge itself."""
+
+
+class ConfigError(BridgeError):
+    """A setting is unknown or has a bad value."""
+
+
+class UnknownBackendError(ConfigError):
+    """The configured backend name is not installed."""
+
+    def __init__(self, name: str, installed: list[str]) -> None:
+        self.name = name
+        self.installed = installed
+        super().__init__(
+            f"unknown backend {name!r}; installed backends: {', '.join(installed) or '(none)'}. "
+            f"Set `backend` in bridge.toml or BRIDGE_BACKEND to one of them, or install the "
+            f'extra that provides it (pip install "durable-bridge[{name}]").'
+        )
+
+
+class EngineNotInstalledError(BridgeError):
+    """An optional engine package is missing; the message carries the install hint."""
+
+    def __init__(self, engine: str, extra: str) -> None:
+        super().__init__(
+            f'the {engine} backend needs its engine package: pip install "durable-bridge[{extra}]"'
+        )
+
+
+class SerializationError(BridgeError, TypeError):
+    """A value cannot be encoded (or decoded) by bridge.codec; nothing was written."""
+
+
+class NonDeterminismError(BridgeError):
+    """Workflow code took a different path from the one recorded in its journal."""
+
+    def __init__(self, workflow_id: str, step: int, recorded: str, current: str) -> None:
+        self.workflow_id = workflow_id
+        self.step = step
+        self.recorded = recorded
+        self.current = current
+        super().__init__(
+            f"workflow {workflow_id!r} diverged from its journal at step {step}: "
+            f"the journal has {recorded}, the code now asks for {current}. "
+            f"Guard the change with ctx.patched('change-id') so old runs keep the old path."
+        )
+
+
+class ActivityError(BridgeError):
+    """An activity failed for good (attempts exhausted, non-retryable, or timed out).
+
+    Raised identically on the live run and on replay, so workflow code that catches it
+    behaves the same both times. The original exception is not kept (nothing is pickled):
+    its type name and message are.
+    """
+
+    def __init__(
+        self,
+        *,
+        activity: str,
+        step: int,
+        error_type: str,
+        message: str,
+        attempts: int,
+        non_retryable: bool = False,
+    ) -> None:
+        self.activity = activity
+        self.step = step
+        self.error_type = error_type
+        self.message = message
+        self.attempts = attempts
+        self.non_retryable = non_retryable
+        super().__init__(
+            f"activity {activity!r} (step {step}) failed after {attempts} attempt(s): "
+            f"{error_type}: {message}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "activity": self.activity,
+            "step": self.step,
+            "error_type": self.error_type,
+            "message": self.message,
+            "attempts": self.attempts,
+            "non_retryable": self.non_retryable,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ActivityError:
+        return cls(**data)
+
+
+class NonRetryableError(Exception):
+    """Raise (or subclass) this in an activity to fail its step at once, without retries."""
+
+
+class ActivityTimeoutError(TimeoutError):
+    """One attempt of an activity overran its timeout; it is retried per the policy."""
+
+
+class CompensationError(BridgeError):
+    """One or more compensations failed; the others still ran, in reverse order."""
+
+    def __init__(self, failures: list[ActivityError]) -> None:
+        self.failures = failures
+        names = ", ".join(f"{f.activity} (step {f.step})" for f in failures)
+        super().__init__(f"compensation failed for: {names}")
+
+
+class WorkflowFailedError(BridgeError):
+    """The workflow ended with an error; `error_type` and `message` say which."""
+
+    def __init__(self, workflow_id: str, error_type: str, message: str) -> None:
+        self.workflow_id = workflow_id
+        self.error_type = error_type
+        self.message = message
+        super().__init__(f"workflow {workflow_id!r} failed: {error_type}: {message}")
+
+
+class WorkflowCancelledError(BridgeError):
+    """The workflow was cancelled before it finished."""
+
+    def __init__(self, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(f"workflow {workflow_id!r} was cancelled")
+
+
+class WorkflowBlockedError(BridgeError):
+    """The run hit a NonDeterminismError; its journal is kept until fixed code resumes it."""
+
+    def __init__(self, workflow_id: str, message: str) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(
+            f"workflow {workflow_id!r} is stopped, not failed: {message}. Its journal is "
+            f"kept; deploy code that replays it (or guard the change with ctx.patched) and "
+            f"restart the worker"
+        )
+
+
+class WorkflowNotFoundError(BridgeError):
+    """No workflow with this id exists in the configured backend."""
+
+    def __init__(self, workflow_id: str, where: str = "") -> None:
+        self.workflow_id = workflow_id
+        suffix = f" in {where}" if where else ""
+        super().__init__(
+            f"no workflow with id {workflow_id!r}{suffix}; `bridge list` shows the known ids"
+        )
+
+
+class WorkflowClosedError(BridgeError):
+    """A signal or cancel was sent to a workflow that has already finished."""
+
+    def __init__(self, workflow_id: str, status: str, action: str) -> None:
+        self.workflow_id = workflow_id
+        self.status = status
+        super().__init__(
+            f"cannot {action} workflow {workflow_id!r}: it is already {status.lower()}"
+        )
+
+
+class WorkflowIdConflictError(BridgeError):
+    """An id is already used by a run of a different workflow."""
+
+
+class NotRegisteredError(BridgeError):
+    """A function was used as a workflow or activity without its decorator, or is unknown."""
+
+
+class StorageError(BridgeError):
+    """The journal's database cannot be used (corrupt, locked, newer schema, unreachable)."""
+
+
+class OutsideWorkflowError(BridgeError):
+    """A workflow-only operation was called outside a running workflow."""
+
+
+class TimeoutWaitingError(BridgeError, TimeoutError):
+    """A client-side wait (for example `result(timeout=...)`) ran out."""
