@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, delete, func, or_, select, update
+from sqlalchemy import Connection, Engine, Row, and_, delete, func, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from backends.sql import _schema as s
@@ -71,6 +71,7 @@ class Store:
         self.settings = settings
         self.url = settings.url
         self.engine: Engine = self._create_engine()
+        self._upsert_stmt: Any = None
         with self._translate("opening"):
             self._writer: Connection = self.engine.connect()
             self._ensure_schema()
@@ -318,26 +319,37 @@ class Store:
             return conn.execute(select(func.min(s.timers.c.fire_at))).scalar()
 
     # -- journal writes -----------------------------------------------------------------
+    def _step_upsert(self) -> Any:
+        """Built once: constructing an ON CONFLICT statement costs more than running it."""
+        if self._upsert_stmt is None:
+            st = s.steps
+            ins = self._insert(st)
+            self._upsert_stmt = ins.on_conflict_do_update(
+                index_elements=["workflow_id", "idx"],
+                set_={
+                    c: ins.excluded[c]
+                    for c in (
+                        "status",
+                        "output",
+                        "error",
+                        "attempt",
+                        "attempts",
+                        "finished_at",
+                        "fire_at",
+                    )
+                },
+                # A final row is never overwritten: the journal is append-only once decided.
+                # Spelled as literal SQL: a bound IN list cannot be used with executemany.
+                where=text(
+                    "bridge_steps.status NOT IN ("
+                    + ", ".join(f"'{x}'" for x in sorted(FINAL_STEP_STATUSES))
+                    + ")"
+                ),
+            )
+        return self._upsert_stmt
+
     def _upsert_steps(self, conn: Connection, records: Sequence[StepRecord]) -> None:
-        st = s.steps
-        ins = self._insert(st)
-        stmt = ins.on_conflict_do_update(
-            index_elements=["workflow_id", "idx"],
-            set_={
-                c: ins.excluded[c]
-                for c in (
-                    "status",
-                    "output",
-                    "error",
-                    "attempt",
-                    "attempts",
-                    "finished_at",
-                    "fire_at",
-                )
-            },
-            # A final row is never overwritten: the journal is append-only once decided.
-            where=st.c.status.not_in(list(FINAL_STEP_STATUSES)),
-        )
+        stmt = self._step_upsert()
         conn.execute(stmt, [_row(r) for r in records])
         arming = [r for r in records if r.status == WAITING and r.fire_at is not None]
         if arming:

@@ -1,0 +1,496 @@
+"""`bridge ...`: run, start, signal and inspect durable workflows from a shell (typer + rich).
+
+Every command reads the same settings as `bridge.connect()` (bridge.toml, `[tool.bridge]`,
+BRIDGE_* variables); `--backend` overrides the backend. A failure prints one red
+`error: ...` line on stderr and exits 1; `bridge --debug ...` shows the traceback instead.
+Results are printed as JSON on stdout so they can be piped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import os
+import signal
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bridge import codec
+from bridge.backend import Status, WorkflowDescription
+from bridge.client import Client, connect
+from bridge.config import Settings, load_settings
+from bridge.errors import BridgeError
+from bridge.history import EventType, HistoryEvent, to_json
+from bridge.workflow import WorkflowDefinition, registered_workflows
+
+__all__ = ["app", "main"]
+
+T = TypeVar("T")
+
+#: The repository root: lets `bridge demo` import `examples` when run from elsewhere.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_MODULE = "examples.llm_parse_save"
+DEMO_WORKFLOW = "analyze"
+DEMO_PROMPT = "The new release is fast and reliable, but the install docs are bad."
+
+app = typer.Typer(
+    name="bridge",
+    help="Run and inspect durable workflows on the configured backend.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Errors are printed as one line by main(); a traceback only with --debug.
+    pretty_exceptions_enable=False,
+)
+
+
+def _console(*, stderr: bool = False) -> Console:
+    # Piped output is not wrapped at rich's default 80 columns, so `bridge list | grep`
+    # sees whole rows; tables still shrink to their content.
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, highlight=False, width=200 if wide else None)
+
+
+out = _console()
+err = _console(stderr=True)
+
+
+class CliError(Exception):
+    """A user mistake the CLI itself detects (bad MODULE:WORKFLOW, bad JSON, ...)."""
+
+
+class _State:
+    debug = False
+    backend: str | None = None
+
+
+# -- plumbing -------------------------------------------------------------------------------
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _fail(exc: BaseException) -> NoReturn:
+    if isinstance(exc, BridgeError | CliError):
+        message = str(exc)
+    else:
+        message = f"{type(exc).__name__}: {exc} (run `bridge --debug ...` for the traceback)"
+    # markup=False: messages quote TOML sections like [tool.bridge]; soft_wrap: one line.
+    err.print(f"error: {_one_line(message)}", style="red", markup=False, soft_wrap=True)
+    raise SystemExit(1)
+
+
+def _add_cwd_to_path() -> None:
+    cwd = str(Path.cwd())
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def _import_module(name: str) -> Any:
+    _add_cwd_to_path()
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise CliError(f"cannot import module {name!r}: {exc}") from exc
+
+
+def _load_workflow(target: str) -> WorkflowDefinition[..., Any]:
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise CliError(
+            f"expected MODULE:WORKFLOW (for example examples.hello:greet), got {target!r}"
+        )
+    module = _import_module(module_name)
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        found = sorted(n for n, v in vars(module).items() if isinstance(v, WorkflowDefinition))
+        raise CliError(
+            f"module {module_name!r} has no attribute {attr!r}; workflows in it: "
+            f"{', '.join(found) or '(none)'}"
+        ) from None
+    if not isinstance(obj, WorkflowDefinition):
+        raise CliError(f"{target} is not a bridge workflow; decorate it with @bridge.workflow")
+    return obj
+
+
+def _parse_json(text: str | None, *, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{what} is not valid JSON ({exc}): {text!r}") from None
+
+
+def _workflow_args(text: str | None) -> list[Any]:
+    """A JSON array is the positional arguments; any other JSON value is the one argument."""
+    if text is None:
+        return []
+    value = _parse_json(text, what="ARGS_JSON")
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _settings(backend: str | None) -> Settings:
+    backend = backend or _State.backend
+    return load_settings({"backend": backend} if backend else None)
+
+
+async def _with_client(settings: Settings, body: Callable[[Client], Awaitable[T]]) -> T:
+    client = await connect(settings)
+    try:
+        return await body(client)
+    finally:
+        await client.close()
+
+
+def _run(settings: Settings, body: Callable[[Client], Awaitable[T]]) -> T:
+    return asyncio.run(_with_client(settings, body))
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(codec.to_jsonable(value, where="result"), indent=2, ensure_ascii=False))
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = _one_line(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _when(desc_time: Any) -> str:
+    return desc_time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+_ARGS_HELP = "A JSON array of positional arguments, or one JSON value as the only argument."
+
+BackendOption = Annotated[
+    str | None,
+    typer.Option("--backend", "-b", help="Backend to use instead of the configured one."),
+]
+
+
+# -- commands -------------------------------------------------------------------------------
+@app.callback()
+def _main_options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks instead of one error line.")
+    ] = False,
+    backend: BackendOption = None,
+) -> None:
+    _State.debug = debug
+    _State.backend = backend
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Argument(metavar="MODULE:WORKFLOW")],
+    args_json: Annotated[str | None, typer.Argument(metavar="[ARGS_JSON]", help=_ARGS_HELP)] = None,
+    id: Annotated[str | None, typer.Option("--id", help="Workflow id (default: new).")] = None,
+    backend: BackendOption = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Give up waiting after S seconds.")
+    ] = None,
+) -> None:
+    """Start a workflow and run a worker for it in this process; print its result as JSON."""
+    defn = _load_workflow(target)
+    args = _workflow_args(args_json)
+    settings = _settings(backend)
+
+    async def body(client: Client) -> Any:
+        handle = await client.start(defn, *args, id=id)
+        async with client.worker([defn]):
+            return await handle.result(timeout=timeout)
+
+    _print_json(_run(settings, body))
+
+
+@app.command()
+def start(
+    target: Annotated[str, typer.Argument(metavar="MODULE:WORKFLOW")],
+    args_json: Annotated[str | None, typer.Argument(metavar="[ARGS_JSON]", help=_ARGS_HELP)] = None,
+    id: Annotated[str | None, typer.Option("--id", help="Workflow id (default: new).")] = None,
+    backend: BackendOption = None,
+) -> None:
+    """Start a workflow without running it (a `bridge worker` runs it); print its id."""
+    defn = _load_workflow(target)
+    args = _workflow_args(args_json)
+
+    async def body(client: Client) -> str:
+        handle = await client.start(defn, *args, id=id)
+        if not handle.created:
+            err.print(f"{handle.id} already exists; not started again", style="yellow")
+        return handle.id
+
+    print(_run(_settings(backend), body))
+
+
+@app.command()
+def worker(
+    module: Annotated[
+        list[str] | None,
+        typer.Option("--module", "-m", help="Module defining workflows (repeatable)."),
+    ] = None,
+    backend: BackendOption = None,
+) -> None:
+    """Run a worker for the given modules' workflows (and `workflows` in the settings)."""
+    settings = _settings(backend)
+    for name in [*(module or []), *settings.workflows]:
+        _import_module(name)
+    names = sorted(registered_workflows())
+    if not names:
+        raise CliError(
+            "no workflows to run: pass --module MODULE or set `workflows = [...]` in bridge.toml"
+        )
+
+    async def body(client: Client) -> None:
+        w = client.worker()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):  # Windows has no signal handlers
+                loop.add_signal_handler(sig, w.stop)
+        err.print(
+            f"worker on backend {client.backend_name} for: {', '.join(names)} (Ctrl-C to stop)",
+            markup=False,
+        )
+        await w.run()
+        err.print("worker stopped", markup=False)
+
+    _run(settings, body)
+
+
+@app.command("signal")
+def signal_(
+    id: str,
+    name: str,
+    payload_json: Annotated[str | None, typer.Argument(metavar="[PAYLOAD_JSON]")] = None,
+    backend: BackendOption = None,
+) -> None:
+    """Send signal NAME (with an optional JSON payload) to workflow ID."""
+    payload = _parse_json(payload_json, what="PAYLOAD_JSON")
+    _run(_settings(backend), lambda c: c.signal(id, name, payload))
+    out.print(f"signal {name!r} sent to {id}", markup=False)
+
+
+@app.command()
+def cancel(id: str, backend: BackendOption = None) -> None:
+    """Ask workflow ID to cancel (its compensations, if any, still run)."""
+    _run(_settings(backend), lambda c: c.cancel(id))
+    out.print(f"cancellation requested for {id}", markup=False)
+
+
+@app.command()
+def status(id: str, backend: BackendOption = None) -> None:
+    """Describe workflow ID: its name, status, times and result or error."""
+    desc = _run(_settings(backend), lambda c: c.describe(id))
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("id", desc.id)
+    table.add_row("name", desc.name)
+    table.add_row("status", _status_text(desc))
+    table.add_row("backend", desc.backend)
+    table.add_row("created", _when(desc.created_at))
+    table.add_row("updated", _when(desc.updated_at))
+    if desc.waiting_for:
+        table.add_row("waiting for", desc.waiting_for)
+    if desc.status is Status.COMPLETED:
+        table.add_row("result", json.dumps(desc.result, ensure_ascii=False))
+    if desc.error:
+        table.add_row(
+            "error", f"{desc.error.get('error_type', 'Error')}: {desc.error.get('message', '')}"
+        )
+    out.print(table)
+
+
+def _status_text(desc: WorkflowDescription) -> str:
+    return f"{desc.status.value} (blocked)" if desc.blocked else desc.status.value
+
+
+@app.command("list")
+def list_(
+    status: Annotated[
+        Status | None,
+        typer.Option("--status", "-s", case_sensitive=False, help="Only this status."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most N runs.")] = 50,
+    backend: BackendOption = None,
+) -> None:
+    """List workflow runs, newest first."""
+    runs = _run(_settings(backend), lambda c: c.list(status=status, limit=limit))
+    if not runs:
+        out.print("no workflows" + (f" with status {status.value}" if status else ""))
+        return
+    table = Table()
+    table.add_column("id", overflow="fold")
+    table.add_column("workflow")
+    table.add_column("status")
+    table.add_column("created")
+    table.add_column("updated")
+    table.add_column("waiting for")
+    for d in runs:
+        table.add_row(
+            d.id,
+            d.name,
+            _status_text(d),
+            _when(d.created_at),
+            _when(d.updated_at),
+            d.waiting_for or "",
+        )
+    out.print(table)
+
+
+@app.command()
+def history(
+    id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="The neutral history as JSON.")] = False,
+    backend: BackendOption = None,
+) -> None:
+    """Show the event timeline of workflow ID."""
+    events = _run(_settings(backend), lambda c: c.history(id))
+    if as_json:
+        print(to_json(events))
+    else:
+        out.print(_timeline(events))
+
+
+@app.command()
+def result(
+    id: str,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Give up waiting after S seconds.")
+    ] = None,
+    backend: BackendOption = None,
+) -> None:
+    """Wait for workflow ID to finish and print its result as JSON."""
+    _print_json(_run(_settings(backend), lambda c: c.result(id, timeout=timeout)))
+
+
+@app.command()
+def demo(
+    prompt: Annotated[str, typer.Option("--prompt", help="Text for the fake LLM.")] = DEMO_PROMPT,
+    backend: BackendOption = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait.")] = 60.0,
+) -> None:
+    """Run the LLM -> parse -> save lab (offline) and show what ran, and how often."""
+    _add_cwd_to_path()
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.append(str(REPO_ROOT))  # after cwd: a local `examples` package wins
+    defn = _load_workflow(f"{DEMO_MODULE}:{DEMO_WORKFLOW}")
+    settings = _settings(backend)
+    run_id = f"demo-{uuid.uuid4().hex[:12]}"
+
+    async def body(client: Client) -> tuple[Any, list[HistoryEvent]]:
+        handle = await client.start(defn, prompt, id=run_id)
+        async with client.worker([defn]):
+            value = await handle.result(timeout=timeout)
+        return value, await handle.history()
+
+    value, events = _run(settings, body)
+    out.print(f"workflow {run_id} on backend {settings.backend}: result", markup=False)
+    _print_json(value)
+    out.print()
+    out.print(_timeline(events))
+    out.print(activity_summary(events), markup=False)
+
+
+# -- history rendering ----------------------------------------------------------------------
+_EVENT_STYLE = {
+    EventType.STEP_FAILED: "red",
+    EventType.COMPENSATION_FAILED: "red",
+    EventType.WORKFLOW_FAILED: "bold red",
+    EventType.WORKFLOW_CANCELLED: "yellow",
+    EventType.STEP_COMPLETED: "green",
+    EventType.COMPENSATION_COMPLETED: "green",
+    EventType.WORKFLOW_COMPLETED: "bold green",
+}
+
+
+def _detail(e: HistoryEvent) -> str:
+    if e.error:
+        text = f"{e.error.get('error_type', 'Error')}: {e.error.get('message', '')}"
+        if e.details.get("will_retry"):
+            text += " (will retry)"
+        return _short(text, 80)
+    if e.type in (EventType.STEP_COMPLETED, EventType.WORKFLOW_COMPLETED) or e.result is not None:
+        return "-> " + _short(e.result)
+    if e.args is not None:
+        return _short(e.args)
+    return ""
+
+
+def _timeline(events: Iterable[HistoryEvent]) -> Table:
+    table = Table(title_justify="left")
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("event", no_wrap=True)
+    table.add_column("step", justify="right")
+    table.add_column("name")
+    table.add_column("attempt", justify="right")
+    table.add_column("ms", justify="right")
+    table.add_column("args / result / error", overflow="fold")
+    for e in events:
+        table.add_row(
+            e.time.strftime("%H:%M:%S.%f")[:-3],
+            e.type.value,
+            "" if e.step is None else str(e.step),
+            e.name or "",
+            "" if e.attempt is None else str(e.attempt),
+            "" if e.duration is None else f"{e.duration * 1000:.1f}",
+            _detail(e),
+            style=_EVENT_STYLE.get(e.type),
+        )
+    return table
+
+
+def activity_summary(events: Iterable[HistoryEvent]) -> str:
+    """ "call_llm ran 1 time, parse_json ran 2 times (1 failure retried), ...": every attempt
+    (completed or failed) counted per activity name, in order of first appearance."""
+    runs: Counter[str] = Counter()
+    retried: Counter[str] = Counter()
+    final: Counter[str] = Counter()
+    for e in events:
+        if e.type not in (EventType.STEP_COMPLETED, EventType.STEP_FAILED) or not e.name:
+            continue
+        runs[e.name] += 1
+        if e.type is EventType.STEP_FAILED:
+            (retried if e.details.get("will_retry") else final)[e.name] += 1
+    parts = []
+    for name, count in runs.items():
+        text = f"{name} ran {count} time{'s' if count != 1 else ''}"
+        notes = []
+        if retried[name]:
+            notes.append(f"{retried[name]} failure{'s' if retried[name] != 1 else ''} retried")
+        if final[name]:
+            notes.append("then failed for good")
+        if notes:
+            text += f" ({', '.join(notes)})"
+        parts.append(text)
+    return ", ".join(parts) if parts else "no activity ran"
+
+
+# -- entry point ----------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    """The `bridge` console script."""
+    try:
+        app(args=argv, prog_name="bridge")
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as exc:
+        if _State.debug:
+            raise
+        _fail(exc)
+
+
+if __name__ == "__main__":
+    main()

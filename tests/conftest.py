@@ -1,0 +1,143 @@
+"""Shared fixtures: a client per backend on a fresh database, worker subprocesses, a ledger."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bridge
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("BRIDGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+# The backends the behaviour tests run on; later backends add themselves here.
+BACKENDS = ["sql"]
+
+
+def fast_sql(url: str) -> dict[str, Any]:
+    """SQL settings tuned for tests: quick polling, short leases."""
+    return {"url": url, "poll_interval": 0.02, "lease_seconds": 3.0}
+
+
+@pytest.fixture
+def sql_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/bridge.db"
+
+
+@pytest.fixture
+def ledger_path(tmp_path: Path) -> str:
+    return str(tmp_path / "ledger.db")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def settings(backend_name: str, sql_url: str) -> dict[str, Any]:
+    return {"backend": backend_name, "sql": fast_sql(sql_url)}
+
+
+@pytest.fixture
+async def client(settings: dict[str, Any]) -> AsyncIterator[bridge.Client]:
+    c = await bridge.connect(settings)
+    yield c
+    await c.close()
+
+
+def settings_env(settings: dict[str, Any]) -> dict[str, str]:
+    """The same settings as BRIDGE_* variables, for subprocesses."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    env["BRIDGE_BACKEND"] = settings["backend"]
+    for key, value in settings.get("sql", {}).items():
+        env[f"BRIDGE_SQL_{key.upper()}"] = str(value)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+class Workers:
+    """Worker subprocesses, killed at teardown whatever happened."""
+
+    def __init__(self, settings: dict[str, Any], tmp_path: Path) -> None:
+        self.settings = settings
+        self.tmp_path = tmp_path
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *modules: str) -> subprocess.Popen[bytes]:
+        log = open(self.tmp_path / f"worker{len(self.procs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.worker_proc", *modules],
+            cwd=ROOT,
+            env=settings_env(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+@pytest.fixture
+def workers(settings: dict[str, Any], tmp_path: Path) -> Iterator[Workers]:
+    w = Workers(settings, tmp_path)
+    yield w
+    w.close()
+
+
+def wait_until(check: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def postgres_available() -> str | None:
+    """None when the server answers, else the reason to skip."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install 'durable-bridge[postgres]')"
+    try:
+        psycopg.connect(
+            "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=2"
+        ).close()
+    except Exception as exc:
+        return f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}"
+    return None
+
+
+@pytest.fixture
+def pg_url() -> str:
+    reason = postgres_available()
+    if reason:
+        pytest.skip(reason)
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(PG_URL)
+    with engine.begin() as conn:
+        for table in (
+            "bridge_signals",
+            "bridge_timers",
+            "bridge_steps",
+            "bridge_workflows",
+            "bridge_meta",
+        ):
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+    engine.dispose()
+    return PG_URL
