@@ -394,6 +394,26 @@ def summarize(results: Iterable[Result]) -> list[Summary]:
     return list(groups.values())
 
 
+def with_best_concurrent(summaries: Sequence[Summary]) -> list[Summary]:
+    """Add a headline ``concurrent`` row per engine: its best ``concurrent:MODE`` row.
+
+    Each engine is given its best honest figure among the ways of running it that were
+    measured; every mode stays in the table, so the choice is visible.
+    """
+    out: list[Summary] = []
+    done: set[str] = set()
+    for s in summaries:
+        if s.scenario.startswith("concurrent:") and s.engine not in done:
+            modes = [m for m in summaries if m.engine == s.engine and m.scenario != s.scenario]
+            modes = [s, *(m for m in modes if m.scenario.startswith("concurrent:"))]
+            best = max(modes, key=lambda m: m.median)
+            details = [{**d, "best_of": len(modes)} for d in best.details]
+            out.append(Summary(s.engine, "concurrent", best.unit, best.figures, best.rss, details))
+            done.add(s.engine)
+        out.append(s)
+    return out
+
+
 def fmt(x: float) -> str:
     """Three significant digits, thousands separators for big numbers."""
     if x >= 1000:
@@ -459,7 +479,8 @@ def _note(s: Summary) -> str:
         bps = statistics.median(x["bytes_per_step"] for x in s.details)
         parts.append(f"CPU {cpu:.3f} ms/step, {bps:,.0f} B/step")
     elif s.scenario.startswith("concurrent"):
-        parts.append(f"{d.get('n')}, mode: {d.get('mode')}")
+        best = f"best of {d['best_of']} modes: " if "best_of" in d else "mode: "
+        parts.append(f"{d.get('n')}, {best}{d.get('mode')}")
     elif s.scenario == "resume":
         lost = ",".join(str(x["lost_at_crash"]) for x in s.details)
         opened = statistics.median(x.get("open_s", 0.0) for x in s.details) * 1000
@@ -481,7 +502,7 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def print_table(results: Sequence[Result]) -> None:
     """Plain-text table on stdout, for a person watching a run."""
-    rows = [TABLE_HEADER, *table_rows(summarize(results))]
+    rows = [TABLE_HEADER, *table_rows(with_best_concurrent(summarize(results)))]
     widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEADER))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

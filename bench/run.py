@@ -34,6 +34,7 @@ from bench._harness import (
     run_child,
     summarize,
     table_rows,
+    with_best_concurrent,
     write_section,
 )
 
@@ -158,11 +159,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, help="repetitions (default 3, or 1 with --quick)")
     ap.add_argument("--scenario", choices=SCENARIOS, action="append", help="limit scenarios")
     ap.add_argument(
-        "--all-modes", action="store_true", help="also run every non-default concurrent mode"
+        "--modes",
+        choices=["all", "default"],
+        help="concurrent: run every mode an engine offers and head with the best one (the"
+        " default), or only each engine's default mode (the default with --quick)",
     )
     ap.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
     args = ap.parse_args(argv)
     args.repeat = args.repeat or (1 if args.quick else 3)
+    args.modes = args.modes or ("default" if args.quick else "all")
     given = list(sys.argv[1:] if argv is None else argv)
     command = shlex.join(["python", "-m", "bench.run", *given])
 
@@ -176,7 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not order:
         print("nothing to run")
         return 1
-    extra_modes = {m: _modes(m)[1:] for m in order} if args.all_modes else {}
+    # None runs the engine's default mode, reported as plain "concurrent".
+    modes: dict[str, list[str | None]] = {
+        m: (list(_modes(m)) or [None]) if args.modes == "all" else [None] for m in order
+    }
 
     started = dt.datetime.now()
     load_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -188,15 +196,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"repetition {rep + 1}/{args.repeat}: {', '.join(rotated)}", flush=True)
         for scenario in scenarios:
             for module in rotated:
-                results += _measure(module, scenario, base, failures)
-                if scenario == "concurrent":
-                    for mode in extra_modes.get(module, []):
-                        results += _measure(module, scenario, [*base, "--mode", mode], failures)
+                if scenario != "concurrent":
+                    results += _measure(module, scenario, base, failures)
+                    continue
+                for mode in modes[module]:
+                    extra = base if mode is None else [*base, "--mode", mode]
+                    results += _measure(module, scenario, extra, failures)
     finished = dt.datetime.now()
     load_end = " ".join(f"{x:.2f}" for x in os.getloadavg())
 
     print()
-    print_table(results)
+    print_table(results)  # adds the best-of-modes headline itself
     for f in failures:
         print(f"\nFAILED: {f}")
     for n in notes:
@@ -206,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nbench/RESULTS.md not written (--quick or --no-write)")
         return 1 if failures else 0
 
-    summaries = summarize(results)
+    summaries = with_best_concurrent(summarize(results))
     rows = table_rows(summaries)
     for group in groups:
         names = {m.rsplit(".", 1)[1] for m in ENGINES[group]}

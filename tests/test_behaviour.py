@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import subprocess
 import sys
 import time
@@ -65,7 +66,7 @@ async def test_retry_backoff_grows(client: bridge.Client) -> None:
     ATTEMPT_TIMES.clear()
     async with client.worker([retrying]):
         assert await client.execute(retrying, id="retry-1", timeout=20) == "ok"
-    gaps = [b - a for a, b in zip(ATTEMPT_TIMES, ATTEMPT_TIMES[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(ATTEMPT_TIMES)]
     assert len(gaps) == 3
     assert gaps[0] >= 0.05
     assert gaps[1] > gaps[0] * 1.5 and gaps[2] > gaps[1] * 1.5, gaps
@@ -166,7 +167,7 @@ async def test_signal_from_another_process(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        out, err = await proc.communicate()
+        _out, err = await proc.communicate()
         assert proc.returncode == 0, err.decode()
         assert await handle.result(timeout=20) == "decided:yes"
     assert ledger.counts(ledger_path) == {"asked": 1, "decided:yes": 1}
