@@ -78,6 +78,10 @@ class RunJournal(Protocol):
     async def write(self, *records: StepRecord) -> None:
         """Make `records` durable (upserts by index; final rows are never overwritten)."""
 
+    def lease_ok(self) -> bool:
+        """False once this worker may have lost the run to another one; the context then
+        starts no further side effect and writes nothing more."""
+
     async def take_signal(self, record: StepRecord) -> tuple[bool, Any]:
         """Atomically consume the oldest pending signal named `record.name` and write
         `record` completed with its payload; or write `record` as it is and return
@@ -166,7 +170,13 @@ class JournaledContext(Context):
             self._clock = max(self._clock, rec.finished_at)
         return rec
 
+    def _fence(self) -> None:
+        if not self._journal.lease_ok():
+            # Cancelled, not failed: the run is intact and whoever holds the lease goes on.
+            raise asyncio.CancelledError(f"lease on workflow {self._id!r} expired")
+
     async def _write(self, rec: StepRecord) -> None:
+        self._fence()
         pending, self._unwritten = self._unwritten, []
         await self._journal.write(*pending, rec)
         self._steps[rec.idx] = rec
@@ -213,6 +223,7 @@ class JournaledContext(Context):
             started_at=started,
         )
         while True:
+            self._fence()
             t0 = time.time()
             try:
                 out = await run_attempt(defn, data, workflow_id=self._id, step=idx, attempt=attempt)

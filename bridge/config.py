@@ -7,6 +7,7 @@ allowed, because a silently ignored typo in a durability setting is a lost-data 
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -21,6 +22,9 @@ __all__ = ["LangGraphSettings", "Settings", "SqlSettings", "TemporalSettings", "
 
 ENV_PREFIX = "BRIDGE_"
 CONFIG_PATH_ENV = "BRIDGE_CONFIG"
+# BRIDGE_* variables that are switches of the process, not settings.
+_NOT_SETTINGS = frozenset({CONFIG_PATH_ENV, "BRIDGE_DISABLE_PLUGIN_AUTOLOAD"})
+_NOT_SETTINGS_PREFIX = "BRIDGE_TEST_"  # the test suite's own knobs
 
 
 class _Section(BaseModel):
@@ -124,11 +128,15 @@ def _env_values(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, s
     origin: dict[str, str] = {}
     top_level = [k for k in Settings.model_fields if k not in _SECTIONS]
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_PATH_ENV:
+        if (
+            not name.startswith(ENV_PREFIX)
+            or name in _NOT_SETTINGS
+            or name.startswith(_NOT_SETTINGS_PREFIX)
+        ):
             continue
         key = name[len(ENV_PREFIX) :].lower()
         if key in top_level:
-            values[key] = [m for m in raw.split(",") if m] if key == "workflows" else raw
+            values[key] = _env_value(name, key, raw)
             origin[key] = name
             continue
         section = next((s for s in _SECTIONS if key.startswith(s + "_")), None)
@@ -143,6 +151,18 @@ def _env_values(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, s
         values.setdefault(section, {})[field] = raw
         origin[f"{section}.{field}"] = name
     return values, origin
+
+
+def _env_value(name: str, key: str, raw: str) -> Any:
+    """Lists are comma-separated; tables are JSON objects."""
+    if key == "workflows":
+        return [m for m in raw.split(",") if m]
+    if key == "backend_options":
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{name} must be a JSON object: {exc}") from None
+    return raw
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -37,8 +37,9 @@ class EventType(enum.StrEnum):
 
 @dataclass(frozen=True)
 class HistoryEvent:
-    """One event. `step` is the journal index; `attempt` and `duration` (seconds) are set
-    for step events; `args`/`result`/`error` hold JSON-compatible data."""
+    """One event. `step` is the journal index. `duration` (seconds) is one attempt's time
+    on a failure event and the whole step's time, retries and backoff included, on a
+    completion (Temporal's schedule-to-close). `args`/`result`/`error` are JSON data."""
 
     type: EventType
     time: datetime

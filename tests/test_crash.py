@@ -19,14 +19,12 @@ from tests.wfs import five_steps, nap
 
 def completed_steps(url: str, id: str) -> int:
     engine = sqlalchemy.create_engine(url)
+    query = sqlalchemy.text(
+        "SELECT count(*) FROM bridge_steps WHERE workflow_id = :id AND status = 'completed'"
+    )
     try:
         with engine.connect() as conn:
-            return conn.exec_driver_sql(
-                "SELECT count(*) FROM bridge_steps WHERE workflow_id = ? AND status = 'completed'"
-                if url.startswith("sqlite")
-                else "SELECT count(*) FROM bridge_steps WHERE workflow_id = %(id)s AND status = 'completed'",
-                (id,) if url.startswith("sqlite") else {"id": id},
-            ).scalar_one()
+            return conn.execute(query, {"id": id}).scalar_one()
     finally:
         engine.dispose()
 
@@ -63,7 +61,9 @@ async def test_sigkill_after_step_3_resumes_without_repeating(
 
 
 @pytest.mark.postgres
-async def test_sigkill_after_step_3_on_postgres(pg_url: str, tmp_path: Path, ledger_path: str) -> None:
+async def test_sigkill_after_step_3_on_postgres(
+    pg_url: str, tmp_path: Path, ledger_path: str
+) -> None:
     await crash_after_step_3({"backend": "sql", "sql": fast_sql(pg_url)}, tmp_path, ledger_path)
 
 

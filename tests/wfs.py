@@ -22,7 +22,7 @@ async def side_effect(ledger_path: str, label: str, gate: str, *, idempotency_ke
     """Waits for `gate` (a file) to exist, when given, then records its call in the ledger."""
     while gate and not os.path.exists(gate):
         await asyncio.sleep(0.02)
-    ledger.record(ledger_path, f"{label}|{idempotency_key}")
+    await asyncio.to_thread(ledger.record, ledger_path, f"{label}|{idempotency_key}")
     return label
 
 

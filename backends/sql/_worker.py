@@ -28,16 +28,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("bridge.sql.worker")
 
 _DEAD_OWNER_CHECK_SECONDS = 1.0
+# Stop starting work this fraction of a lease before it runs out: clocks of workers on
+# different hosts are close, not equal.
+_LEASE_MARGIN = 0.2
 
 
 class _RunJournal:
     """The RunJournal of one run, writing through the worker's group committer."""
 
-    def __init__(self, worker: SqlWorker) -> None:
+    def __init__(self, worker: SqlWorker, id: str) -> None:
         self._worker = worker
+        self._id = id
 
     async def write(self, *records: StepRecord) -> None:
         await self._worker.committer.write(records)
+
+    def lease_ok(self) -> bool:
+        return self._worker.lease_ok(self._id)
 
     async def take_signal(self, record: StepRecord) -> tuple[bool, Any]:
         return self._worker.backend.store.take_signal(record)
@@ -53,6 +60,11 @@ class SqlWorker(Worker):
         self.committer = GroupCommitter(backend.store)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._contexts: dict[str, JournaledContext] = {}
+        # When each held lease runs out by this worker's own account (claim or last
+        # successful renewal). Past it another worker may claim the run, so this one must
+        # not start a side effect or write to its journal.
+        self._lease_until: dict[str, float] = {}
+        self._margin = backend.settings.sql.lease_seconds * _LEASE_MARGIN
         self._stopping = False
         self._wake: asyncio.Event | None = None
 
@@ -60,6 +72,9 @@ class SqlWorker(Worker):
         self._stopping = True
         if self._wake is not None:
             self._wake.set()
+
+    def lease_ok(self, id: str) -> bool:
+        return time.time() < self._lease_until.get(id, 0.0) - self._margin
 
     def wake(self) -> None:
         if self._wake is not None:
@@ -85,7 +100,10 @@ class SqlWorker(Worker):
                     store.expire_dead_owners()
                     last_dead_check = now
                 free = settings.max_concurrency - len(self._tasks)
+                claimed_at = time.time()
                 claimed = store.claim(self.owner, names, free) if free > 0 and names else []
+                for row in claimed:
+                    self._lease_until[row.id] = claimed_at + settings.lease_seconds
                 for row in claimed:
                     self._spawn(row)
                 delay = 0.0 if claimed and len(claimed) == free else settings.poll_interval
@@ -101,11 +119,15 @@ class SqlWorker(Worker):
             await self._shutdown()
 
     def _heartbeat(self) -> None:
+        renewed_at = time.time()
         try:
             held = self.backend.store.heartbeat(self.owner)
         except StorageError as exc:
             log.warning("lease renewal failed: %s", exc)
             return
+        until = renewed_at + self.backend.settings.sql.lease_seconds
+        for id in held:
+            self._lease_until[id] = until
         for id, task in list(self._tasks.items()):
             if id not in held:
                 log.warning("lost the lease of workflow %s; another worker took it", id)
@@ -124,7 +146,7 @@ class SqlWorker(Worker):
             defn = self.definitions[row.name]
             ctx = JournaledContext(
                 workflow_id=row.id,
-                journal=_RunJournal(self),
+                journal=_RunJournal(self, row.id),
                 steps=store.load_steps(row.id),
                 started_at=row.created_at,
                 attempt=row.executions,
@@ -163,6 +185,7 @@ class SqlWorker(Worker):
         finally:
             self._tasks.pop(row.id, None)
             self._contexts.pop(row.id, None)
+            self._lease_until.pop(row.id, None)
             self.wake()
 
     async def _shutdown(self) -> None:
