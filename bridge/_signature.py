@@ -34,9 +34,20 @@ class CallShape:
         self.params = {p.name: p for p in params}
         self.hints: dict[str, Any] = {p.name: hints.get(p.name, Any) for p in params}
         self.return_type: Any = hints.get("return", Any)
+        # The common call, all arguments positional and none left to defaults, binds by
+        # position without inspect's general (and slower) binding.
+        self._simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+        self._names = tuple(self.params)
 
     def encode_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Bound arguments as JSON-compatible data, keyed by parameter name."""
+        if self._simple and not kwargs and len(args) == len(self._names):
+            return {
+                name: codec.to_jsonable(
+                    value, self.hints[name], where=f"{self.label}, parameter {name!r}"
+                )
+                for name, value in zip(self._names, args, strict=True)
+            }
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:

@@ -72,6 +72,7 @@ class Store:
         self.url = settings.url
         self.engine: Engine = self._create_engine()
         self._upsert_stmt: Any = None
+        self._fast_sql: tuple[str, tuple[str, ...] | None] | None = None
         with self._translate("opening"):
             self._writer: Connection = self.engine.connect()
             self._ensure_schema()
@@ -377,6 +378,9 @@ class Store:
 
         Each finish is fenced by the lease owner; the returned flags say which still held it.
         """
+        if not finishes and all(_plain(r) for r in records):
+            self._write_steps_fast(records)
+            return []
         held: list[bool] = []
         with self._write("writing the journal") as conn:
             if records:
@@ -384,6 +388,47 @@ class Store:
             for f in finishes:
                 held.append(self._finish(conn, **f))
         return held
+
+    def _write_steps_fast(self, records: Sequence[StepRecord]) -> None:
+        """The hot path: finished steps only, on the DBAPI cursor.
+
+        The statement is the same Core upsert, compiled once; executing it below
+        SQLAlchemy's Connection saves ~0.2 ms of dispatch per commit, which is most of this
+        executor's cost over a bare INSERT+COMMIT (docs/architecture.md).
+        """
+        sql, order = self._fast_upsert()
+        rows = [_row(r) for r in records]
+        params = [tuple(row[k] for k in order) for row in rows] if order else rows
+        with self._translate("writing the journal"):
+            conn = self._writer
+            if conn.invalidated or conn.closed:
+                self._writer = conn = self.engine.connect()
+            dbapi = conn.connection.dbapi_connection
+            self._raw_begin(dbapi)
+            try:
+                cur = dbapi.cursor()
+                cur.executemany(sql, params)
+                cur.close()
+            except BaseException:
+                self._raw_rollback(dbapi)
+                raise
+            self._raw_commit(dbapi)
+
+    def _fast_upsert(self) -> tuple[str, tuple[str, ...] | None]:
+        if self._fast_sql is None:
+            compiled = self._step_upsert().compile(dialect=self.engine.dialect)
+            order = tuple(compiled.positiontup) if compiled.positional else None
+            self._fast_sql = (str(compiled), order)
+        return self._fast_sql
+
+    def _raw_begin(self, dbapi: Any) -> None:
+        """Start a transaction on the bare DBAPI connection (dialects differ)."""
+
+    def _raw_commit(self, dbapi: Any) -> None:
+        dbapi.commit()
+
+    def _raw_rollback(self, dbapi: Any) -> None:
+        dbapi.rollback()
 
     def _finish(
         self,
@@ -519,6 +564,11 @@ class Store:
             if status == Status.WAITING.value:
                 values["status"] = Status.PENDING.value  # wake it so the workflow sees the cancel
             conn.execute(update(w).where(w.c.id == id).values(**values))
+
+
+def _plain(r: StepRecord) -> bool:
+    """A step row that arms or settles no timer (most of them)."""
+    return r.status != WAITING and r.kind not in ("sleep", "signal")
 
 
 def _row(r: StepRecord) -> dict[str, Any]:

@@ -58,6 +58,17 @@ class SqliteStore(Store):
 
         return engine
 
+    # The connection runs with isolation_level=None (see _on_connect), so the hot path
+    # brackets its transaction itself, IMMEDIATE for the same reason as above.
+    def _raw_begin(self, dbapi: Any) -> None:
+        dbapi.execute("BEGIN IMMEDIATE")
+
+    def _raw_commit(self, dbapi: Any) -> None:
+        dbapi.execute("COMMIT")
+
+    def _raw_rollback(self, dbapi: Any) -> None:
+        dbapi.execute("ROLLBACK")
+
     def _insert(self, table: Any) -> Any:
         return sqlite_insert(table)
 
