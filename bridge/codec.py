@@ -15,7 +15,7 @@ import hashlib
 import json
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import ConfigDict, PydanticUserError, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from bridge.errors import SerializationError
@@ -31,8 +31,18 @@ __all__ = [
     "to_jsonable",
 ]
 
+# NaN and infinities are kept (as JSON's NaN/Infinity tokens, which Python's json reads
+# back) instead of pydantic's default of silently writing null.
+_CONFIG = ConfigDict(ser_json_inf_nan="constants")
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
-_ANY_ADAPTER: TypeAdapter[Any] = TypeAdapter(Any)
+_ANY_ADAPTER: TypeAdapter[Any] = TypeAdapter(Any, config=_CONFIG)
+
+
+def _build(tp: Any) -> TypeAdapter[Any]:
+    try:
+        return TypeAdapter(tp, config=_CONFIG)
+    except PydanticUserError:  # models and dataclasses carry their own config
+        return TypeAdapter(tp)
 
 
 def adapter(tp: Any) -> TypeAdapter[Any]:
@@ -42,9 +52,9 @@ def adapter(tp: Any) -> TypeAdapter[Any]:
     try:
         found = _ADAPTERS.get(tp)
     except TypeError:  # an unhashable annotation: build it each time
-        return TypeAdapter(tp)
+        return _build(tp)
     if found is None:
-        found = TypeAdapter(tp)
+        found = _build(tp)
         _ADAPTERS[tp] = found
     return found
 
@@ -57,9 +67,21 @@ def to_jsonable(value: Any, tp: Any = Any, *, where: str = "value") -> Any:
     """Encode `value` (declared as `tp`) to JSON-compatible data, or raise naming `where`."""
     try:
         ta = adapter(tp)
+        if tp is not Any:
+            # pydantic serializes whatever object it is handed through the declared type's
+            # fields, so a wrong object would be journaled half-empty; check it first.
+            try:
+                ta.validate_python(value, strict=True)
+            except ValidationError as exc:
+                raise SerializationError(
+                    f"{where}: a value of type {type(value).__qualname__} does not match the "
+                    f"declared type {_type_name(tp)}: {exc.errors()[0]['msg']}"
+                ) from None
         # warnings="error": a value that does not match its declared type is refused instead
         # of being written half-right (pydantic would only warn).
         return ta.dump_python(value, mode="json", warnings="error")
+    except SerializationError:
+        raise
     except (PydanticSerializationError, ValueError, TypeError) as exc:
         raise SerializationError(
             f"{where}: cannot encode a value of type {type(value).__qualname__} "

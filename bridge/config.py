@@ -156,7 +156,7 @@ def _env_values(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, s
 def _env_value(name: str, key: str, raw: str) -> Any:
     """Lists are comma-separated; tables are JSON objects."""
     if key == "workflows":
-        return [m for m in raw.split(",") if m]
+        return [m.strip() for m in raw.split(",") if m.strip()]
     if key == "backend_options":
         try:
             return json.loads(raw)
@@ -191,7 +191,7 @@ def load_settings(
             _merge(merged, tool, origin, f"[tool.bridge] in {pyproject}")
 
     explicit = environ.get(CONFIG_PATH_ENV)
-    toml_path = Path(explicit) if explicit else cwd / "bridge.toml"
+    toml_path = cwd / explicit if explicit else cwd / "bridge.toml"
     if explicit and not toml_path.is_file():
         raise ConfigError(f"{CONFIG_PATH_ENV} names {toml_path}, which does not exist")
     if toml_path.is_file():

@@ -73,9 +73,13 @@ class Store:
         self.engine: Engine = self._create_engine()
         self._upsert_stmt: Any = None
         self._fast_sql: tuple[str, tuple[str, ...] | None] | None = None
-        with self._translate("opening"):
-            self._writer: Connection = self.engine.connect()
-            self._ensure_schema()
+        try:
+            with self._translate("opening"):
+                self._writer: Connection = self.engine.connect()
+                self._ensure_schema()
+        except BaseException:
+            self.engine.dispose()  # a refused database leaves no connection behind
+            raise
 
     # -- dialect hooks ----------------------------------------------------------------
     def _create_engine(self) -> Engine:
@@ -142,7 +146,13 @@ class Store:
                     f"durable-bridge understands ({s.SCHEMA_VERSION}); upgrade durable-bridge"
                 )
             while version < s.SCHEMA_VERSION:
-                s.MIGRATIONS[version](conn)
+                step = s.MIGRATIONS.get(version)
+                if step is None:
+                    raise StorageError(
+                        f"journal at {self.url} has schema version {version} and this "
+                        f"durable-bridge has no migration from it; nothing was changed"
+                    )
+                step(conn)
                 version += 1
             conn.execute(
                 update(s.meta).where(s.meta.c.key == "schema_version").values(value=str(version))

@@ -1,0 +1,203 @@
+"""The public names, and the import boundaries between the core, the backends and adapters."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import backends.sql
+import bridge
+from tests.conftest import ROOT
+
+BRIDGE_ALL = [
+    "ActivityDefinition",
+    "ActivityError",
+    "ActivityInfo",
+    "ActivityTimeoutError",
+    "Backend",
+    "BridgeError",
+    "Client",
+    "CompensationError",
+    "ConfigError",
+    "Context",
+    "EventType",
+    "HistoryEvent",
+    "NonDeterminismError",
+    "NonRetryableError",
+    "NotRegisteredError",
+    "RetryPolicy",
+    "SerializationError",
+    "Settings",
+    "Status",
+    "StorageError",
+    "UnknownBackendError",
+    "Worker",
+    "WorkflowBlockedError",
+    "WorkflowCancelledError",
+    "WorkflowClosedError",
+    "WorkflowDefinition",
+    "WorkflowDescription",
+    "WorkflowFailedError",
+    "WorkflowHandle",
+    "WorkflowIdConflictError",
+    "WorkflowNotFoundError",
+    "activity",
+    "activity_info",
+    "codec",
+    "connect",
+    "history",
+    "load_settings",
+    "workflow",
+]
+
+SQL_ALL = ["SqlBackend", "SqlWorker", "Store", "open_store"]
+
+ENGINES = ("temporalio", "langgraph", "agents", "openai", "psycopg", "nats")
+PICKLERS = ("pickle", "_pickle", "cPickle", "cloudpickle", "dill", "shelve")
+
+
+# -- public names ---------------------------------------------------------------------------
+def test_bridge_all_is_pinned() -> None:
+    assert sorted(bridge.__all__) == BRIDGE_ALL
+    assert len(set(bridge.__all__)) == len(bridge.__all__), "duplicate names in __all__"
+
+
+@pytest.mark.parametrize("name", BRIDGE_ALL)
+def test_bridge_name_exists(name: str) -> None:
+    assert getattr(bridge, name, None) is not None, f"bridge.{name} is missing"
+
+
+def test_star_import_gives_exactly_all() -> None:
+    namespace: dict[str, object] = {}
+    exec("from bridge import *", namespace)
+    assert sorted(k for k in namespace if k != "__builtins__") == BRIDGE_ALL
+
+
+def test_errors_derive_from_bridge_error() -> None:
+    for name in BRIDGE_ALL:
+        obj = getattr(bridge, name)
+        if name.endswith("Error") and name not in ("NonRetryableError", "ActivityTimeoutError"):
+            assert issubclass(obj, bridge.BridgeError), name
+    # The two an activity raises itself are plain exceptions, so activity code needs no bridge base.
+    assert issubclass(bridge.NonRetryableError, Exception)
+    assert issubclass(bridge.ActivityTimeoutError, TimeoutError)
+
+
+def test_sql_all_is_pinned() -> None:
+    assert sorted(backends.sql.__all__) == SQL_ALL
+    for name in SQL_ALL:
+        assert getattr(backends.sql, name, None) is not None, f"backends.sql.{name} is missing"
+
+
+# -- import boundaries ----------------------------------------------------------------------
+def _py_files(*parts: str) -> list[Path]:
+    return sorted((ROOT.joinpath(*parts)).rglob("*.py"))
+
+
+def _package_of(path: Path) -> tuple[str, ...]:
+    """The dotted package `path` belongs to, as parts (`bridge/x.py` -> ("bridge",))."""
+    return path.relative_to(ROOT).parts[:-1]
+
+
+def _imports(path: Path) -> Iterator[tuple[int, str]]:
+    return _imports_in(path.read_text(), _package_of(path), filename=str(path))
+
+
+def _imports_in(
+    source: str, package: tuple[str, ...], *, filename: str = "<probe>"
+) -> Iterator[tuple[int, str]]:
+    """(line, absolute module name) of every import in `source`, nested ones included.
+
+    Relative imports are resolved against `package`; `importlib.import_module` and
+    `__import__` with a literal name count too.
+    """
+    tree = ast.parse(source, filename=filename)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = list(package[: len(package) - node.level + 1])
+                module = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                module = node.module or ""
+            yield node.lineno, module
+            for alias in node.names:  # `from backends import sql` imports backends.sql
+                yield node.lineno, f"{module}.{alias.name}" if module else alias.name
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            first = node.args[0]
+            if (
+                name in ("import_module", "__import__")
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+            ):
+                yield node.lineno, first.value
+
+
+def _offending(files: list[Path], forbidden: tuple[str, ...]) -> list[str]:
+    found = []
+    for path in files:
+        for line, module in _imports(path):
+            top = module.split(".")
+            for bad in forbidden:
+                bad_parts = bad.split(".")
+                if top[: len(bad_parts)] == bad_parts:
+                    found.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    return sorted(set(found))
+
+
+def test_the_scanner_sees_every_kind_of_import() -> None:
+    source = (
+        "import temporalio.client\n"
+        "from langgraph.graph import StateGraph\n"
+        "def f():\n"
+        "    import pickle\n"
+        "    from backends import sql\n"
+        "    import importlib\n"
+        "    importlib.import_module('adapters.openai_agents')\n"
+    )
+    modules = {m for _, m in _imports_in(source, ("bridge",))}
+    assert {"temporalio.client", "langgraph.graph", "pickle", "backends.sql"} <= modules
+    assert "adapters.openai_agents" in modules
+
+
+def test_relative_imports_are_resolved() -> None:
+    source = "from .. import adapters\nfrom ._store import Store\nfrom . import codec\n"
+    modules = {m for _, m in _imports_in(source, ("backends", "sql"))}
+    assert "backends.adapters" in modules
+    assert "backends.sql._store" in modules
+    assert {m for _, m in _imports_in(source, ("bridge",))} >= {"bridge.codec", "bridge._store"}
+
+
+def test_bridge_imports_no_engine_backend_or_adapter() -> None:
+    files = _py_files("bridge")
+    assert any(p.name == "client.py" for p in files)
+    assert _offending(files, (*ENGINES, "backends", "adapters")) == []
+
+
+def test_sql_backend_imports_no_other_backend_or_adapter() -> None:
+    files = _py_files("backends", "sql")
+    assert any(p.name == "_store.py" for p in files)
+    other_backends = tuple(
+        f"backends.{p.name}"
+        for p in (ROOT / "backends").iterdir()
+        if p.is_dir() and p.name not in ("sql", "__pycache__")
+    )
+    forbidden = ("backends.temporal", "backends.langgraph", *other_backends, "adapters")
+    assert _offending(files, forbidden) == []
+    # Nor any engine but its own database driver.
+    assert _offending(files, ("temporalio", "langgraph", "agents", "openai", "nats")) == []
+
+
+def test_nothing_is_pickled() -> None:
+    files = _py_files("bridge") + _py_files("backends") + _py_files("adapters")
+    assert files
+    assert _offending(files, PICKLERS) == []
+    uses_pickle_type = [str(p.relative_to(ROOT)) for p in files if "PickleType" in p.read_text()]
+    assert uses_pickle_type == []
