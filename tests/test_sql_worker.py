@@ -1,0 +1,86 @@
+"""SQL executor specifics: leases, parked runs holding nothing, replay-safe sources."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import sqlalchemy
+
+import bridge
+from backends.sql import SqlBackend
+from tests.wfs import approval, five_steps
+
+SETTINGS: dict[str, Any] = {"poll_interval": 0.02, "lease_seconds": 1.0}
+
+
+async def test_waiting_run_holds_no_coroutine(sql_url: str, ledger_path: str) -> None:
+    client = await bridge.connect({"sql": {"url": sql_url, **SETTINGS}})
+    try:
+        worker = client.worker([approval])
+        async with worker:
+            await client.start(approval, ledger_path, None, id="parked")
+            for _ in range(500):
+                if (await client.describe("parked")).status is bridge.Status.WAITING:
+                    break
+                await asyncio.sleep(0.02)
+            assert (await client.describe("parked")).status is bridge.Status.WAITING
+            assert worker._tasks == {}, "a parked run must not keep a task in the worker"
+            await client.signal("parked", "approve", "ok")
+            assert await client.result("parked", timeout=10) == "decided:ok"
+    finally:
+        await client.close()
+
+
+async def test_expired_lease_of_another_host_is_taken_over(sql_url: str, ledger_path: str) -> None:
+    client = await bridge.connect({"sql": {"url": sql_url, **SETTINGS}})
+    try:
+        await client.start(five_steps, ledger_path, 0, "", id="orphan")
+        backend = client.backend
+        assert isinstance(backend, SqlBackend)
+        expires = time.time() + 1.0
+        with backend.store.engine.begin() as conn:  # a worker on another machine holds it
+            conn.execute(
+                sqlalchemy.text(
+                    "UPDATE bridge_workflows SET status='RUNNING', "
+                    "lease_owner='elsewhere:1:dead', lease_expires_at=:t WHERE id='orphan'"
+                ),
+                {"t": expires},
+            )
+        async with client.worker([five_steps]):
+            result = await client.result("orphan", timeout=20)
+        assert result == [f"step{i}" for i in range(1, 6)]
+        assert time.time() >= expires, "taken before the other host's lease ran out"
+    finally:
+        await client.close()
+
+
+@bridge.activity
+async def remember(value: str, number: float, moment: str) -> str:
+    return value
+
+
+@bridge.workflow
+async def sources(ctx: bridge.Context) -> list[str]:
+    first = await ctx.run(remember, ctx.uuid(), ctx.random(), ctx.now().isoformat())
+    await ctx.wait_for_signal("go")  # the rest runs in a new execution: a full replay
+    second = await ctx.run(remember, ctx.uuid(), ctx.random(), ctx.now().isoformat())
+    return [first, second]
+
+
+async def test_now_uuid_random_are_replay_safe(sql_url: str) -> None:
+    client = await bridge.connect({"sql": {"url": sql_url, **SETTINGS}})
+    try:
+        async with client.worker([sources]):
+            await client.start(sources, id="sources")
+            for _ in range(500):
+                if (await client.describe("sources")).status is bridge.Status.WAITING:
+                    break
+                await asyncio.sleep(0.02)
+            await client.signal("sources", "go")
+            first, second = await client.result("sources", timeout=10)
+        # A replay that drew other values would have diverged from the journal (digest).
+        assert first != second and len(first) == 36
+    finally:
+        await client.close()
