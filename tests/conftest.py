@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -17,8 +18,15 @@ import bridge
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("BRIDGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
-# The backends the behaviour tests run on; later backends add themselves here.
-BACKENDS = ["sql"]
+# Each engine other than sql brings its fixtures in tests/fixtures_<name>.py, which must
+# define a `<name>_settings` fixture; the behaviour tests then run on it too.
+_ENGINE_FIXTURES = {
+    name: f"tests.fixtures_{name}"
+    for name in ("temporal", "langgraph")
+    if importlib.util.find_spec(f"tests.fixtures_{name}") is not None
+}
+pytest_plugins = list(_ENGINE_FIXTURES.values())
+BACKENDS = ["sql", *_ENGINE_FIXTURES]
 
 
 def fast_sql(url: str) -> dict[str, Any]:
@@ -42,8 +50,14 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def settings(backend_name: str, sql_url: str) -> dict[str, Any]:
-    return {"backend": backend_name, "sql": fast_sql(sql_url)}
+def sql_settings(sql_url: str) -> dict[str, Any]:
+    return {"backend": "sql", "sql": fast_sql(sql_url)}
+
+
+@pytest.fixture
+def settings(backend_name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings (as for bridge.connect) of a fresh store on the backend under test."""
+    return request.getfixturevalue(f"{backend_name}_settings")
 
 
 @pytest.fixture
@@ -57,8 +71,10 @@ def settings_env(settings: dict[str, Any]) -> dict[str, str]:
     """The same settings as BRIDGE_* variables, for subprocesses."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
     env["BRIDGE_BACKEND"] = settings["backend"]
-    for key, value in settings.get("sql", {}).items():
-        env[f"BRIDGE_SQL_{key.upper()}"] = str(value)
+    for section, values in settings.items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                env[f"BRIDGE_{section.upper()}_{key.upper()}"] = str(value)
     env["PYTHONPATH"] = str(ROOT)
     return env
 
