@@ -300,6 +300,7 @@ class ChildRun:
     returncode: int
     wall_s: float
     ru_maxrss_mb: float
+    cpu_s: float  # user+sys of the child and its reaped descendants
     results: list[Result]
     stderr_tail: str
     payloads: list[Detail] = field(default_factory=list)
@@ -350,10 +351,23 @@ def run_child(
         returncode=proc.returncode,
         wall_s=wall_s,
         ru_maxrss_mb=usage.ru_maxrss / 1024,
+        cpu_s=usage.ru_utime + usage.ru_stime,
         results=results,
         stderr_tail="\n".join(stderr.splitlines()[-30:]),
         payloads=payloads,
     )
+
+
+def busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot (all processes).
+
+    With the CPU time of our own children, this tells how much of a run's machine time
+    went to other people's processes, which would skew the figures.
+    """
+    with open("/proc/stat", encoding="ascii") as fh:
+        fields = fh.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def _kill_pid(pid: int) -> None:

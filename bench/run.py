@@ -1,16 +1,19 @@
 """Run every engine's scenarios, each in its own process, and record the figures.
 
-    python -m bench.run [--only peers|bridge|all] [--quick] [--repeat N] [--all-modes]
+    python -m bench.run [--only peers|bridge|all] [--quick] [--repeat N] [--modes all|default]
 
 Repetitions are interleaved (scenario by scenario, engine order rotated each time)
 so every engine sees the same machine conditions; the table shows medians. Results
 go to stdout and, unless ``--quick`` or ``--no-write``, into bench/RESULTS.md, one
-section per group, so a bridge-only run does not erase the peers' figures.
+section per group, so a bridge-only run does not erase the peers' figures. Ratios
+only mean something within one run, so the raw SQLite floor is always measured too,
+and shown in the bridge section as well.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime as dt
 import importlib.metadata
@@ -20,15 +23,18 @@ import platform
 import shlex
 import sqlite3
 import sys
+import time
 from collections.abc import Sequence
 
 from bench._harness import (
     FULL,
     QUICK,
+    REPO_DIR,
     SCENARIOS,
     TABLE_HEADER,
     ChildRun,
     Result,
+    busy_cpu_s,
     markdown_table,
     print_table,
     run_child,
@@ -46,8 +52,10 @@ from bench._harness import (
 # ---------------------------------------------------------------------------------------
 ENGINES: dict[str, list[str]] = {
     "peers": ["bench.peer_raw_sqlite", "bench.peer_dbos", "bench.peer_langgraph"],
-    "bridge": ["bench.bridge_sql"],
+    "bridge": ["bench.bridge_sql", "bench.bridge_sql_normal"],
 }
+# Every figure is also shown as a multiple of this engine's figure in the same run.
+FLOOR = "bench.peer_raw_sqlite"
 
 VERSIONED_PACKAGES = (
     "dbos",
@@ -79,19 +87,41 @@ def _modes(module: str) -> list[str]:
     return []
 
 
-def _measure(module: str, scenario: str, extra: list[str], failures: list[str]) -> list[Result]:
+def _measure(module: str, scenario: str, extra: list[str], failures: list[str]) -> ChildRun:
+    """Run one child; on failure keep its stderr and go on with the others."""
     label = f"{module} {scenario} {' '.join(extra)}".strip()
     print(f"  {label} ...", end="", flush=True)
-    run: ChildRun = run_child(module, scenario, extra)
+    run = run_child(module, scenario, extra)
     if run.returncode != 0 or not run.results:
         failures.append(f"{label}: exit {run.returncode}\n{run.stderr_tail}")
         print(f" FAILED (exit {run.returncode})", flush=True)
-        return []
+        run.results = []
+        return run
     shown = ", ".join(f"{r.scenario}={r.figure:.4g} {r.unit}" for r in run.results)
     print(f" {shown} ({run.wall_s:.1f} s)", flush=True)
     for r in run.results:
         r.detail["ru_maxrss_mb"] = round(run.ru_maxrss_mb, 1)
-    return run.results
+    return run
+
+
+async def _await_loop(n: int) -> float:
+    async def f(x: int) -> int:
+        return x + 1
+
+    x = 0
+    t0 = time.perf_counter()
+    for _ in range(n):
+        x = await f(x)
+    return (time.perf_counter() - t0) / n
+
+
+def _cpu_probe() -> float:
+    """ns per ``await`` of a trivial coroutine (best of 5): how fast the CPU is right now.
+
+    The research anchors (shared/research/peer-benchmarks.md) measured 84 ns on this
+    kind of machine; a higher figure here means every engine runs slower in proportion.
+    """
+    return min(asyncio.run(_await_loop(100_000)) for _ in range(5)) * 1e9
 
 
 def _versions() -> str:
@@ -121,6 +151,8 @@ def _section(
     started: dt.datetime,
     finished: dt.datetime,
     load: tuple[str, str],
+    probe: tuple[float, float],
+    foreign: str,
     args: argparse.Namespace,
     notes: list[str],
     failures: list[str],
@@ -132,6 +164,10 @@ def _section(
         f"- command: `{command}`",
         f"- date: {started:%Y-%m-%d %H:%M} to {finished:%H:%M} (local time)",
         f"- machine: {_machine()}; loadavg at start {load[0]}, at end {load[1]}",
+        f"- CPU probe (ns per trivial await, best of 5; the research anchors' run had 84):"
+        f" {probe[0]:.0f} at start, {probe[1]:.0f} at end",
+        f"- CPU used outside the benchmark's processes (other users, daemons, kernel I/O"
+        f" threads, which include our own fsyncs): {foreign}",
         f"- versions: {_versions()}",
         f"- sizes: sequential {p.steps} steps; concurrent {p.workflows} workflows x "
         f"{p.steps_per_workflow} steps; resume {p.steps} steps killed as step "
@@ -169,7 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.repeat = args.repeat or (1 if args.quick else 3)
     args.modes = args.modes or ("default" if args.quick else "all")
     given = list(sys.argv[1:] if argv is None else argv)
-    command = shlex.join(["python", "-m", "bench.run", *given])
+    python = os.path.relpath(sys.executable, REPO_DIR)
+    if python.startswith(".."):
+        python = sys.executable
+    command = shlex.join([python, "-m", "bench.run", *given])
 
     groups = ["peers", "bridge"] if args.only == "all" else [args.only]
     notes: list[str] = []
@@ -180,7 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     order = [m for g in groups for m in modules[g]]
     if not order:
         print("nothing to run")
-        return 1
+        return 0
+    if FLOOR not in order:
+        order.insert(0, FLOOR)
     # None runs the engine's default mode, reported as plain "concurrent".
     modes: dict[str, list[str | None]] = {
         m: (list(_modes(m)) or [None]) if args.modes == "all" else [None] for m in order
@@ -188,6 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = dt.datetime.now()
     load_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    probe_start = _cpu_probe()
+    print(f"CPU probe: {probe_start:.0f} ns per await (anchors: 84)", flush=True)
+    # CPU of our own children, to tell our load from other processes' (see below).
+    own = 0.0
+    busy0, own0, wall0 = busy_cpu_s(), time.process_time(), time.perf_counter()
     base = ["--quick"] if args.quick else []
     results: list[Result] = []
     failures: list[str] = []
@@ -196,14 +242,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"repetition {rep + 1}/{args.repeat}: {', '.join(rotated)}", flush=True)
         for scenario in scenarios:
             for module in rotated:
-                if scenario != "concurrent":
-                    results += _measure(module, scenario, base, failures)
-                    continue
-                for mode in modes[module]:
-                    extra = base if mode is None else [*base, "--mode", mode]
-                    results += _measure(module, scenario, extra, failures)
+                runs = (
+                    [base]
+                    if scenario != "concurrent"
+                    else [base if m is None else [*base, "--mode", m] for m in modes[module]]
+                )
+                for extra in runs:
+                    run = _measure(module, scenario, extra, failures)
+                    results += run.results
+                    own += run.cpu_s
     finished = dt.datetime.now()
+    busy = busy_cpu_s() - busy0
+    own += time.process_time() - own0
+    wall = time.perf_counter() - wall0
+    foreign = (
+        f"{max(busy - own, 0.0):.0f} CPU-s of {busy:.0f} busy CPU-s over {wall:.0f} s wall"
+        f" ({max(busy - own, 0.0) / wall:.0%} of one CPU, on {os.cpu_count()} CPUs)"
+    )
+    print(f"CPU outside the benchmark's processes: {foreign}")
     load_end = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    probe_end = _cpu_probe()
 
     print()
     print_table(results)  # adds the best-of-modes headline itself
@@ -219,8 +277,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     summaries = with_best_concurrent(summarize(results))
     rows = table_rows(summaries)
     for group in groups:
-        names = {m.rsplit(".", 1)[1] for m in ENGINES[group]}
+        # The bridge section repeats the floor's rows: its ratios need them next to it.
+        shown = {*ENGINES[group], FLOOR}
+        names = {m.rsplit(".", 1)[1] for m in shown}
         group_rows = [r for r in rows if r[0] in names]
+        own_rows = [r for r in rows if r[0] in {m.rsplit(".", 1)[1] for m in ENGINES[group]}]
         durability = {
             s.engine: s.details[0].get("durability", "")
             for s in summaries
@@ -228,8 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         group_notes = [n for n in notes if any(m in n for m in ENGINES[group])]
         group_failures = [f for f in failures if any(f.startswith(m) for m in ENGINES[group])]
-        if not group_rows and not group_notes and not group_failures:
-            continue
+        if not own_rows and not group_failures:
+            continue  # e.g. bench/bridge_sql.py not written yet: keep the old section
         body = _section(
             group,
             group_rows,
@@ -238,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             started=started,
             finished=finished,
             load=(load_start, load_end),
+            probe=(probe_start, probe_end),
+            foreign=foreign,
             args=args,
             notes=group_notes,
             failures=group_failures,

@@ -53,7 +53,7 @@ BRIDGE_ALL = [
     "workflow",
 ]
 
-SQL_ALL = ["SqlBackend", "SqlWorker", "Store", "open_store"]
+SQL_ALL = ["SqlBackend", "SqlWorker", "SqliteStore", "Store", "open_store"]
 
 ENGINES = ("temporalio", "langgraph", "agents", "openai", "psycopg", "nats")
 PICKLERS = ("pickle", "_pickle", "cPickle", "cloudpickle", "dill", "shelve")

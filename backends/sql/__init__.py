@@ -5,6 +5,7 @@ Imports `bridge` and SQLAlchemy only; never another backend.
 
 from backends.sql._backend import SqlBackend
 from backends.sql._store import Store, open_store
+from backends.sql._store_sqlite import SqliteStore  # the default dialect, loaded up front
 from backends.sql._worker import SqlWorker
 
-__all__ = ["SqlBackend", "SqlWorker", "Store", "open_store"]
+__all__ = ["SqlBackend", "SqlWorker", "SqliteStore", "Store", "open_store"]

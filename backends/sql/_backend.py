@@ -18,9 +18,11 @@ from bridge.errors import TimeoutWaitingError
 from bridge.history import HistoryEvent, utc
 from bridge.workflow import WorkflowDefinition
 
-# How often a client in another process re-reads a run it waits for; in-process waiters
-# are woken directly when a local worker finishes a run.
-_WAIT_POLL_SECONDS = 0.05
+# A waiter re-reads the run (a worker in another process may finish it) after a pause
+# that starts short and doubles up to a cap, so hundreds of waiters cost little; a local
+# worker wakes its run's waiters at once instead.
+_WAIT_POLL_FIRST = 0.02
+_WAIT_POLL_MAX = 0.25
 
 
 class SqlBackend(Backend):
@@ -46,7 +48,7 @@ class SqlBackend(Backend):
         super().__init__(settings=settings)
         self.store: Store = open_store(settings.sql)
         self._workers: set[SqlWorker] = set()
-        self._changed: asyncio.Event | None = None
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     # -- in-process wake-ups ------------------------------------------------------------
     def attach(self, worker: SqlWorker) -> None:
@@ -59,10 +61,11 @@ class SqlBackend(Backend):
         for w in self._workers:
             w.wake()
 
-    def notify(self) -> None:
-        """A local worker finished or parked a run: wake local waiters."""
-        if self._changed is not None:
-            self._changed.set()
+    def notify(self, id: str) -> None:
+        """A local worker finished or parked run `id`: wake its local waiters."""
+        for fut in self._waiters.pop(id, []):
+            if not fut.done():
+                fut.set_result(None)
 
     # -- Backend ------------------------------------------------------------------------
     async def start(
@@ -77,8 +80,7 @@ class SqlBackend(Backend):
 
     async def wait(self, id: str, *, timeout: float | None) -> WorkflowDescription:
         deadline = None if timeout is None else time.monotonic() + timeout
-        if self._changed is None:
-            self._changed = asyncio.Event()
+        pause = _WAIT_POLL_FIRST
         while True:
             desc = await self.describe(id)
             if desc.status.is_terminal or desc.blocked:
@@ -88,10 +90,20 @@ class SqlBackend(Backend):
                 raise TimeoutWaitingError(
                     f"workflow {id!r} is still {desc.status.value.lower()} after {timeout}s"
                 )
-            pause = _WAIT_POLL_SECONDS if remaining is None else min(_WAIT_POLL_SECONDS, remaining)
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), pause)
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(id, []).append(fut)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        fut, pause if remaining is None else min(pause, remaining)
+                    )
+            finally:
+                pending = self._waiters.get(id, [])
+                if fut in pending:
+                    pending.remove(fut)
+                if not pending:
+                    self._waiters.pop(id, None)
+            pause = min(pause * 2, _WAIT_POLL_MAX)
 
     async def signal(self, id: str, name: str, payload: Any) -> None:
         self.store.add_signal(id, name, payload)

@@ -11,6 +11,7 @@ costs ~0.2 ms on SQLite, less than a thread hop would add (see docs/architecture
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import time
@@ -128,6 +129,21 @@ class Store:
 
     # -- schema -----------------------------------------------------------------------
     def _ensure_schema(self) -> None:
+        # The common case, an up-to-date journal, costs one read; creating or migrating
+        # takes the write lock (and on PostgreSQL an advisory lock) to run once.
+        with self._translate("reading the schema version"), self.engine.connect() as conn:
+            conn = conn.execution_options(bridge_readonly=True)
+            with conn.begin():
+                exists = self.engine.dialect.has_table(conn, s.meta.name)
+                version = (
+                    conn.execute(
+                        select(s.meta.c.value).where(s.meta.c.key == "schema_version")
+                    ).scalar()
+                    if exists
+                    else None
+                )
+        if version is not None and int(version) == s.SCHEMA_VERSION:
+            return
         with self._write("creating the schema") as conn:
             self._lock_schema(conn)
             s.metadata.create_all(conn, checkfirst=True)
@@ -600,7 +616,12 @@ def _row(r: StepRecord) -> dict[str, Any]:
     }
 
 
+def _json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
 def _record(r: Row[Any]) -> StepRecord:
+    # Called once per journal row on every resume: plain json.loads, nothing more.
     return StepRecord(
         workflow_id=r.workflow_id,
         idx=r.idx,
@@ -608,11 +629,11 @@ def _record(r: Row[Any]) -> StepRecord:
         name=r.name,
         status=r.status,
         digest=r.digest,
-        args=codec.loads(r.args),
-        output=codec.loads(r.output),
-        error=codec.loads(r.error),
+        args=_json(r.args),
+        output=_json(r.output),
+        error=_json(r.error),
         attempt=r.attempt,
-        attempts=codec.loads(r.attempts) or [],
+        attempts=_json(r.attempts) or [],
         started_at=r.started_at,
         finished_at=r.finished_at,
         fire_at=r.fire_at,

@@ -174,7 +174,7 @@ class SqlWorker(Worker):
                     result=outcome.result,
                     error=outcome.error,
                 )
-            self.backend.notify()
+            self.backend.notify(row.id)
         except asyncio.CancelledError:
             pass  # shutdown or a lost lease: the journal is intact, the run resumes elsewhere
         except Exception as exc:
