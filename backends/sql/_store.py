@@ -557,16 +557,23 @@ class Store:
             return True, payload
 
     # -- client side --------------------------------------------------------------------
+    def _lock_open_run(self, conn: Connection, id: str, action: str) -> str:
+        """Lock run `id`'s row and return its status; refuse unknown or finished runs.
+
+        `suspend` takes the same row lock, so a signal and a park never miss each other.
+        """
+        w = s.workflows
+        status = conn.execute(select(w.c.status).where(w.c.id == id).with_for_update()).scalar()
+        if status is None:
+            raise WorkflowNotFoundError(id, self.url)
+        if Status(status).is_terminal:
+            raise WorkflowClosedError(id, status, action)
+        return status
+
     def add_signal(self, id: str, name: str, payload: Any) -> None:
         w = s.workflows
         with self._write("sending a signal") as conn:
-            # Lock the run's row first: `suspend` takes the same lock, so a signal and a
-            # park never miss each other.
-            status = conn.execute(select(w.c.status).where(w.c.id == id).with_for_update()).scalar()
-            if status is None:
-                raise WorkflowNotFoundError(id, self.url)
-            if Status(status).is_terminal:
-                raise WorkflowClosedError(id, status, "signal")
+            self._lock_open_run(conn, id, "signal")
             conn.execute(
                 s.signals.insert().values(
                     workflow_id=id, name=name, payload=codec.dumps(payload), created_at=time.time()
@@ -581,11 +588,7 @@ class Store:
     def request_cancel(self, id: str) -> None:
         w = s.workflows
         with self._write("cancelling a workflow") as conn:
-            status = conn.execute(select(w.c.status).where(w.c.id == id).with_for_update()).scalar()
-            if status is None:
-                raise WorkflowNotFoundError(id, self.url)
-            if Status(status).is_terminal:
-                raise WorkflowClosedError(id, status, "cancel")
+            status = self._lock_open_run(conn, id, "cancel")
             values: dict[str, Any] = {"cancel_requested": True, "updated_at": time.time()}
             if status == Status.WAITING.value:
                 values["status"] = Status.PENDING.value  # wake it so the workflow sees the cancel
