@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -138,14 +139,29 @@ def postgres_available() -> str | None:
     return None
 
 
-@pytest.fixture
-def pg_url() -> str:
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A database of this test session's own, so parallel runs never share tables."""
     reason = postgres_available()
     if reason:
         pytest.skip(reason)
+    import psycopg
+
+    name = f"bridge_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """The session's database with no journal tables in it."""
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(PG_URL)
+    engine = sqlalchemy.create_engine(pg_database)
     with engine.begin() as conn:
         for table in (
             "bridge_signals",
@@ -156,4 +172,4 @@ def pg_url() -> str:
         ):
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
     engine.dispose()
-    return PG_URL
+    return pg_database
