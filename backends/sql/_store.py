@@ -278,13 +278,21 @@ class Store:
         with self._write("claiming workflows") as conn:
             return list(conn.execute(stmt))
 
-    def heartbeat(self, owner: str) -> dict[str, bool]:
-        """Extend every lease `owner` holds; {id: cancel_requested} of those still held."""
+    def heartbeat(self, owner: str, ids: Sequence[str]) -> dict[str, bool]:
+        """Extend the leases of runs `ids` that `owner` still holds (only runs it is
+        executing: a lease renewed for a run nobody executes would strand it);
+        {id: cancel_requested} of those still held."""
+        if not ids:
+            return {}
         now = time.time()
         w = s.workflows
         stmt = (
             update(w)
-            .where(w.c.lease_owner == owner, w.c.status == Status.RUNNING.value)
+            .where(
+                w.c.lease_owner == owner,
+                w.c.status == Status.RUNNING.value,
+                w.c.id.in_(list(ids)),
+            )
             .values(lease_expires_at=now + self.settings.lease_seconds)
             .returning(w.c.id, w.c.cancel_requested)
         )

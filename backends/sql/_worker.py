@@ -121,7 +121,7 @@ class SqlWorker(Worker):
     def _heartbeat(self) -> None:
         renewed_at = time.time()
         try:
-            held = self.backend.store.heartbeat(self.owner)
+            held = self.backend.store.heartbeat(self.owner, list(self._tasks))
         except StorageError as exc:
             log.warning("lease renewal failed: %s", exc)
             return
@@ -176,7 +176,12 @@ class SqlWorker(Worker):
                 )
             self.backend.notify(row.id)
         except asyncio.CancelledError:
-            pass  # shutdown or a lost lease: the journal is intact, the run resumes elsewhere
+            # Shutdown (which releases every lease itself) or a lease this worker can no
+            # longer vouch for: hand the run back if it is still ours, so it never waits
+            # for a lease nobody renews. The journal is intact; the run resumes elsewhere.
+            if not self._stopping:
+                with contextlib.suppress(StorageError):
+                    store.release(self.owner, [row.id])
         except Exception as exc:
             # Infrastructure trouble (the database): hand the run back, do not fail it.
             log.error("workflow %s interrupted: %s", row.id, exc)
