@@ -41,13 +41,20 @@ async def two_workers_share(settings: dict[str, Any], tmp_path: Path, ledger_pat
     assert len(logs) == 2
 
 
+def shared_settings(url: str) -> dict[str, Any]:
+    # A 10 s lease (the default is 30 s): two busy workers on a 2-core machine can stall
+    # their event loops for seconds on SQLite's write lock, and a lease shorter than a stall
+    # hands runs over while their steps are in flight (at-least-once, as designed).
+    return {"backend": "sql", "sql": {**fast_sql(url), "lease_seconds": 10.0}}
+
+
 @pytest.mark.postgres
 @pytest.mark.slow
 async def test_two_workers_on_postgres(pg_url: str, tmp_path: Path, ledger_path: str) -> None:
-    await two_workers_share({"backend": "sql", "sql": fast_sql(pg_url)}, tmp_path, ledger_path)
+    await two_workers_share(shared_settings(pg_url), tmp_path, ledger_path)
 
 
 @pytest.mark.slow
 async def test_two_workers_on_sqlite(tmp_path: Path, ledger_path: str) -> None:
     url = f"sqlite:///{tmp_path}/bridge.db"
-    await two_workers_share({"backend": "sql", "sql": fast_sql(url)}, tmp_path, ledger_path)
+    await two_workers_share(shared_settings(url), tmp_path, ledger_path)

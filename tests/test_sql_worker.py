@@ -84,3 +84,30 @@ async def test_now_uuid_random_are_replay_safe(sql_url: str) -> None:
         assert first != second and len(first) == 36
     finally:
         await client.close()
+
+
+def test_a_step_decided_twice_is_reported_and_never_overwritten(sql_url: str) -> None:
+    from backends.sql import open_store
+    from bridge._replay import StepRecord
+    from bridge.config import SqlSettings
+
+    store = open_store(SqlSettings(url=sql_url))
+    try:
+        store.create_workflow("w", "wf", {})
+        first = StepRecord(
+            workflow_id="w",
+            idx=0,
+            kind="activity",
+            name="a",
+            status="completed",
+            output=1,
+            started_at=1.0,
+            finished_at=2.0,
+        )
+        assert store.write_batch([first], []) == ([], set())
+        assert store.write_batch([first], []) == ([], set()), "the same outcome is no clash"
+        other = StepRecord(**{**first.__dict__, "output": 2})
+        assert store.write_batch([other], []) == ([], {"w"})
+        assert store.load_steps("w")[0].output == 1
+    finally:
+        store.close()

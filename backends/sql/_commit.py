@@ -21,7 +21,9 @@ class GroupCommitter:
         self._store = store
         self._records: list[StepRecord] = []
         self._finishes: list[dict[str, Any]] = []
-        self._waiters: list[tuple[asyncio.Future[bool], int | None]] = []
+        # Each waiter: its future, its finish's index (None for step writes) and the runs
+        # its step records belong to.
+        self._waiters: list[tuple[asyncio.Future[bool], int | None, set[str]]] = []
         self._scheduled = False
 
     def _schedule(self) -> None:
@@ -32,14 +34,14 @@ class GroupCommitter:
     def write(self, records: Sequence[StepRecord]) -> asyncio.Future[bool]:
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._records.extend(records)
-        self._waiters.append((fut, None))
+        self._waiters.append((fut, None, {r.workflow_id for r in records}))
         self._schedule()
         return fut
 
     def finish(self, **finish: Any) -> asyncio.Future[bool]:
         """Queue a run's ending; the future says whether the lease was still held."""
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiters.append((fut, len(self._finishes)))
+        self._waiters.append((fut, len(self._finishes), set()))
         self._finishes.append(finish)
         self._schedule()
         return fut
@@ -50,12 +52,18 @@ class GroupCommitter:
         finishes, self._finishes = self._finishes, []
         waiters, self._waiters = self._waiters, []
         try:
-            held = self._store.write_batch(records, finishes)
+            held, clashed = self._store.write_batch(records, finishes)
         except BaseException as exc:
-            for fut, _ in waiters:
+            for fut, _, _ in waiters:
                 if not fut.done():
                     fut.set_exception(exc)
             return
-        for fut, index in waiters:
-            if not fut.done():
+        for fut, index, runs in waiters:
+            if fut.done():
+                continue
+            if runs & clashed:
+                # Another worker decided this step first: stop this execution; the run
+                # goes on from the journal, which holds the decided outcome.
+                fut.cancel()
+            else:
                 fut.set_result(True if index is None else held[index])

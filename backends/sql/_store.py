@@ -407,23 +407,24 @@ class Store:
 
     def write_batch(
         self, records: Sequence[StepRecord], finishes: Sequence[dict[str, Any]]
-    ) -> list[bool]:
+    ) -> tuple[list[bool], set[str]]:
         """Journal rows and run endings of many runs in one transaction (group commit).
 
-        Each finish is fenced by the lease owner; the returned flags say which still held it.
+        Each finish is fenced by the lease owner; the returned flags say which still held
+        it, and the set names runs whose step was already decided differently (see
+        `_clashes`).
         """
         if not finishes and all(_plain(r) for r in records):
-            self._write_steps_fast(records)
-            return []
+            return [], self._write_steps_fast(records)
         held: list[bool] = []
         with self._write("writing the journal") as conn:
             if records:
                 self._upsert_steps(conn, records)
             for f in finishes:
                 held.append(self._finish(conn, **f))
-        return held
+        return held, set()
 
-    def _write_steps_fast(self, records: Sequence[StepRecord]) -> None:
+    def _write_steps_fast(self, records: Sequence[StepRecord]) -> set[str]:
         """The hot path: finished steps only, on the DBAPI cursor.
 
         The statement is the same Core upsert, compiled once; executing it below
@@ -442,11 +443,34 @@ class Store:
             try:
                 cur = dbapi.cursor()
                 cur.executemany(sql, params)
+                written = cur.rowcount
                 cur.close()
             except BaseException:
                 self._raw_rollback(dbapi)
                 raise
             self._raw_commit(dbapi)
+        if written != len(rows):
+            return self._clashes(rows)
+        return set()
+
+    def _clashes(self, rows: Sequence[dict[str, Any]]) -> set[str]:
+        """Runs whose row was already final with another outcome: another worker took the
+        run over and decided that step first, so this worker's view of the run is stale."""
+        st = s.steps
+        clashed: set[str] = set()
+        with self._read("checking journal rows") as conn:
+            for row in rows:
+                stored = conn.execute(
+                    select(st.c.output, st.c.error).where(
+                        st.c.workflow_id == row["workflow_id"], st.c.idx == row["idx"]
+                    )
+                ).first()
+                if stored is not None and (stored.output, stored.error) != (
+                    row["output"],
+                    row["error"],
+                ):
+                    clashed.add(row["workflow_id"])
+        return clashed
 
     def _fast_upsert(self) -> tuple[str, tuple[str, ...] | None]:
         if self._fast_sql is None:
