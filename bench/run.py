@@ -52,7 +52,12 @@ from bench._harness import (
 # ---------------------------------------------------------------------------------------
 ENGINES: dict[str, list[str]] = {
     "peers": ["bench.peer_raw_sqlite", "bench.peer_dbos", "bench.peer_langgraph"],
-    "bridge": ["bench.bridge_sql", "bench.bridge_sql_normal"],
+    "bridge": [
+        "bench.bridge_sql",
+        "bench.bridge_sql_normal",
+        "bench.bridge_langgraph",
+        "bench.bridge_langgraph_normal",
+    ],
 }
 # Every figure is also shown as a multiple of this engine's figure in the same run.
 FLOOR = "bench.peer_raw_sqlite"

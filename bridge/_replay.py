@@ -30,7 +30,7 @@ from bridge.errors import (
     StorageError,
 )
 from bridge.history import utc
-from bridge.workflow import Context, WorkflowDefinition, flatten_awaitables
+from bridge.workflow import Context, WorkflowDefinition, _current_context, flatten_awaitables
 
 __all__ = ["JournaledContext", "Outcome", "RunJournal", "StepRecord", "Suspend", "drive"]
 
@@ -175,8 +175,12 @@ class JournaledContext(Context):
             # Cancelled, not failed: the run is intact and whoever holds the lease goes on.
             raise asyncio.CancelledError(f"lease on workflow {self._id!r} expired")
 
-    async def _write(self, rec: StepRecord) -> None:
-        self._fence()
+    async def _write(self, rec: StepRecord, *, fenced: bool = True) -> None:
+        # A finished side effect's result is written even past the fence: dropping it
+        # would make the next owner run the effect again, and the journal never lets a
+        # later write overwrite an earlier final row (the store reports such a clash).
+        if fenced:
+            self._fence()
         pending, self._unwritten = self._unwritten, []
         await self._journal.write(*pending, rec)
         self._steps[rec.idx] = rec
@@ -203,10 +207,35 @@ class JournaledContext(Context):
     ) -> Any:
         digest = codec.digest(data)
         rec = self._recorded(idx, kind, defn.name, digest, data)
-        if rec is not None and rec.status == COMPLETED:
+        if rec is None or rec.status not in (COMPLETED, FAILED):
+            rec = await self._attempts(idx, kind, defn, data, digest, rec)
+            await self._write(rec, fenced=rec.status != COMPLETED)
+        return self._settled(kind, defn, data, rec)
+
+    def _settled(
+        self, kind: str, defn: ActivityDefinition[..., Any], data: dict[str, Any], rec: StepRecord
+    ) -> Any:
+        """The value of a final step record, or its ActivityError raised."""
+        if rec.status == COMPLETED:
             return self._completed(kind, defn, data, rec.output)
-        if rec is not None and rec.status == FAILED:
-            raise ActivityError.from_json(rec.error or {})
+        raise ActivityError.from_json(rec.error or {})
+
+    async def _attempts(
+        self,
+        idx: int,
+        kind: str,
+        defn: ActivityDefinition[..., Any],
+        data: dict[str, Any],
+        digest: str,
+        rec: StepRecord | None,
+    ) -> StepRecord:
+        """Run attempts until one succeeds or the policy gives up; the final record, unwritten.
+
+        `rec` is the step's retrying record when a crash cut its retries short. Each failed
+        attempt that will be retried is written (attempt count and backoff survive a crash);
+        the final record is left to the caller, because backends make it durable in
+        different places (the sql journal, a LangGraph task write).
+        """
         attempt = rec.attempt + 1 if rec is not None else 1
         prior = list(rec.attempts) if rec is not None else []
         started = rec.started_at if rec is not None else time.time()
@@ -245,17 +274,14 @@ class JournaledContext(Context):
                         attempts=attempt,
                         non_retryable=not retryable,
                     )
-                    await self._write(
-                        replace(
-                            base,
-                            status=FAILED,
-                            error=error.to_json(),
-                            attempt=attempt,
-                            attempts=prior,
-                            finished_at=time.time(),
-                        )
+                    return replace(
+                        base,
+                        status=FAILED,
+                        error=error.to_json(),
+                        attempt=attempt,
+                        attempts=prior,
+                        finished_at=time.time(),
                     )
-                    raise error from None
                 delay = defn.retry.delay(attempt)
                 await self._write(
                     replace(base, attempt=attempt, attempts=prior, fire_at=time.time() + delay)
@@ -263,17 +289,14 @@ class JournaledContext(Context):
                 await asyncio.sleep(delay)
                 attempt += 1
                 continue
-            await self._write(
-                replace(
-                    base,
-                    status=COMPLETED,
-                    output=out,
-                    attempt=attempt,
-                    attempts=prior,
-                    finished_at=time.time(),
-                )
+            return replace(
+                base,
+                status=COMPLETED,
+                output=out,
+                attempt=attempt,
+                attempts=prior,
+                finished_at=time.time(),
             )
-            return self._completed(kind, defn, data, out)
 
     def _completed(
         self, kind: str, defn: ActivityDefinition[..., Any], data: dict[str, Any], out: Any
@@ -435,6 +458,7 @@ async def drive(
     A NonDeterminismError does not fail the run (as in Temporal): the journal is kept and
     the run waits for fixed code, because failing it would throw away finished work.
     """
+    token = _current_context.set(ctx)
     try:
         pos, kw = defn.shape.decode_args(args)
         value = await defn.fn(ctx, *pos, **kw)
@@ -461,5 +485,7 @@ async def drive(
     except Exception as exc:
         await ctx.flush()
         return Outcome(Status.FAILED, error=error_info(exc))
+    finally:
+        _current_context.reset(token)
     await ctx.flush()
     return Outcome(Status.COMPLETED, result=result)

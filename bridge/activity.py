@@ -98,6 +98,13 @@ _current_info: contextvars.ContextVar[ActivityInfo | None] = contextvars.Context
     "bridge_activity_info", default=None
 )
 
+#: False while a backend imports a second copy of a user module (Temporal's sandbox re-imports
+#: workflow modules for every run): the decorators still build definitions, but the registries
+#: keep the process's own ones, whose functions (and module state) are what workers must call.
+registering: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "bridge_registering", default=True
+)
+
 
 def activity_info() -> ActivityInfo:
     """The info of the activity attempt running now; raises outside an activity."""
@@ -154,7 +161,9 @@ def _origin(fn: Callable[..., Any]) -> str:
 
 
 def register_activity(defn: ActivityDefinition[..., Any]) -> None:
-    """Record `defn` by name; the same function re-imported (a sandbox reload) replaces itself."""
+    """Record `defn` by name; the same function re-imported replaces itself."""
+    if not registering.get():
+        return
     existing = _REGISTRY.get(defn.name)
     if existing is not None and _origin(existing.fn) != _origin(defn.fn):
         raise ConfigError(

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 from bridge.config import Settings
+from bridge.errors import ConfigError
 from bridge.history import HistoryEvent
 from bridge.workflow import WorkflowDefinition
 
@@ -114,3 +116,21 @@ class Backend(abc.ABC):
 
     async def close(self) -> None:
         """Release connections; the default has nothing to release."""
+
+    async def run_dev_server(
+        self, *, data_dir: Path, port: int, on_ready: Callable[[str, str | None], None]
+    ) -> None:
+        """Run a local server of this engine until cancelled (`bridge dev NAME`), keeping its
+        state under `data_dir`; `on_ready(address, web_ui_address)` is called once it serves.
+
+        Engines that run in-process (sql) have no server, hence the default.
+        """
+        raise ConfigError(f"the {self.name} backend has no local server to start")
+
+    async def replay(self, history: str, workflow: WorkflowDefinition[..., Any]) -> int:
+        """Replay a history recorded by this engine (its own JSON export) against the current
+        code of `workflow`; the number of events replayed, or NonDeterminismError.
+
+        Only engines that keep their own history format can do this, hence the default.
+        """
+        raise ConfigError(f"the {self.name} backend cannot replay recorded histories")

@@ -39,9 +39,9 @@ T = TypeVar("T")
 
 #: The repository root: lets `bridge demo` import `examples` when run from elsewhere.
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_MODULE = "examples.llm_parse_save"
-DEMO_WORKFLOW = "analyze"
-DEMO_PROMPT = "The new release is fast and reliable, but the install docs are bad."
+DEMO_MODULE = "examples.research_agent"
+DEMO_WORKFLOW = "research"
+DEMO_TOPIC = "durable execution for AI agents"
 
 app = typer.Typer(
     name="bridge",
@@ -377,11 +377,12 @@ def result(
 
 @app.command()
 def demo(
-    prompt: Annotated[str, typer.Option("--prompt", help="Text for the fake LLM.")] = DEMO_PROMPT,
+    topic: Annotated[str, typer.Option("--topic", help="What to research.")] = DEMO_TOPIC,
     backend: BackendOption = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait.")] = 60.0,
 ) -> None:
-    """Run the LLM -> parse -> save lab (offline) and show what ran, and how often."""
+    """Run the research agent (offline unless OPENAI_API_KEY is set), approve its save as a
+    reviewer would, and show what ran, and how often."""
     _add_cwd_to_path()
     if str(REPO_ROOT) not in sys.path:
         sys.path.append(str(REPO_ROOT))  # after cwd: a local `examples` package wins
@@ -390,8 +391,20 @@ def demo(
     run_id = f"demo-{uuid.uuid4().hex[:12]}"
 
     async def body(client: Client) -> tuple[Any, list[HistoryEvent]]:
-        handle = await client.start(defn, prompt, id=run_id)
+        handle = await client.start(defn, topic, id=run_id)
         async with client.worker([defn]):
+            # The agent parks before saving until a person approves; the demo is that person.
+            desc = await handle.describe()
+            while not (desc.status.is_terminal or desc.waiting_for):
+                await asyncio.sleep(0.05)
+                desc = await handle.describe()
+            if desc.waiting_for:
+                out.print(
+                    f"{run_id} is waiting for the signal {desc.waiting_for!r}; the demo approves "
+                    f"it as a reviewer would with: bridge signal {run_id} {desc.waiting_for} true",
+                    markup=False,
+                )
+                await handle.signal(desc.waiting_for, True)
             value = await handle.result(timeout=timeout)
         return value, await handle.history()
 
@@ -401,6 +414,61 @@ def demo(
     out.print()
     out.print(_timeline(events))
     out.print(activity_summary(events), markup=False)
+
+
+@app.command()
+def dev(
+    engine: Annotated[str, typer.Argument(help="The backend whose server to run.")] = "temporal",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port for clients (gRPC).")] = 7233,
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Where the server keeps its state.")
+    ] = Path(".bridge"),
+) -> None:
+    """Run a local server of ENGINE (`bridge dev temporal`) until Ctrl-C.
+
+    Its state is kept under --data-dir, so runs survive a restart of the server.
+    """
+
+    def ready(address: str, ui: str | None) -> None:
+        out.print(f"{engine} dev server: {address}", markup=False)
+        if ui:
+            out.print(f"Web UI: {ui}", markup=False)
+        out.print(
+            f"state in {data_dir}; point workers at it with BRIDGE_BACKEND={engine} "
+            f"BRIDGE_{engine.upper()}_ADDRESS={address}. Ctrl-C to stop.",
+            markup=False,
+        )
+        sys.stdout.flush()  # the server runs on: whoever reads a pipe needs these lines now
+
+    async def body(client: Client) -> None:
+        await client.backend.run_dev_server(data_dir=data_dir, port=port, on_ready=ready)
+
+    _run(_settings(engine), body)
+
+
+@app.command()
+def replay(
+    history_file: Annotated[Path, typer.Argument(metavar="HISTORY.json", help="Recorded history.")],
+    target: Annotated[str, typer.Argument(metavar="MODULE:WORKFLOW")],
+    backend: BackendOption = None,
+) -> None:
+    """Replay a recorded history against the current code of MODULE:WORKFLOW.
+
+    The history is the engine's own export (Temporal: `temporal workflow show -w ID -o json`
+    or the Web UI's download); the backend defaults to temporal. Non-determinism is
+    reported with the step where code and history part.
+    """
+    defn = _load_workflow(target)
+    try:
+        text = history_file.read_text()
+    except OSError as exc:
+        raise CliError(f"cannot read {history_file}: {exc}") from None
+    settings = _settings(backend or _State.backend or "temporal")
+    events = _run(settings, lambda c: c.backend.replay(text, defn))
+    out.print(
+        f"{history_file}: {events} events replayed against {target}; no non-determinism",
+        markup=False,
+    )
 
 
 # -- history rendering ----------------------------------------------------------------------

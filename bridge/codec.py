@@ -11,6 +11,7 @@ TypedDicts on Python < 3.12 must come from `typing_extensions` (a pydantic rule)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any
@@ -34,8 +35,10 @@ __all__ = [
 # NaN and infinities are kept (as JSON's NaN/Infinity tokens, which Python's json reads
 # back) instead of pydantic's default of silently writing null.
 _CONFIG = ConfigDict(ser_json_inf_nan="constants")
-_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
 _ANY_ADAPTER: TypeAdapter[Any] = TypeAdapter(Any, config=_CONFIG)
+# Bounded: Temporal's sandbox re-imports workflow modules for every run, so the same model
+# arrives as a new class each time, and an unbounded cache would keep every copy alive.
+_ADAPTER_CACHE_SIZE = 4096
 
 
 def _build(tp: Any) -> TypeAdapter[Any]:
@@ -45,18 +48,18 @@ def _build(tp: Any) -> TypeAdapter[Any]:
         return TypeAdapter(tp)
 
 
+_cached_build = functools.lru_cache(maxsize=_ADAPTER_CACHE_SIZE)(_build)
+
+
 def adapter(tp: Any) -> TypeAdapter[Any]:
     """A cached TypeAdapter for `tp`; building one costs far more than using it."""
     if tp is Any:
         return _ANY_ADAPTER
     try:
-        found = _ADAPTERS.get(tp)
+        hash(tp)
     except TypeError:  # an unhashable annotation: build it each time
         return _build(tp)
-    if found is None:
-        found = _build(tp)
-        _ADAPTERS[tp] = found
-    return found
+    return _cached_build(tp)
 
 
 def _type_name(tp: Any) -> str:

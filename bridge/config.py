@@ -44,6 +44,10 @@ class SqlSettings(_Section):
 
 
 class TemporalSettings(_Section):
+    """A Temporal server. `heartbeat_timeout` (seconds) applies to activities that declare
+    none: the activity shim heartbeats on its own, so an attempt whose worker died is
+    retried after this long instead of after its whole start-to-close timeout."""
+
     address: str = "localhost:7233"
     namespace: str = "default"
     task_queue: str = "bridge"
@@ -52,11 +56,20 @@ class TemporalSettings(_Section):
     tls_client_cert: str | None = None
     tls_client_key: str | None = None
     connect_timeout: float = Field(5.0, gt=0)
+    heartbeat_timeout: float = Field(60.0, gt=0)
 
 
 class LangGraphSettings(_Section):
+    """The LangGraph backend: LangGraph's checkpointer (SqliteSaver, or PostgresSaver for a
+    postgresql:// URL) plus the bridge's run, timer and signal tables in the same database.
+    `durability`, leases and the busy timeout mean what they mean for `sql`."""
+
     url: str = "sqlite:///.bridge/langgraph.db"
+    durability: Literal["FULL", "NORMAL"] = "FULL"
     poll_interval: float = Field(0.2, gt=0)
+    lease_seconds: float = Field(30.0, gt=0)
+    max_concurrency: int = Field(1000, gt=0)
+    busy_timeout_ms: int = Field(5000, ge=0)
 
 
 class Settings(_Section):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import contextvars
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -10,10 +11,17 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from bridge._signature import CallShape
-from bridge.activity import ActivityDefinition
+from bridge.activity import ActivityDefinition, registering
 from bridge.errors import ConfigError, NotRegisteredError
 
-__all__ = ["Context", "WorkflowDefinition", "lookup_workflow", "registered_workflows", "workflow"]
+__all__ = [
+    "Context",
+    "WorkflowDefinition",
+    "current_context",
+    "lookup_workflow",
+    "registered_workflows",
+    "workflow",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -83,6 +91,21 @@ class Context(abc.ABC):
         """Run the compensations of completed steps, newest first, each as a journaled step."""
 
 
+_current_context: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
+    "bridge_workflow_context", default=None
+)
+
+
+def current_context() -> Context | None:
+    """The Context of the workflow running in this task, or None outside a workflow.
+
+    Framework adapters use it (a LangChain tool built from an activity, an agent's model) so
+    that a call made inside a workflow is journaled without the user passing `ctx` down
+    through the framework's own call chain. Backends set it while workflow code runs.
+    """
+    return _current_context.get()
+
+
 def flatten_awaitables(aws: tuple[Any, ...]) -> list[Awaitable[Any]]:
     """`gather(a, b)` and `gather(x for x in ...)` both mean a list of awaitables."""
     if len(aws) == 1 and not inspect.isawaitable(aws[0]) and isinstance(aws[0], Iterable):
@@ -133,6 +156,8 @@ def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None
 
     def wrap(f: Callable[..., Any]) -> WorkflowDefinition[..., Any]:
         defn = WorkflowDefinition(f, name=name or f.__name__)
+        if not registering.get():
+            return defn
         existing = _REGISTRY.get(defn.name)
         origin = f"{f.__module__}:{f.__qualname__}"
         if (

@@ -4,7 +4,7 @@ Three activities run in sequence; `parse_json` fails on its first attempt (the l
 failure), so the history shows the LLM call once, the parse step retried, and the save once:
 the retry re-runs only the failing step, never the finished LLM call before it.
 
-Run it with `bridge demo`, or `bridge run examples.llm_parse_save:analyze '"some text"'`.
+Run it with `bridge run examples.llm_parse_save:analyze '"some text"'`.
 
 Nothing happens at import time (no connection, no file): Temporal's sandbox re-imports this
 module to validate the workflow, and a module that does work on import fails there.

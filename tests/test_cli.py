@@ -89,20 +89,26 @@ def assert_one_error_line(proc: subprocess.CompletedProcess[str], *needles: str)
     return lines[0]
 
 
-def test_demo_runs_the_lab_and_counts_each_activity(cli: Cli, tmp_path: Path) -> None:
+def test_demo_runs_the_research_agent_and_counts_each_step(cli: Cli, tmp_path: Path) -> None:
+    cli.env.pop("OPENAI_API_KEY", None)  # the offline scripted model, never the API
     first = cli("demo")
-    assert '"row_id": 1' in first.stdout
-    assert '"sentiment": "positive"' in first.stdout
+    # The agent parked before saving; the demo approved it, and says how a person would.
+    assert "waiting for the signal 'approval:save_report'" in first.stdout
+    assert "bridge signal demo-" in first.stdout
+    assert '"report_id": 1' in first.stdout
+    assert "https://docs.dbos.dev/architecture" in first.stdout  # a source it summarized
+    assert "signal_received" in first.stdout
     assert "injected failure" in first.stdout  # the timeline shows the failed attempt
     summary = first.stdout.strip().splitlines()[-1]
     assert summary == (
-        "call_llm ran 1 time, parse_json ran 2 times (1 failure retried), save_to_db ran 1 time"
+        "openai_agents.model_call ran 4 times, search_web ran 1 time, extract_content ran "
+        "4 times (1 failure retried), save_report ran 1 time"
     )
     assert (tmp_path / ".bridge" / "demo.db").is_file()
 
-    # A fresh id each time: a second demo is a second run and a second row.
+    # A fresh id each time: a second demo is a second run and a second saved report.
     second = cli("demo")
-    assert '"row_id": 2' in second.stdout
+    assert '"report_id": 2' in second.stdout
     runs = cli("list").stdout
     assert runs.count("demo-") == 2
 

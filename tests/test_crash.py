@@ -13,7 +13,7 @@ import pytest
 
 import bridge
 from tests import ledger
-from tests.conftest import Workers, fast_sql, wait_until
+from tests.conftest import BACKENDS, Workers, fast_sql, wait_until
 from tests.wfs import five_steps, nap
 
 
@@ -69,7 +69,9 @@ async def test_sigkill_after_step_3_on_postgres(
     await crash_after_step_3({"backend": "sql", "sql": fast_sql(pg_url)}, tmp_path, ledger_path)
 
 
-@pytest.mark.parametrize("backend_name", ["sql"])
+@pytest.mark.parametrize(
+    "backend_name", [b for b in BACKENDS if b in ("sql", "langgraph", "temporal")]
+)
 async def test_durable_sleep_survives_a_restart(
     settings: dict[str, Any], tmp_path: Path, ledger_path: str, workers: Workers
 ) -> None:

@@ -1,0 +1,159 @@
+"""Worker-side settings of the adapter: model retries and timeout, endpoint, blob store.
+
+A durable model call is an activity, so everything here is about the process that *runs*
+activities, as `OpenAIAgentsPlugin(model_params=..., model_provider=...)` is on a Temporal
+worker: call `configure(...)` once where the worker starts. Nothing here is read by workflow
+code, so a replay never depends on it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from agents import Model, ModelProvider, OpenAIProvider
+from openai import AsyncOpenAI
+
+from adapters.openai_agents._blobs import BlobStore, close_blob_stores, open_blob_store
+from adapters.openai_agents._errors import ModelNotFoundError
+from bridge.activity import RetryPolicy, seconds
+from bridge.config import load_settings
+from bridge.errors import ConfigError
+
+__all__ = ["AgentSettings", "blob_store", "configure", "resolve_model"]
+
+# Rate limits (429) and overloaded servers (5xx) clear up in seconds to a minute: five
+# attempts with doubling delays capped at 30 s cover about a minute of trouble.
+DEFAULT_MODEL_RETRY = RetryPolicy(
+    max_attempts=5, initial_interval=1.0, backoff=2.0, max_interval=30
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentSettings:
+    """How this worker runs durable model calls.
+
+    - `model_retry`: the retry policy of every model call (429, 408, 409 and 5xx answers and
+      connection errors are retried with its backoff; other 4xx fail at once).
+    - `model_timeout`: seconds one model call attempt may take (None: no limit).
+    - `base_url`: an OpenAI-compatible endpoint; with it (or with OPENAI_API_KEY set) agents
+      whose model is a name use a real model.
+    - `use_responses`: the Responses API (True) or Chat Completions (False); None picks
+      Responses for api.openai.com and Chat Completions for a custom `base_url`.
+    - `default_model`: the model name for agents that give none (None: the SDK's default).
+    - `blob_url`: where conversation blobs live (a SQLAlchemy URL). None puts them next to
+      the journal: the sql or langgraph database of the configured backend, else
+      `sqlite:///.bridge/agent_blobs.db`.
+    """
+
+    model_retry: RetryPolicy = DEFAULT_MODEL_RETRY
+    model_timeout: float | timedelta | None = 120.0
+    base_url: str | None = None
+    use_responses: bool | None = None
+    default_model: str | None = None
+    blob_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model_retry, RetryPolicy):
+            raise ConfigError(
+                f"AgentSettings.model_retry must be a bridge.RetryPolicy, got "
+                f"{type(self.model_retry).__name__}"
+            )
+        timeout = seconds(self.model_timeout, what="AgentSettings.model_timeout")
+        if timeout == 0:
+            raise ConfigError("AgentSettings.model_timeout must be positive (or None: no limit)")
+        object.__setattr__(self, "model_timeout", timeout)
+
+
+@dataclass
+class _State:
+    settings: AgentSettings = field(default_factory=AgentSettings)
+    provider: ModelProvider | None = None
+    real_provider: ModelProvider | None = None
+    blob_url: str | None = None  # resolved once: the bridge settings are read from files
+
+
+_state = _State()
+
+
+def configure(
+    settings: AgentSettings | None = None, *, model_provider: ModelProvider | None = None
+) -> None:
+    """Set how this worker process runs model calls (call it before the worker starts).
+
+    `model_provider` resolves every model name the agents use (for example
+    `ScriptedModelProvider(...)` in tests); without one, names go to OpenAI when
+    OPENAI_API_KEY or `base_url` is set, else to a ScriptedModel of that name.
+    """
+    from adapters.openai_agents._model_activity import install_model_call
+
+    new = settings or AgentSettings()
+    if new.blob_url != _state.settings.blob_url:
+        close_blob_stores()
+    _state.settings = new
+    _state.provider = model_provider
+    _state.real_provider = None
+    _state.blob_url = None
+    install_model_call(new)
+
+
+def blob_store() -> BlobStore:
+    """The blob store model calls in this process use (see `AgentSettings.blob_url`)."""
+    if _state.blob_url is None:
+        url = _state.settings.blob_url
+        if url is None:
+            bridge_settings = load_settings()
+            if bridge_settings.backend == "sql":
+                url = bridge_settings.sql.url
+            elif bridge_settings.backend == "langgraph":
+                url = bridge_settings.langgraph.url
+            else:
+                url = "sqlite:///.bridge/agent_blobs.db"
+        _state.blob_url = url
+    return open_blob_store(_state.blob_url)
+
+
+def _real_model_available() -> bool:
+    return bool(
+        os.environ.get("OPENAI_API_KEY")
+        or _state.settings.base_url
+        or os.environ.get("OPENAI_BASE_URL")
+    )
+
+
+def resolve_model(name: str | None) -> Model:
+    """The model a durable call of `name` runs on in this worker.
+
+    Order: the configured provider; a ScriptedModel registered under `name`; OpenAI when a
+    key or base URL is configured. Names are resolved here, in the worker, as Temporal's
+    integration does, so the journal holds a name and never a client object.
+    """
+    from adapters.openai_agents._scripted import registered_scripted_model
+
+    name = name or _state.settings.default_model
+    if _state.provider is not None:
+        return _state.provider.get_model(name)
+    scripted = registered_scripted_model(name)
+    if scripted is not None:
+        return scripted
+    if _real_model_available():
+        if _state.real_provider is None:
+            base_url = _state.settings.base_url
+            use_responses = _state.settings.use_responses
+            if use_responses is None:
+                use_responses = base_url is None
+            # max_retries=0: the activity's retry policy owns retrying, with backoff and a
+            # journaled attempt history, instead of the client retrying inside one attempt.
+            # OpenAI-compatible servers (vLLM, Ollama, ...) often want no key, but the client
+            # refuses to start without one.
+            api_key = os.environ.get("OPENAI_API_KEY") or ("unused" if base_url else None)
+            client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+            _state.real_provider = OpenAIProvider(openai_client=client, use_responses=use_responses)
+        return _state.real_provider.get_model(name)
+    raise ModelNotFoundError(
+        f"no model for {name or '(the default model)'!r} in this worker: set OPENAI_API_KEY "
+        f"(or AgentSettings.base_url) to call a real model, give the agent a ScriptedModel "
+        f"named {name!r} for offline runs, or pass model_provider= to "
+        f"adapters.openai_agents.configure()"
+    )

@@ -1,0 +1,65 @@
+"""Which durable agent run, and which workflow, the code running now belongs to.
+
+`run_agent` sets the current run; tools and the durable model find it here instead of the
+user threading `ctx` through the Agents SDK. A tool called by an agent that was started with
+the plain `Runner.run` inside a workflow still finds the workflow through bridge's own
+`current_context()`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass, field
+
+from adapters.openai_agents._blobs import ConversationChain
+from bridge.activity import activity_info
+from bridge.errors import OutsideWorkflowError
+from bridge.workflow import Context, current_context
+
+__all__ = ["AgentRun", "current_run", "workflow_context"]
+
+
+@dataclass(eq=False)
+class AgentRun:
+    """One `run_agent` call: its workflow, what it has sent by reference, what it warned."""
+
+    ctx: Context
+    chain: ConversationChain = field(default_factory=ConversationChain)
+    warned_tools: set[str] = field(default_factory=set)
+
+
+_current_run: contextvars.ContextVar[AgentRun | None] = contextvars.ContextVar(
+    "bridge_openai_agents_run", default=None
+)
+
+
+def current_run() -> AgentRun | None:
+    return _current_run.get()
+
+
+def set_current_run(run: AgentRun | None) -> contextvars.Token[AgentRun | None]:
+    return _current_run.set(run)
+
+
+def reset_current_run(token: contextvars.Token[AgentRun | None]) -> None:
+    _current_run.reset(token)
+
+
+def _in_activity() -> bool:
+    try:
+        activity_info()
+    except OutsideWorkflowError:
+        return False
+    return True
+
+
+def workflow_context() -> Context | None:
+    """The workflow Context of the code running now; None outside workflow code.
+
+    An activity attempt is not workflow code even when a backend runs it in the workflow's
+    task (the sql executor does), so a tool called from inside an activity is "outside".
+    """
+    if _in_activity():
+        return None
+    run = current_run()
+    return run.ctx if run is not None else current_context()

@@ -1,0 +1,305 @@
+"""`run_agent`: the Agents SDK's `Runner.run`, inside a bridge workflow, durable.
+
+It takes `Runner.run`'s arguments and returns its `RunResult`, so adopting it is a one-line
+change. Before running, the agent graph (handoffs included) is copied with every model
+replaced by a `DurableModel`, so each model call is the journaled step
+`openai_agents.model_call`; tools made with `activity_as_tool` are journaled steps of their
+own. On a replay the loop runs again over the recorded answers: same calls, same order, no
+model or tool paid for twice.
+
+Tools with `needs_approval` pause the run: the SDK returns the pending approvals, and each
+becomes `ctx.wait_for_signal("approval:<tool>")`, which parks the run (for days if need be)
+until `bridge signal ID approval:<tool> true` (or `false`, or
+`{"approved": false, "message": "why"}`) arrives. A rejection reaches the model as the
+tool's result, as in the SDK.
+
+Streaming, sessions and MCP servers are not durable yet and are refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from datetime import timedelta
+from typing import Any
+
+from agents import (
+    Agent,
+    AgentsException,
+    FunctionTool,
+    Handoff,
+    Model,
+    ModelSettings,
+    MultiProvider,
+    RunConfig,
+    RunContextWrapper,
+    RunHooks,
+    RunResult,
+    Session,
+    TResponseInputItem,
+    UserError,
+)
+from agents.items import ToolApprovalItem
+from agents.models import get_default_model_settings
+from agents.run import DEFAULT_MAX_TURNS, AgentRunner
+from agents.run_error_handlers import RunErrorHandlers
+
+from adapters.openai_agents._context import (
+    AgentRun,
+    reset_current_run,
+    set_current_run,
+    workflow_context,
+)
+from adapters.openai_agents._errors import UnjournaledToolWarning
+from adapters.openai_agents._model import DurableModel
+from adapters.openai_agents._scripted import ScriptedModel
+from adapters.openai_agents._tool import activity_of
+from bridge.activity import seconds
+from bridge.errors import BridgeError, OutsideWorkflowError
+from bridge.workflow import Context
+
+__all__ = ["approval_signal", "run_agent"]
+
+log = logging.getLogger("bridge.openai_agents")
+
+
+def approval_signal(tool_name: str) -> str:
+    """The signal that answers an approval request of tool `tool_name`."""
+    return f"approval:{tool_name}"
+
+
+async def run_agent(
+    starting_agent: Agent[Any],
+    input: str | list[TResponseInputItem],
+    *,
+    context: Any = None,
+    max_turns: int = DEFAULT_MAX_TURNS,
+    hooks: RunHooks[Any] | None = None,
+    run_config: RunConfig | None = None,
+    error_handlers: RunErrorHandlers[Any] | None = None,
+    previous_response_id: str | None = None,
+    auto_previous_response_id: bool = False,
+    conversation_id: str | None = None,
+    session: Session | None = None,
+    approval_timeout: float | timedelta | None = None,
+) -> RunResult:
+    """Run `starting_agent` like `Runner.run`, every model and activity tool call journaled.
+
+    Call it from an `@bridge.workflow`. `approval_timeout` bounds each wait for an approval
+    signal; when it passes the tool call is rejected (default: wait as long as it takes).
+    Model calls are retried and timed out by the worker's `AgentSettings` (the activity's
+    policy), so `ModelSettings.retry` is not used here; `ModelSettings.timeout` bounds one
+    attempt. SDK tracing is off when no `run_config` is given, because a replayed run would
+    export its spans again on every replay.
+    """
+    ctx = workflow_context()
+    if ctx is None:
+        raise OutsideWorkflowError(
+            f"run_agent(agent {starting_agent.name!r}) was called outside a bridge workflow; "
+            f"call it from an @bridge.workflow function, which journals its model and tool "
+            f"calls (outside a workflow, use agents.Runner.run)"
+        )
+    if session is not None:
+        raise UserError(
+            "run_agent does not take a session: the workflow's journal already keeps the "
+            "conversation; pass the previous result's to_input_list() as input instead"
+        )
+    wait = seconds(approval_timeout, what="run_agent approval_timeout")
+    run = AgentRun(ctx=ctx)
+    token = set_current_run(run)
+    try:
+        converter = _Converter(run, run_config)
+        agent = converter.agent(starting_agent)
+        options: dict[str, Any] = {
+            "context": context,
+            "max_turns": max_turns,
+            "hooks": hooks,
+            "run_config": converter.run_config,
+            "error_handlers": error_handlers,
+            "previous_response_id": previous_response_id,
+            "auto_previous_response_id": auto_previous_response_id,
+            "conversation_id": conversation_id,
+        }
+        # AgentRunner itself, not Runner.run: a process-wide runner swap (Temporal's
+        # OpenAIAgentsPlugin installs one) must not take over a bridge run.
+        runner = AgentRunner()
+        result = await runner.run(agent, input, **options)
+        while result.interruptions:
+            state = result.to_state()
+            for item in result.interruptions:
+                approved, message = await _decision(ctx, item, wait)
+                if approved:
+                    state.approve(item)
+                else:
+                    state.reject(item, rejection_message=message)
+            result = await runner.run(agent, state, **options)
+        return result
+    except AgentsException as exc:
+        # The SDK wraps what a tool raised ("Error running tool ..."); a bridge error in
+        # there (a NonDeterminismError above all) must reach the backend as itself.
+        cause = _bridge_cause(exc)
+        if cause is not None:
+            raise cause from exc
+        raise
+    finally:
+        reset_current_run(token)
+
+
+def _bridge_cause(exc: BaseException) -> BridgeError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, BridgeError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+# -- approvals ------------------------------------------------------------------------------
+async def _decision(
+    ctx: Context, item: ToolApprovalItem, wait: float | None
+) -> tuple[bool, str | None]:
+    """(approved, rejection message) from the approval signal of `item`'s tool."""
+    tool = item.tool_name or "tool"
+    name = approval_signal(tool)
+    while True:
+        payload = await ctx.wait_for_signal(name, timeout=wait)
+        if payload is None and wait is not None:
+            return False, f"No approval for tool {tool!r} arrived within {wait:g} seconds."
+        if isinstance(payload, bool):
+            return payload, None
+        if isinstance(payload, dict) and isinstance(payload.get("approved"), bool):
+            message = payload.get("message")
+            return payload["approved"], message if isinstance(message, str) else None
+        # A typo must not take a path the person did not choose: wait for a proper answer.
+        log.warning(
+            "workflow %s: ignored signal %r with payload %r; send true, false or "
+            '{"approved": false, "message": "why"}',
+            ctx.workflow_id,
+            name,
+            payload,
+        )
+
+
+# -- the durable copy of an agent graph -----------------------------------------------------
+class _Converter:
+    """Copies agents (following handoffs, cycles included) with durable models."""
+
+    def __init__(self, run: AgentRun, run_config: RunConfig | None) -> None:
+        self._run = run
+        self._seen: dict[int, Agent[Any]] = {}
+        rc = run_config or RunConfig(tracing_disabled=True)
+        if type(rc.model_provider) is not MultiProvider:
+            raise UserError(
+                "run_config.model_provider would be ignored: in a durable run the worker "
+                "resolves model names; pass the provider to adapters.openai_agents.configure("
+                "model_provider=...) where the worker starts"
+            )
+        self._override: str | None = None
+        self._override_is_model = False
+        if rc.model is not None:
+            self._override = _model_name(rc.model, where="run_config.model")
+            self._override_is_model = isinstance(rc.model, Model)
+        rc_settings = rc.model_settings
+        self._rc_timeout = rc_settings.timeout if rc_settings is not None else None
+        self.run_config = dataclasses.replace(
+            rc,
+            model=None,  # every agent carries its durable model (with this name) instead
+            model_settings=_without_retry(rc_settings) if rc_settings is not None else None,
+        )
+
+    def agent(self, agent: Agent[Any]) -> Agent[Any]:
+        known = self._seen.get(id(agent))
+        if known is not None:
+            return known
+        if isinstance(agent.model, DurableModel):
+            return agent
+        if agent.mcp_servers:
+            raise UserError(
+                f"agent {agent.name!r} has MCP servers, whose calls would run unjournaled in "
+                f"workflow code; wrap what they do in bridge activities (activity_as_tool)"
+            )
+        name = (
+            self._override
+            if self._override is not None
+            else _model_name(agent.model, where=f"agent {agent.name!r}")
+        )
+        settings = self._settings(agent)
+        durable = dataclasses.replace(agent)
+        self._seen[id(agent)] = durable  # before the handoffs: they may lead back here
+        durable.model = DurableModel(
+            model_name=name,
+            run=self._run,
+            timeout=self._rc_timeout if self._rc_timeout is not None else settings.timeout,
+        )
+        durable.model_settings = _without_retry(settings)
+        durable.handoffs = [self._handoff(h) for h in agent.handoffs]
+        self._warn_plain_tools(agent)
+        return durable
+
+    def _settings(self, agent: Agent[Any]) -> ModelSettings:
+        """The settings the SDK would resolve for `agent` (its implicit per-model defaults
+        follow the model *name*, which the durable copy no longer has)."""
+        if isinstance(agent.model, Model):
+            implicit = ModelSettings()
+        else:
+            implicit = get_default_model_settings(agent.model)
+        if agent.model_settings != implicit:
+            return agent.model_settings
+        if self._override is not None:
+            return (
+                ModelSettings()
+                if self._override_is_model
+                else get_default_model_settings(self._override)
+            )
+        return implicit
+
+    def _handoff(self, handoff: Agent[Any] | Handoff[Any, Any]) -> Agent[Any] | Handoff[Any, Any]:
+        if isinstance(handoff, Agent):
+            return self.agent(handoff)
+        original = handoff.on_invoke_handoff
+
+        async def on_invoke(context: RunContextWrapper[Any], args: str) -> Agent[Any]:
+            return self.agent(await original(context, args))
+
+        return dataclasses.replace(handoff, on_invoke_handoff=on_invoke)
+
+    def _warn_plain_tools(self, agent: Agent[Any]) -> None:
+        for tool in agent.tools:
+            if not isinstance(tool, FunctionTool) or activity_of(tool) is not None:
+                continue
+            if tool.name in self._run.warned_tools:
+                continue
+            self._run.warned_tools.add(tool.name)
+            warnings.warn(
+                f"tool {tool.name!r} of agent {agent.name!r} in workflow "
+                f"{self._run.ctx.workflow_id!r} is a plain function tool: it runs inside the "
+                f"workflow code, is not journaled and runs again on every replay; make it a "
+                f"bridge activity and pass activity_as_tool(...) to the agent",
+                UnjournaledToolWarning,
+                stacklevel=4,
+            )
+
+
+def _model_name(model: str | Model | None, *, where: str) -> str | None:
+    """What a durable call journals: a name the worker resolves, never a client object."""
+    if model is None or isinstance(model, str):
+        return model
+    if isinstance(model, ScriptedModel):
+        return model.name
+    raise UserError(
+        f"{where} is a {type(model).__name__} object; a durable run journals a model name that "
+        f"the worker resolves: give the model's name (e.g. model='gpt-4o-mini') and, for a "
+        f"custom client, pass model_provider= to adapters.openai_agents.configure() where the "
+        f"worker starts"
+    )
+
+
+def _without_retry(settings: ModelSettings) -> ModelSettings:
+    """Retries and the per-call timeout belong to the model-call activity: left in the
+    settings, the SDK would retry and time out inside workflow code, by wall clock."""
+    if settings.retry is None and settings.timeout is None:
+        return settings
+    return dataclasses.replace(settings, retry=None, timeout=None)

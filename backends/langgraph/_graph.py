@@ -1,0 +1,404 @@
+"""The LangGraph program every bridge workflow runs as, and the Context it gives workflows.
+
+One `@entrypoint` (checkpointed by the backend's saver) runs a bridge workflow on the
+LangGraph thread whose id is the workflow id. Inside it:
+
+- `ctx.run` is a call of the `@task` `bridge_step`. LangGraph numbers task calls by
+  position and, when the entrypoint re-runs after a crash or an interrupt, answers the
+  calls it has a write for from that write, so finished steps are not run again. The task
+  runs the activity (with the bridge's retry policy, timeout and idempotency key) and
+  returns the step's journal record (name, argument digest, result or error), which
+  becomes LangGraph's task write. The durable saver commits that write before the
+  workflow continues (`_saver.py`).
+- `ctx.sleep` and `ctx.wait_for_signal` are `interrupt()`. The worker answers an interrupt
+  with `Command(resume=...)` once the bridge's timer is due or a signal has arrived,
+  having first written the answer to the bridge's journal, so it is the same if the
+  resume has to be repeated after a crash.
+- Everything else of `JournaledContext` (step numbering, divergence checks, patches,
+  compensation, the replay-safe clock and randomness) is the shared code of `bridge._replay`,
+  so these rules are the sql backend's rules.
+
+LangGraph matches task writes and interrupt answers by position only. The context checks
+every recorded step against the call now made (kind, name, argument digest, index) and
+raises NonDeterminismError on a difference, which LangGraph by itself would not notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import time
+from collections.abc import Awaitable, Iterator
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any, NoReturn
+
+from langchain_core.runnables.config import var_child_runnable_config
+from langgraph.errors import GraphInterrupt
+from langgraph.func import entrypoint, task
+from langgraph.pregel import Pregel
+from langgraph.types import interrupt
+
+from backends.langgraph._saver import DurableSaverMixin
+from backends.langgraph._store import CANCELLED
+from bridge import codec
+from bridge._replay import (
+    ACTIVITY,
+    COMPLETED,
+    FAILED,
+    SIGNAL,
+    SLEEP,
+    TIMED_OUT,
+    WAITING,
+    JournaledContext,
+    Outcome,
+    RunJournal,
+    StepRecord,
+    Suspend,
+    _describe_step,
+    drive,
+)
+from bridge.activity import ActivityDefinition, as_activity, seconds
+from bridge.backend import Status
+from bridge.errors import NonDeterminismError
+from bridge.workflow import WorkflowDefinition
+
+#: Marks a task write as a bridge journal record (and the record format's version).
+RECORD_MARK = "bridge_step"
+#: Marks an interrupt as a bridge wait.
+WAIT_MARK = "bridge_wait"
+
+_FINAL = (COMPLETED, FAILED)
+
+
+def record_to_json(rec: StepRecord) -> dict[str, Any]:
+    """A final step record as the step task's return value (JSON data)."""
+    return {
+        RECORD_MARK: 1,
+        "workflow_id": rec.workflow_id,
+        "idx": rec.idx,
+        "kind": rec.kind,
+        "name": rec.name,
+        "status": rec.status,
+        "digest": rec.digest,
+        "args": rec.args,
+        "output": rec.output,
+        "error": rec.error,
+        "attempt": rec.attempt,
+        "attempts": rec.attempts,
+        "started_at": rec.started_at,
+        "finished_at": rec.finished_at,
+    }
+
+
+def record_from_json(data: Any) -> StepRecord | None:
+    """The record a step task returned, or None for a value that is not one."""
+    if not isinstance(data, dict) or data.get(RECORD_MARK) != 1:
+        return None
+    fields = {k: v for k, v in data.items() if k != RECORD_MARK}
+    return StepRecord(**fields)
+
+
+def wait_answer(rec: StepRecord) -> dict[str, Any]:
+    """What the worker resumes a waiting thread with: the settled wait, as JSON data."""
+    return {
+        WAIT_MARK: rec.idx,
+        "status": rec.status,
+        "output": rec.output,
+        "at": rec.finished_at,
+    }
+
+
+class Abandoned(BaseException):
+    """Ends an execution without LangGraph recording anything, as a crash would.
+
+    Raised by the entrypoint when the workflow hit a NonDeterminismError: the thread keeps
+    its checkpoint and task writes, and a worker with fixed code resumes it with
+    `invoke(None)`. A BaseException, because LangGraph records an `Exception` as the task's
+    error.
+    """
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__("execution abandoned")
+        self.outcome = outcome
+
+
+class GraphContext(JournaledContext):
+    """JournaledContext whose steps are LangGraph task calls and whose waits are interrupts."""
+
+    def __init__(
+        self,
+        *,
+        workflow_id: str,
+        journal: RunJournal,
+        steps: list[StepRecord],
+        started_at: float,
+        attempt: int,
+        cancel_requested: bool,
+        saver: DurableSaverMixin,
+    ) -> None:
+        super().__init__(
+            workflow_id=workflow_id,
+            journal=journal,
+            steps=steps,
+            started_at=started_at,
+            attempt=attempt,
+            cancel_requested=cancel_requested,
+        )
+        self._saver = saver
+        # Task calls and interrupts are made in the entrypoint's own context, so a step
+        # started from inside a graph the workflow runs (a ToolNode calling an activity
+        # tool) is still numbered among the entrypoint's tasks.
+        self._root = contextvars.copy_context()
+        self._live: dict[int, tuple[str, ActivityDefinition[..., Any], dict[str, Any], str]] = {}
+        #: The first interrupt this execution raised: the entrypoint re-raises it.
+        self.interrupt: GraphInterrupt | None = None
+
+    # -- steps --------------------------------------------------------------------------
+    def run(
+        self, activity: ActivityDefinition[..., Any], *args: Any, **kwargs: Any
+    ) -> Awaitable[Any]:
+        defn = as_activity(activity, what=f"ctx.run in workflow {self._id!r}")
+        idx = self._take_index()
+        data = defn.shape.encode_args(args, kwargs)  # SerializationError here, at the call site
+        return self._start(idx, ACTIVITY, defn, data)
+
+    async def _step(
+        self, idx: int, kind: str, defn: ActivityDefinition[..., Any], data: dict[str, Any]
+    ) -> Any:
+        return await self._start(idx, kind, defn, data)
+
+    def _start(
+        self, idx: int, kind: str, defn: ActivityDefinition[..., Any], data: dict[str, Any]
+    ) -> Awaitable[Any]:
+        """Call the step task now, so LangGraph numbers task calls in step order (and
+        `ctx.gather` starts every branch before awaiting any); settle it when awaited."""
+        digest = codec.digest(data)
+        try:
+            self._recorded(idx, kind, defn.name, digest, data)
+        except BaseException as exc:  # divergence or a delivered cancel, raised when awaited
+            return _raise(exc)
+        self._live[idx] = (kind, defn, data, digest)
+        future = self._root.run(bridge_step, idx)
+        return self._settle(idx, kind, defn, data, digest, future)
+
+    async def _settle(
+        self,
+        idx: int,
+        kind: str,
+        defn: ActivityDefinition[..., Any],
+        data: dict[str, Any],
+        digest: str,
+        future: Awaitable[Any],
+    ) -> Any:
+        out = await future
+        self._saver.raise_failure(self._id)  # the result must be on disk before going on
+        rec = record_from_json(out)
+        if rec is None or (rec.idx, rec.kind, rec.name, rec.digest) != (
+            idx,
+            kind,
+            defn.name,
+            digest,
+        ):
+            recorded = _describe_step(rec.kind, rec.name, rec.args) if rec else f"the value {out!r}"
+            raise NonDeterminismError(
+                self._id, idx, recorded=recorded, current=_describe_step(kind, defn.name, data)
+            )
+        self._steps[idx] = rec
+        if rec.finished_at is not None:
+            self._clock = max(self._clock, rec.finished_at)
+        return self._settled(kind, defn, data, rec)
+
+    async def execute(self, idx: int) -> dict[str, Any]:
+        """The body of the step task: attempts until a final record, which it returns."""
+        kind, defn, data, digest = self._live.pop(idx)
+        rec = self._steps.get(idx)
+        if rec is not None and rec.status in _FINAL:
+            return record_to_json(rec)  # recorded, though LangGraph had lost its write
+        with _outside_langgraph():
+            final = await self._attempts(idx, kind, defn, data, digest, rec)
+        # Patch markers taken before this step go to disk no later than its result.
+        await self.flush()
+        return record_to_json(final)
+
+    # -- waits --------------------------------------------------------------------------
+    async def sleep(self, duration: float | timedelta) -> None:
+        secs = seconds(duration, what="ctx.sleep duration") or 0.0
+        idx = self._take_index()
+        rec = self._recorded(idx, SLEEP, "sleep", None, None)
+        if rec is None:
+            now = time.time()
+            rec = StepRecord(
+                workflow_id=self._id,
+                idx=idx,
+                kind=SLEEP,
+                name="sleep",
+                status=WAITING,
+                args={"seconds": secs},
+                started_at=now,
+                fire_at=now + secs,
+            )
+            await self._write(rec)  # the timer is armed before the thread stops
+        self._pause(rec)
+
+    async def wait_for_signal(self, name: str, *, timeout: float | timedelta | None = None) -> Any:
+        secs = seconds(timeout, what="wait_for_signal timeout")
+        idx = self._take_index()
+        rec = self._recorded(idx, SIGNAL, name, None, None)
+        if rec is None:
+            now = time.time()
+            rec = StepRecord(
+                workflow_id=self._id,
+                idx=idx,
+                kind=SIGNAL,
+                name=name,
+                status=WAITING,
+                args={"timeout": secs},
+                started_at=now,
+                fire_at=None if secs is None else now + secs,
+            )
+            await self._write(rec)
+        answer = self._pause(rec)
+        return None if answer["status"] == TIMED_OUT else answer["output"]
+
+    def _pause(self, rec: StepRecord) -> dict[str, Any]:
+        """One `interrupt()`: LangGraph's answer to this wait, or Suspend until there is one.
+
+        Every wait interrupts, answered or not, because LangGraph pairs answers with
+        interrupts by their order in the entrypoint.
+        """
+        self._saver.raise_failure(self._id)
+        question = {WAIT_MARK: rec.idx, "kind": rec.kind, "name": rec.name, "fire_at": rec.fire_at}
+        try:
+            answer = self._root.run(interrupt, question)
+        except GraphInterrupt as exc:
+            if self.interrupt is None:
+                self.interrupt = exc
+            waiting_for = None if rec.kind == SLEEP else rec.name
+            raise Suspend(wake_at=rec.fire_at, waiting_for=waiting_for) from None
+        if not isinstance(answer, dict) or answer.get(WAIT_MARK) != rec.idx:
+            raise NonDeterminismError(
+                self._id,
+                rec.idx,
+                recorded=f"an interrupt answered with {answer!r}",
+                current=_describe_step(rec.kind, rec.name, None),
+            )
+        self._steps[rec.idx] = replace(
+            rec, status=answer["status"], output=answer["output"], finished_at=answer["at"]
+        )
+        if answer["at"] is not None:
+            self._clock = max(self._clock, answer["at"])
+        if answer["status"] == CANCELLED:
+            # Delivered here, once: not again at the next operation past the journal.
+            self._cancel_pending = False
+            self.cancelled_by_request = True
+            raise asyncio.CancelledError(f"workflow {self._id!r} was cancelled")
+        return answer
+
+
+@contextlib.contextmanager
+def _outside_langgraph() -> Iterator[None]:
+    """Run workflow and activity code without LangGraph's config of this execution.
+
+    Code the user runs (a graph invoked by the workflow, a LangChain tool, an activity)
+    then behaves as on any other backend: a LangGraph graph it invokes is a graph of its
+    own, not a subgraph checkpointed into this thread. The bridge's own task calls and
+    interrupts use the entrypoint's context, kept by GraphContext.
+    """
+    token = var_child_runnable_config.set(None)
+    try:
+        yield
+    finally:
+        var_child_runnable_config.reset(token)
+
+
+async def _raise(exc: BaseException) -> NoReturn:
+    raise exc
+
+
+class Execution:
+    """One invocation of one run: what the entrypoint and its step tasks need to know.
+
+    The Context is made inside the entrypoint's body, where LangGraph's config for the
+    entrypoint is the current one (task calls and interrupts are made against it).
+    """
+
+    def __init__(
+        self,
+        *,
+        definition: WorkflowDefinition[..., Any],
+        journal: RunJournal,
+        steps: list[StepRecord],
+        started_at: float,
+        attempt: int,
+        cancel_requested: bool,
+        saver: DurableSaverMixin,
+    ) -> None:
+        self.definition = definition
+        self._journal = journal
+        self._steps = steps
+        self._started_at = started_at
+        self._attempt = attempt
+        self._cancel_requested = cancel_requested
+        self.saver = saver
+        self.context: GraphContext | None = None
+        self.outcome: Outcome | None = None
+
+    async def body(self, start: dict[str, Any]) -> dict[str, Any]:
+        """The entrypoint's body: the workflow, its ending mapped to LangGraph's terms."""
+        ctx = self.context = GraphContext(
+            workflow_id=start["workflow_id"],
+            journal=self._journal,
+            steps=self._steps,
+            started_at=self._started_at,
+            attempt=self._attempt,
+            cancel_requested=self._cancel_requested,
+            saver=self.saver,
+        )
+        with _outside_langgraph():
+            outcome = self.outcome = await drive(self.definition, ctx, start["args"])
+        if outcome.blocked:
+            raise Abandoned(outcome)
+        if outcome.status is Status.WAITING:
+            if ctx.interrupt is None:
+                raise RuntimeError(f"workflow {ctx.workflow_id!r} suspended without a wait")
+            raise ctx.interrupt
+        self.saver.raise_failure(ctx.workflow_id)
+        return {"status": outcome.status.value, "result": outcome.result, "error": outcome.error}
+
+
+_EXECUTION: contextvars.ContextVar[Execution] = contextvars.ContextVar("bridge_lg_execution")
+
+
+async def _bridge_step(step: int) -> dict[str, Any]:
+    """Run journal step `step` of the current execution; its final record is the result."""
+    ctx = _EXECUTION.get().context
+    assert ctx is not None  # the entrypoint made it before calling any step
+    return await ctx.execute(step)
+
+
+bridge_step = task(name="bridge_step")(_bridge_step)
+
+
+def build_program(saver: DurableSaverMixin) -> Pregel:
+    """The entrypoint, bound to `saver` (LangGraph binds the checkpointer when decorating)."""
+
+    async def bridge_workflow(start: dict[str, Any]) -> dict[str, Any]:
+        return await _EXECUTION.get().body(start)
+
+    return entrypoint(checkpointer=saver)(bridge_workflow)  # type: ignore[arg-type]
+
+
+async def invoke(program: Pregel, execution: Execution, command: Any, thread_id: str) -> Any:
+    """Run `execution` as one LangGraph invocation of thread `thread_id`."""
+    token = _EXECUTION.set(execution)
+    try:
+        return await program.ainvoke(
+            command,
+            {"configurable": {"thread_id": thread_id}},
+            durability="sync",
+            version="v2",
+        )
+    finally:
+        _EXECUTION.reset(token)

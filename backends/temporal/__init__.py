@@ -1,0 +1,51 @@
+"""Neutral workflows on a real Temporal server: one dynamic workflow, one dynamic activity.
+
+Imports `bridge` and temporalio only; never another backend. The names below are loaded on
+first use, so `import backends.temporal._plugin` (backend discovery) costs no temporalio
+import, and a missing engine fails with the install hint.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from bridge.errors import EngineNotInstalledError
+
+if TYPE_CHECKING:
+    from backends.temporal._backend import TemporalBackend
+    from backends.temporal._context import TemporalContext
+    from backends.temporal._converter import BridgePayloadConverter, data_converter
+    from backends.temporal._devserver import DevServer
+    from backends.temporal._worker import TemporalWorker
+
+__all__ = [
+    "BridgePayloadConverter",
+    "DevServer",
+    "TemporalBackend",
+    "TemporalContext",
+    "TemporalWorker",
+    "data_converter",
+]
+
+_HOMES = {
+    "BridgePayloadConverter": "backends.temporal._converter",
+    "DevServer": "backends.temporal._devserver",
+    "TemporalBackend": "backends.temporal._backend",
+    "TemporalContext": "backends.temporal._context",
+    "TemporalWorker": "backends.temporal._worker",
+    "data_converter": "backends.temporal._converter",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'backends.temporal' has no attribute {name!r}")
+    try:
+        module = importlib.import_module(home)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and exc.name.split(".")[0] == "temporalio":
+            raise EngineNotInstalledError("Temporal", "temporal") from exc
+        raise
+    return getattr(module, name)

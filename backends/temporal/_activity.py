@@ -1,0 +1,105 @@
+"""The one Temporal activity that runs every neutral activity, found by name.
+
+Each attempt goes through `bridge._execute.run_attempt`, so an activity sees the same
+arguments, idempotency key (`"<workflow id>:<step>"`, the step read from the activity id)
+and `bridge.activity_info()` as on the sql backend, and a declared timeout fails the attempt
+with ActivityTimeoutError there as here.
+
+Temporal retries attempts itself (the neutral RetryPolicy mapped onto Temporal's) but keeps
+only the last failure. So each failed attempt heartbeats the list of failures so far, which
+Temporal hands to the next attempt, and sends the list along as its failure's details: the
+history then shows every failed attempt, as the sql journal does. While an attempt runs the
+shim heartbeats on its own, so a worker that dies is noticed after the heartbeat timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from temporalio import activity
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+from backends.temporal._context import failures_of, parse_activity_id
+from bridge._execute import error_info, is_retryable, run_attempt
+from bridge.activity import lookup_activity
+from bridge.errors import NotRegisteredError
+
+__all__ = ["run_activity"]
+
+
+class _KeepAlive:
+    """Heartbeats `details` every `interval` seconds until cancelled: a timer, not a task,
+    so an attempt that ends before its first beat (most do) costs next to nothing."""
+
+    def __init__(self, interval: float, details: list[dict[str, Any]]) -> None:
+        self._interval = interval
+        self._details = details
+        self._loop = asyncio.get_running_loop()
+        # call_later copies the current context: the callback still knows its activity.
+        self._handle = self._loop.call_later(interval, self._beat)
+
+    def _beat(self) -> None:
+        activity.heartbeat(self._details)
+        self._handle = self._loop.call_later(self._interval, self._beat)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
+@activity.defn(dynamic=True)
+async def run_activity(args: Sequence[RawValue]) -> Any:
+    """One attempt of the neutral activity named by the Temporal activity type."""
+    info = activity.info()
+    try:
+        defn = lookup_activity(info.activity_type)
+    except NotRegisteredError as exc:
+        # Another worker on the queue may have it: let the retry policy try again.
+        raise ApplicationError(str(exc), type="NotRegisteredError") from None
+    step, _kind = parse_activity_id(info.activity_id)
+    data = activity.payload_converter().from_payload(args[0].payload) if args else {}
+    prior = failures_of(info.heartbeat_details)
+    beat = (
+        _KeepAlive(_beat_interval(info.heartbeat_timeout), prior)
+        if info.heartbeat_timeout
+        else None
+    )
+    started = time.time()
+    try:
+        return await run_attempt(
+            defn, data, workflow_id=info.workflow_id or "", step=step, attempt=info.attempt
+        )
+    except Exception as exc:
+        failure = {
+            **error_info(exc),
+            "attempt": info.attempt,
+            "at": started,
+            "duration": time.time() - started,
+        }
+        failures = [*prior, failure]
+        activity.heartbeat(failures)  # what the next attempt reads as heartbeat_details
+        retryable = is_retryable(defn, exc)
+        final = not retryable or defn.retry.exhausted(info.attempt)
+        raise ApplicationError(
+            failure["message"],
+            failures,
+            type=failure["error_type"],
+            non_retryable=not retryable,
+            # An attempt that will be retried is logged at debug level, the last one as a
+            # warning; formatting a traceback per retried attempt also slowed the retries.
+            category=ApplicationErrorCategory.UNSPECIFIED
+            if final
+            else ApplicationErrorCategory.BENIGN,
+        ) from None
+    finally:
+        if beat is not None:
+            beat.cancel()
+
+
+def _beat_interval(timeout: timedelta) -> float:
+    # Three beats per timeout: one lost or late heartbeat does not fail a live attempt.
+    return max(timeout.total_seconds() / 3, 0.05)

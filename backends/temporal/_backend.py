@@ -1,0 +1,543 @@
+"""Temporal as a `bridge.Backend`: runs live in Temporal's history, on a real server.
+
+Arguments and results reach this class as `bridge.codec` JSON data (the Client encodes
+them); the data converter (`_converter.py`) writes that data into Temporal's payloads as is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import temporalio.api.common.v1
+import temporalio.api.enums.v1
+import temporalio.api.taskqueue.v1
+import temporalio.api.workflowservice.v1
+import temporalio.workflow
+from temporalio.api.enums.v1 import PendingWorkflowTaskState, WorkflowTaskFailedCause
+from temporalio.api.history.v1 import HistoryEvent as TemporalEvent
+from temporalio.client import (
+    Client,
+    TLSConfig,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowHistory,
+    WorkflowHistoryEventFilterType,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from backends.temporal import _registry
+from backends.temporal._context import WAITING_FOR_MEMO
+from backends.temporal._converter import data_converter
+from backends.temporal._devserver import DevServer
+from backends.temporal._history import build_history, non_determinism
+from backends.temporal._worker import TemporalWorker, sandbox_runner
+from backends.temporal._workflow import BridgeWorkflow
+from bridge.backend import Backend, Status, WorkflowDescription
+from bridge.config import Settings
+from bridge.errors import (
+    ConfigError,
+    StorageError,
+    TimeoutWaitingError,
+    WorkflowClosedError,
+    WorkflowIdConflictError,
+    WorkflowNotFoundError,
+)
+from bridge.history import EventType, HistoryEvent
+from bridge.workflow import WorkflowDefinition
+
+__all__ = ["TemporalBackend"]
+
+_CLOSED = {
+    WorkflowExecutionStatus.COMPLETED: Status.COMPLETED,
+    WorkflowExecutionStatus.FAILED: Status.FAILED,
+    WorkflowExecutionStatus.CANCELED: Status.CANCELLED,
+    WorkflowExecutionStatus.TERMINATED: Status.FAILED,
+    WorkflowExecutionStatus.TIMED_OUT: Status.FAILED,
+    WorkflowExecutionStatus.CONTINUED_AS_NEW: Status.COMPLETED,
+}
+_QUERY_STATUS = {
+    Status.COMPLETED: "Completed",
+    Status.FAILED: "Failed",
+    Status.CANCELLED: "Canceled",
+}
+# A workflow task that failed for one of these waits for fixed code: the run is blocked.
+_NON_DETERMINISTIC = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR
+_BLOCKING_CAUSES = {
+    _NON_DETERMINISTIC,
+    WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE,
+}
+# How `wait` looks for a blocked run (see there).
+_FIRST_CHECK, _LONGEST_CHECK, _CHECKS_PER_SECOND = 2.0, 60.0, 2.0
+_REMEMBERED_RUNS = 10_000
+
+
+class TemporalBackend(Backend):
+    name = "temporal"
+    capabilities = frozenset(
+        {
+            "signals",
+            "signal_timeout",
+            "durable_sleep",
+            "gather",
+            "patched",
+            "compensation",
+            "cancellation",
+            "multi_worker",
+            "history_export",
+            "crash_resume",
+            "idempotent_start",
+            "non_determinism_detection",
+        }
+    )
+
+    def __init__(self, *, settings: Settings) -> None:
+        super().__init__(settings=settings)
+        self._client: Client | None = None
+        self._connecting: asyncio.Lock | None = None
+        #: The temporalio worker per task queue that this backend's workers share.
+        self.shared_workers: dict[str, Any] = {}
+        self._started: dict[str, tuple[str, datetime]] = {}
+        self._last_check = 0.0
+
+    # -- connection ---------------------------------------------------------------------
+    async def client(self) -> Client:
+        """The temporalio client, connected (and the namespace checked) on first use."""
+        if self._client is None:
+            if self._connecting is None:
+                self._connecting = asyncio.Lock()
+            async with self._connecting:
+                if self._client is None:
+                    self._client = await self._connect()
+        return self._client
+
+    def _tls(self) -> TLSConfig | bool:
+        t = self.settings.temporal
+        files = {
+            "tls_server_root_ca": t.tls_server_root_ca,
+            "tls_client_cert": t.tls_client_cert,
+            "tls_client_key": t.tls_client_key,
+        }
+        if not any(files.values()):
+            return t.tls
+        data: dict[str, bytes | None] = {}
+        for key, path in files.items():
+            try:
+                data[key] = Path(path).read_bytes() if path else None
+            except OSError as exc:
+                raise ConfigError(f"cannot read temporal.{key} ({path}): {exc}") from None
+        return TLSConfig(
+            server_root_ca_cert=data["tls_server_root_ca"],
+            client_cert=data["tls_client_cert"],
+            client_private_key=data["tls_client_key"],
+        )
+
+    async def _connect(self) -> Client:
+        t = self.settings.temporal
+        try:
+            client = await asyncio.wait_for(
+                Client.connect(
+                    t.address,
+                    namespace=t.namespace,
+                    data_converter=data_converter(),
+                    tls=self._tls(),
+                    connect_timeout=timedelta(seconds=t.connect_timeout),
+                ),
+                t.connect_timeout,
+            )
+        except (TimeoutError, RuntimeError, OSError, RPCError) as exc:
+            reason = (
+                f"no answer within {t.connect_timeout:g}s"
+                if isinstance(exc, TimeoutError)
+                else str(exc)
+            )
+            raise StorageError(
+                f"cannot reach the Temporal server at {t.address} (setting temporal.address): "
+                f"{reason}. Start one with `bridge dev temporal`, or point temporal.address "
+                f"at yours"
+            ) from None
+        try:
+            await client.workflow_service.describe_namespace(
+                temporalio.api.workflowservice.v1.DescribeNamespaceRequest(namespace=t.namespace),
+                timeout=timedelta(seconds=t.connect_timeout),
+            )
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise ConfigError(
+                    f"the Temporal server at {t.address} has no namespace {t.namespace!r} "
+                    f"(setting temporal.namespace); create it with `temporal operator "
+                    f"namespace create --namespace {t.namespace}` or choose an existing one"
+                ) from None
+            raise StorageError(f"the Temporal server at {t.address} refused us: {exc}") from None
+        return client
+
+    def _where(self) -> str:
+        t = self.settings.temporal
+        return f"Temporal namespace {t.namespace!r} at {t.address}"
+
+    async def _handle(self, id: str) -> WorkflowHandle[Any, Any]:
+        return (await self.client()).get_workflow_handle(id)
+
+    # -- Backend ------------------------------------------------------------------------
+    async def start(
+        self, workflow: WorkflowDefinition[..., Any], args: dict[str, Any], *, id: str
+    ) -> bool:
+        """Start unless `id` exists. USE_EXISTING answers a running id with that run, and
+        REJECT_DUPLICATE refuses to start a finished id again, so a finished run keeps its
+        recorded result. The start is a plain StartWorkflowExecution request because only
+        its response says whether this call created the run."""
+        client = await self.client()
+        t = self.settings.temporal
+        request = temporalio.api.workflowservice.v1.StartWorkflowExecutionRequest(
+            namespace=t.namespace,
+            workflow_id=id,
+            workflow_type=temporalio.api.common.v1.WorkflowType(name=workflow.name),
+            task_queue=temporalio.api.taskqueue.v1.TaskQueue(name=t.task_queue),
+            identity=client.identity,
+            request_id=str(uuid.uuid4()),
+            workflow_id_reuse_policy=temporalio.api.enums.v1.WorkflowIdReusePolicy.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+            workflow_id_conflict_policy=temporalio.api.enums.v1.WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+        )
+        request.input.payloads.extend(await client.data_converter.encode([args]))
+        try:
+            response = await client.workflow_service.start_workflow_execution(request, retry=True)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.ALREADY_EXISTS:
+                raise
+            created = False  # a finished run with this id
+        else:
+            created = response.started
+        started_at = datetime.now(UTC)
+        if not created:
+            existing = await (await self._handle(id)).describe()
+            if existing.workflow_type != workflow.name:
+                raise WorkflowIdConflictError(
+                    f"workflow id {id!r} is already used by a run of "
+                    f"{existing.workflow_type!r}, not {workflow.name!r}; choose another id"
+                )
+            started_at = existing.start_time
+        self._remember(id, workflow.name, started_at)
+        return created
+
+    def _remember(self, id: str, name: str, created: datetime) -> None:
+        """Name and start of runs this client started, so `wait` needs no describe call."""
+        if id not in self._started and len(self._started) >= _REMEMBERED_RUNS:
+            del self._started[next(iter(self._started))]
+        self._started[id] = (name, created)
+
+    async def describe(self, id: str) -> WorkflowDescription:
+        handle = await self._handle(id)
+        try:
+            d = await handle.describe()
+        except RPCError as exc:
+            raise self._not_found(exc, id) from None
+        raw = d.raw_description
+        status = _CLOSED.get(d.status) if d.status is not None else None
+        base: dict[str, Any] = {
+            "id": id,
+            "name": d.workflow_type,
+            "created_at": d.start_time,
+            "backend": self.name,
+        }
+        if status is not None:
+            result, error = await self._outcome(handle)
+            return WorkflowDescription(
+                **base,
+                status=status,
+                updated_at=d.close_time or d.start_time,
+                result=result,
+                error=error,
+            )
+        times = [d.start_time]
+        times += [_time(a.last_started_time) for a in raw.pending_activities]
+        task = raw.pending_workflow_task if raw.HasField("pending_workflow_task") else None
+        if task is not None:
+            times.append(_time(task.scheduled_time))
+        updated = max(t for t in times if t is not None)
+        if task is not None and task.attempt > 1:
+            error = await self._blocking_error(handle)
+            if error is not None:
+                return WorkflowDescription(
+                    **base,
+                    status=Status.WAITING,
+                    updated_at=updated,
+                    error=error,
+                    waiting_for="a code fix (non-determinism)"
+                    if error["error_type"] == "NonDeterminismError"
+                    else "a code fix",
+                    blocked=True,
+                )
+        if raw.pending_activities:
+            status = Status.RUNNING
+        elif task is not None:
+            started = task.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED
+            status = Status.RUNNING if started else Status.PENDING
+        else:
+            status = Status.WAITING
+        waiting_for = (await d.memo()).get(WAITING_FOR_MEMO) if status is Status.WAITING else None
+        return WorkflowDescription(
+            **base, status=status, updated_at=updated, waiting_for=waiting_for
+        )
+
+    async def _outcome(self, handle: WorkflowHandle[Any, Any]) -> tuple[Any, dict[str, Any] | None]:
+        """The result or error of a finished run, from its close event."""
+        async for ev in handle.fetch_history_events(
+            event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT
+        ):
+            closing = build_history([ev], (await self.client()).data_converter.payload_converter)
+            if closing:
+                return closing[-1].result, closing[-1].error
+        return None, None
+
+    async def _blocking_error(self, handle: WorkflowHandle[Any, Any]) -> dict[str, Any] | None:
+        """The error that blocks a run whose workflow task keeps failing, if it is one that
+        waits for fixed code (non-determinism, an exception from the workflow machinery)."""
+        events = [ev async for ev in handle.fetch_history_events()]
+        last = next(
+            (
+                ev
+                for ev in reversed(events)
+                if ev.HasField("workflow_task_failed_event_attributes")
+                or ev.HasField("workflow_task_completed_event_attributes")
+            ),
+            None,
+        )
+        if last is None or not last.HasField("workflow_task_failed_event_attributes"):
+            return None
+        failed = last.workflow_task_failed_event_attributes
+        if failed.cause not in _BLOCKING_CAUSES:
+            return None
+        message = failed.failure.message
+        kind = failed.failure.application_failure_info.type
+        if not kind and failed.cause == _NON_DETERMINISTIC:
+            # Temporal's own replay check (an untyped failure); a typed one is an exception
+            # from Python, such as the sandbox refusing a call.
+            converter = (await self.client()).data_converter.payload_converter
+            nde = non_determinism(handle.id, events, converter, message)
+            return {"error_type": type(nde).__name__, "message": str(nde)}
+        return {"error_type": kind or "WorkflowTaskError", "message": message}
+
+    async def wait(self, id: str, *, timeout: float | None) -> WorkflowDescription:
+        """Long-poll the close event, as temporalio's `handle.result()` does, and look for a
+        blocked run (which would never close) now and then: after 2 s, then less and less
+        often, at least every minute, and at most `_CHECKS_PER_SECOND` looks per client.
+        Each look is a describe call, which costs the dev server about as much CPU as a
+        quarter of an activity, so hundreds of waiting calls must not poll."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        handle = await self._handle(id)
+        known = self._started.get(id)
+        if known is None:  # not started by this client: learn its name, and maybe its end
+            desc = await self.describe(id)
+            if desc.status.is_terminal or desc.blocked:
+                return desc
+            known = (desc.name, desc.created_at)
+        closing = asyncio.ensure_future(_close_event(handle))
+        check = _FIRST_CHECK
+        next_check = self._reserve_check(time.monotonic() + check)
+        try:
+            while True:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    desc = await self.describe(id)
+                    if desc.status.is_terminal or desc.blocked:
+                        return desc
+                    raise TimeoutWaitingError(
+                        f"workflow {id!r} is still {desc.status.value.lower()} after {timeout}s"
+                    )
+                wake = next_check if deadline is None else min(next_check, deadline)
+                # Not the RPC's own timeout: temporalio's history iterator retries a long
+                # poll that timed out at once, in a busy loop.
+                await asyncio.wait({closing}, timeout=max(0.0, wake - now))
+                if closing.done():
+                    event = closing.result()
+                    if event is not None:
+                        return await self._closed(id, known, event)
+                    closing = asyncio.ensure_future(_close_event(handle))
+                elif time.monotonic() >= next_check:
+                    desc = await self.describe(id)
+                    if desc.status.is_terminal or desc.blocked:
+                        return desc
+                    check = min(check * 4, _LONGEST_CHECK)
+                    next_check = self._reserve_check(time.monotonic() + check)
+        finally:
+            closing.cancel()
+
+    def _reserve_check(self, wanted: float) -> float:
+        """The time of a blocked-run look at `wanted` or later, keeping this client's looks
+        at most `_CHECKS_PER_SECOND` (the close event is still watched meanwhile)."""
+        slot = max(wanted, self._last_check + 1 / _CHECKS_PER_SECOND)
+        self._last_check = slot
+        return slot
+
+    async def _closed(
+        self, id: str, known: tuple[str, datetime], event: TemporalEvent
+    ) -> WorkflowDescription:
+        """A finished run's description from its close event (no further call)."""
+        converter = (await self.client()).data_converter.payload_converter
+        closing = build_history([event], converter)[-1]
+        status = {
+            EventType.WORKFLOW_COMPLETED: Status.COMPLETED,
+            EventType.WORKFLOW_CANCELLED: Status.CANCELLED,
+        }.get(closing.type, Status.FAILED)
+        name, created = known
+        return WorkflowDescription(
+            id=id,
+            name=name,
+            status=status,
+            created_at=created,
+            updated_at=closing.time,
+            backend=self.name,
+            result=closing.result,
+            error=closing.error,
+        )
+
+    async def signal(self, id: str, name: str, payload: Any) -> None:
+        handle = await self._handle(id)
+        try:
+            await handle.signal(name, payload)
+        except RPCError as exc:
+            raise await self._closed_or_missing(exc, id, "signal") from None
+
+    async def cancel(self, id: str) -> None:
+        # Temporal accepts a cancel request for a finished run without complaint; bridge
+        # refuses it, as on sql, so look first.
+        desc = await self.describe(id)
+        if desc.status.is_terminal:
+            raise WorkflowClosedError(id, desc.status.value, "cancel")
+        handle = await self._handle(id)
+        try:
+            await handle.cancel()
+        except RPCError as exc:
+            raise await self._closed_or_missing(exc, id, "cancel") from None
+
+    async def history(self, id: str) -> list[HistoryEvent]:
+        handle = await self._handle(id)
+        try:
+            events = [ev async for ev in handle.fetch_history_events()]
+        except RPCError as exc:
+            raise self._not_found(exc, id) from None
+        return build_history(events, (await self.client()).data_converter.payload_converter)
+
+    async def list(
+        self, *, status: Status | None = None, limit: int = 100
+    ) -> list[WorkflowDescription]:
+        """Runs from Temporal's visibility store, newest first. A running run is RUNNING, or
+        WAITING when it waits for a signal; `describe` tells the finer state of one run."""
+        client = await self.client()
+        query = None
+        if status is not None:
+            query = f'ExecutionStatus="{_QUERY_STATUS.get(status, "Running")}"'
+        out = []
+        async for ex in client.list_workflows(query, limit=None if status else limit):
+            memo = await ex.memo()
+            closed = _CLOSED.get(ex.status) if ex.status is not None else None
+            waiting_for = memo.get(WAITING_FOR_MEMO) if closed is None else None
+            found = closed or (Status.WAITING if waiting_for else Status.RUNNING)
+            if status is not None and found is not status:
+                continue
+            out.append(
+                WorkflowDescription(
+                    id=ex.id,
+                    name=ex.workflow_type,
+                    status=found,
+                    created_at=ex.start_time,
+                    updated_at=ex.close_time or ex.start_time,
+                    backend=self.name,
+                    waiting_for=waiting_for,
+                )
+            )
+            if len(out) >= limit:
+                break
+        return out
+
+    def worker(self, *, workflows: Sequence[WorkflowDefinition[..., Any]]) -> TemporalWorker:
+        return TemporalWorker(self, workflows)
+
+    async def close(self) -> None:
+        # temporalio clients hold no resource to release; dropping it is enough.
+        self._client = None
+
+    # -- tools --------------------------------------------------------------------------
+    async def run_dev_server(
+        self, *, data_dir: Path, port: int, on_ready: Callable[[str, str | None], None]
+    ) -> None:
+        server = DevServer(db_path=data_dir / "temporal.db", port=port, ui=True)
+        await asyncio.to_thread(server.start)
+        try:
+            on_ready(server.address, server.ui_address)
+            while server.running():
+                await asyncio.sleep(0.5)
+        finally:
+            server.stop()
+
+    async def replay(self, history: str, workflow: WorkflowDefinition[..., Any]) -> int:
+        """Replay a Temporal history export (`temporal workflow show -o json`, the Web UI's
+        download, or `WorkflowHistory.to_json()`) with Temporal's Replayer and the same
+        sandbox as a worker; non-determinism comes back as bridge's NonDeterminismError."""
+        from temporalio.worker import Replayer
+
+        _registry.check_importable(workflow)
+        try:
+            recorded = WorkflowHistory.from_json("replayed", history)
+        except Exception as exc:
+            raise ConfigError(f"not a Temporal history export (JSON): {exc}") from None
+        unserve = _registry.serve(
+            _registry.Served(
+                task_queue=None,
+                definitions={workflow.name: workflow},
+                heartbeat_timeout=self.settings.temporal.heartbeat_timeout,
+            )
+        )
+        try:
+            replayer = Replayer(
+                workflows=[BridgeWorkflow],
+                data_converter=data_converter(),
+                workflow_runner=sandbox_runner(),
+            )
+            result = await replayer.replay_workflow(recorded, raise_on_replay_failure=False)
+        finally:
+            unserve()
+        failure = result.replay_failure
+        if isinstance(failure, temporalio.workflow.NondeterminismError):
+            label = f"{workflow.name} (replayed history)"
+            converter = data_converter().payload_converter
+            raise non_determinism(label, recorded.events, converter, str(failure))
+        if failure is not None:
+            raise failure
+        return len(recorded.events)
+
+    # -- errors -------------------------------------------------------------------------
+    def _not_found(self, exc: RPCError, id: str) -> BaseException:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return WorkflowNotFoundError(id, self._where())
+        return exc
+
+    async def _closed_or_missing(self, exc: RPCError, id: str, action: str) -> BaseException:
+        """Temporal answers NOT_FOUND both for an unknown id and a finished run."""
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            return exc
+        try:
+            desc = await self.describe(id)
+        except WorkflowNotFoundError as missing:
+            return missing
+        return WorkflowClosedError(id, desc.status.value, action)
+
+
+async def _close_event(handle: WorkflowHandle[Any, Any]) -> TemporalEvent | None:
+    """The run's close event, long-polling the server until there is one."""
+    async for ev in handle.fetch_history_events(
+        wait_new_event=True,
+        event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT,
+        skip_archival=True,
+    ):
+        return ev
+    return None
+
+
+def _time(ts: Any) -> datetime | None:
+    return ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else None

