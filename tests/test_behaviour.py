@@ -397,3 +397,20 @@ async def test_unencodable_argument_fails_at_the_call_site(client: bridge.Client
         with pytest.raises(bridge.WorkflowFailedError, match="parameter 'value'"):
             await client.execute(passes_bad_value, id="ser-2", timeout=20)
     assert bridge.history.step_sequence(await client.history("ser-2")) == []
+
+
+# -- cancellation -------------------------------------------------------------------------
+async def test_cancelling_a_waiting_run_ends_it_cancelled(
+    client: bridge.Client, ledger_path: str
+) -> None:
+    async with client.worker([approval]):
+        handle = await client.start(approval, ledger_path, None, id="cancel-1")
+        for _ in range(500):
+            if (await handle.describe()).status is bridge.Status.WAITING:
+                break
+            await asyncio.sleep(0.02)
+        await handle.cancel()
+        with pytest.raises(bridge.WorkflowCancelledError):
+            await handle.result(timeout=20)
+    assert (await handle.describe()).status is bridge.Status.CANCELLED
+    assert ledger.counts(ledger_path) == {"asked": 1}
