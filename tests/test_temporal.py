@@ -1,0 +1,378 @@
+"""What only the Temporal backend has to show: its package rules, the same demo run by
+configuration alone, its bad-input errors, its sandbox, its dev server and `bridge replay`.
+
+The shared behaviour (sequence, retries, signals, sagas, non-determinism, crashes...) runs on
+Temporal from tests/test_behaviour.py and tests/test_crash.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bridge
+from bridge.history import from_json, normalize, step_sequence
+from bridge.workflow import WorkflowDefinition
+from tests.conftest import ROOT, fast_sql, settings_env
+from tests.test_public_api import _offending, _py_files
+
+pytest.importorskip("temporalio")
+
+TEMPORAL_ALL = [
+    "BridgePayloadConverter",
+    "DevServer",
+    "TemporalBackend",
+    "TemporalContext",
+    "TemporalWorker",
+    "data_converter",
+]
+
+
+def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bridge.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+# -- the package ----------------------------------------------------------------------------
+def test_temporal_all_is_pinned() -> None:
+    import backends.temporal
+
+    assert sorted(backends.temporal.__all__) == TEMPORAL_ALL
+    for name in TEMPORAL_ALL:
+        assert getattr(backends.temporal, name, None) is not None, name
+
+
+def test_temporal_backend_imports_no_other_backend_or_adapter() -> None:
+    files = _py_files("backends", "temporal")
+    assert any(p.name == "_backend.py" for p in files)
+    others = tuple(
+        f"backends.{p.name}"
+        for p in (ROOT / "backends").iterdir()
+        if p.is_dir() and p.name not in ("temporal", "__pycache__")
+    )
+    assert _offending(files, (*others, "adapters")) == []
+    assert _offending(files, ("langgraph", "agents", "openai", "nats", "sqlalchemy")) == []
+
+
+def test_the_plugin_module_imports_no_temporalio() -> None:
+    probe = (
+        "import sys, backends.temporal._plugin as p; "
+        "from bridge.plugins import BackendRegistry; r = BackendRegistry(); "
+        "p.bridge_register_backends(register=r); "
+        "assert 'temporal' in r.names(); "
+        "assert 'temporalio' not in sys.modules, 'temporalio was imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+# -- switching backends is configuration only -------------------------------------------------
+DEMO = "examples.llm_parse_save:analyze"
+PROMPT = '"The new release is fast and reliable, but the install docs are bad."'
+
+
+def test_the_demo_runs_on_both_backends_by_configuration_alone(
+    temporal_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    runs = {}
+    for name, settings in (
+        ("sql", {"backend": "sql", "sql": fast_sql(f"sqlite:///{tmp_path}/sql.db")}),
+        ("temporal", temporal_settings),
+    ):
+        cwd = tmp_path / name  # each run saves to its own .bridge/demo.db
+        cwd.mkdir()
+        env = settings_env(settings)
+        ran = _cli(["run", DEMO, PROMPT, "--id", f"demo-{name}", "--timeout", "60"], env, cwd)
+        assert ran.returncode == 0, ran.stderr
+        shown = _cli(["history", f"demo-{name}", "--json"], env, cwd)
+        assert shown.returncode == 0, shown.stderr
+        table = _cli(["history", f"demo-{name}"], env, cwd)
+        assert table.returncode == 0, table.stderr
+        runs[name] = (json.loads(ran.stdout), from_json(shown.stdout), table.stdout)
+    (sql_result, sql_events, sql_table), (t_result, t_events, t_table) = runs.values()
+    assert t_result == sql_result
+    assert (
+        step_sequence(t_events)
+        == step_sequence(sql_events)
+        == [
+            "call_llm",
+            "parse_json",
+            "save_to_db",
+        ]
+    )
+    assert normalize(t_events) == normalize(sql_events)
+    # The injected failure of parse_json's first attempt is in both timelines.
+    for table in (sql_table, t_table):
+        assert "step_failed" in table and "injected failure" in table
+
+
+# -- bad input ------------------------------------------------------------------------------
+async def test_an_unreachable_server_is_named_at_once() -> None:
+    from backends.temporal._devserver import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    client = await bridge.connect({"backend": "temporal", "temporal": {"address": address}})
+    started = time.monotonic()
+    with pytest.raises(bridge.StorageError, match=address.replace(".", r"\.")) as info:
+        await client.start(example_wf, "x", id="never")
+    assert time.monotonic() - started < 7
+    assert "temporal.address" in str(info.value) and "bridge dev temporal" in str(info.value)
+
+
+async def test_an_unknown_namespace_is_a_config_error(temporal_settings: dict[str, Any]) -> None:
+    settings = {**temporal_settings, "temporal": {**temporal_settings["temporal"]}}
+    settings["temporal"]["namespace"] = "no-such-namespace"
+    client = await bridge.connect(settings)
+    with pytest.raises(bridge.ConfigError, match="no namespace 'no-such-namespace'"):
+        await client.describe("anything")
+
+
+async def test_signals_to_unknown_or_finished_runs(temporal_settings: dict[str, Any]) -> None:
+    client = await bridge.connect(temporal_settings)
+    with pytest.raises(bridge.WorkflowNotFoundError, match="no-such-run"):
+        await client.signal("no-such-run", "approve", True)
+    with pytest.raises(bridge.WorkflowNotFoundError):
+        await client.cancel("no-such-run")
+    with pytest.raises(bridge.WorkflowNotFoundError):
+        await client.history("no-such-run")
+    async with client.worker([example_wf]):
+        assert await client.execute(example_wf, "x", id="finished-1", timeout=20) == "X"
+    with pytest.raises(bridge.WorkflowClosedError, match="already completed"):
+        await client.signal("finished-1", "approve", True)
+
+
+async def test_an_id_used_by_another_workflow_is_refused(
+    temporal_settings: dict[str, Any],
+) -> None:
+    client = await bridge.connect(temporal_settings)
+    await client.start(example_wf, "x", id="taken-1")
+    with pytest.raises(bridge.WorkflowIdConflictError, match="example_wf"):
+        await client.start(waits_for_go, id="taken-1")
+
+
+# -- the sandbox ----------------------------------------------------------------------------
+@bridge.activity
+async def shout(text: str) -> str:
+    return text.upper()
+
+
+@bridge.workflow
+async def example_wf(ctx: bridge.Context, text: str) -> str:
+    return await ctx.run(shout, text)
+
+
+@bridge.workflow
+async def waits_for_go(ctx: bridge.Context) -> str:
+    return str(await ctx.wait_for_signal("go"))
+
+
+@bridge.workflow
+async def reads_the_clock(ctx: bridge.Context) -> float:
+    return time.time()  # not replay-safe: the sandbox refuses it
+
+
+async def test_workflow_code_runs_in_the_sandbox(temporal_settings: dict[str, Any]) -> None:
+    """time.time() in workflow code is refused by Temporal's sandbox: the run is blocked (kept
+    for fixed code), not failed, and result() says so instead of hanging."""
+    client = await bridge.connect(temporal_settings)
+    async with client.worker([reads_the_clock]):
+        with pytest.raises(bridge.WorkflowBlockedError, match=r"time\.time"):
+            await client.execute(reads_the_clock, id="clock-1", timeout=20)
+    assert (await client.describe("clock-1")).blocked
+
+
+async def test_a_module_that_works_at_import_fails_validation(
+    temporal_settings: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "eager_flows.py").write_text(
+        textwrap.dedent(
+            """
+            import datetime
+            import bridge
+
+            STARTED = datetime.datetime.now()  # work at import time
+
+            @bridge.workflow
+            async def eager(ctx: bridge.Context) -> str:
+                return str(STARTED)
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import eager_flows
+
+    client = await bridge.connect(temporal_settings)
+    with pytest.raises(bridge.ConfigError, match="eager_flows"):
+        async with client.worker([eager_flows.eager]):
+            await asyncio.sleep(0.1)
+
+
+def test_workflows_in_scripts_or_functions_are_refused(temporal_settings: dict[str, Any]) -> None:
+    async def local(ctx: bridge.Context) -> None: ...
+
+    from backends.temporal import TemporalBackend
+
+    backend = TemporalBackend(settings=bridge.load_settings(temporal_settings))
+    with pytest.raises(bridge.ConfigError, match="module level"):
+        backend.worker(workflows=[WorkflowDefinition(local, name="local")])
+
+
+# -- waiting, as describe() and list() show it ----------------------------------------------
+async def test_describe_and_list_show_what_a_run_waits_for(
+    temporal_settings: dict[str, Any],
+) -> None:
+    client = await bridge.connect(temporal_settings)
+    async with client.worker([waits_for_go]):
+        handle = await client.start(waits_for_go, id="waiting-1")
+        for _ in range(250):
+            desc = await handle.describe()
+            if desc.status is bridge.Status.WAITING:
+                break
+            await asyncio.sleep(0.02)
+        assert desc.waiting_for == "go" and desc.backend == "temporal"
+        listed = {d.id: d for d in await client.list(status="waiting", limit=1000)}
+        assert listed["waiting-1"].waiting_for == "go"
+        await handle.signal("go", "now")
+        assert await handle.result(timeout=20) == "now"
+    assert (await handle.describe()).status is bridge.Status.COMPLETED
+    events = [e.type.value for e in await handle.history()]
+    assert events[-3:] == ["signal_waiting", "signal_received", "workflow_completed"]
+
+
+# -- cancellation ---------------------------------------------------------------------------
+UNDONE: list[str] = []
+
+
+@bridge.activity
+async def release(item: str) -> None:
+    UNDONE.append(item)
+
+
+@bridge.activity(compensate=release)
+async def reserve(item: str) -> str:
+    return item
+
+
+@bridge.workflow
+async def reserve_then_wait(ctx: bridge.Context, item: str) -> str:
+    await ctx.run(reserve, item)
+    try:
+        await ctx.wait_for_signal("confirm")
+    except asyncio.CancelledError:
+        await ctx.compensate()  # the workflow may still act on its cancellation
+        raise
+    return "confirmed"
+
+
+async def test_cancel_reaches_the_workflow_which_can_compensate(
+    temporal_settings: dict[str, Any],
+) -> None:
+    UNDONE.clear()
+    client = await bridge.connect(temporal_settings)
+    async with client.worker([reserve_then_wait]):
+        handle = await client.start(reserve_then_wait, "seat-7", id="cancel-compensate-1")
+        for _ in range(250):
+            if (await handle.describe()).waiting_for == "confirm":
+                break
+            await asyncio.sleep(0.02)
+        await handle.cancel()
+        with pytest.raises(bridge.WorkflowCancelledError):
+            await handle.result(timeout=20)
+    assert UNDONE == ["seat-7"]
+    events = [e.type.value for e in await handle.history()]
+    assert "compensation_completed" in events and events[-1] == "workflow_cancelled"
+    with pytest.raises(bridge.WorkflowClosedError, match="already cancelled"):
+        await handle.cancel()
+
+
+# -- replay ---------------------------------------------------------------------------------
+@bridge.activity
+async def stamp(label: str) -> str:
+    return label
+
+
+async def _replay_v1(ctx: bridge.Context) -> list[str]:
+    return [await ctx.run(stamp, "a"), await ctx.run(stamp, "b")]
+
+
+async def _replay_v2(ctx: bridge.Context) -> list[str]:
+    first = await ctx.run(stamp, "a")
+    await ctx.sleep(0.01)  # a timer where the history has an activity
+    return [first, await ctx.run(stamp, "b")]
+
+
+REPLAY_V1 = WorkflowDefinition(_replay_v1, name="replayed")
+REPLAY_V2 = WorkflowDefinition(_replay_v2, name="replayed")
+
+
+async def test_bridge_replay_checks_a_recorded_history(
+    temporal_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    client = await bridge.connect(temporal_settings)
+    async with client.worker([REPLAY_V1]):
+        assert await client.execute(REPLAY_V1, id="replay-1", timeout=20) == ["a", "b"]
+    backend = client.backend
+    handle = (await backend.client()).get_workflow_handle("replay-1")  # type: ignore[attr-defined]
+    recorded = tmp_path / "history.json"
+    recorded.write_text((await handle.fetch_history()).to_json())
+    env = settings_env(temporal_settings)
+
+    same = _cli(["replay", str(recorded), "tests.test_temporal:REPLAY_V1"], env, ROOT)
+    assert same.returncode == 0, same.stderr
+    assert "no non-determinism" in same.stdout
+
+    changed = _cli(["replay", str(recorded), "tests.test_temporal:REPLAY_V2"], env, ROOT)
+    assert changed.returncode == 1
+    assert "diverged" in changed.stderr and "at step 1" in changed.stderr
+    assert "activity 'stamp'" in changed.stderr and "a timer" in changed.stderr
+
+
+# -- the dev server -------------------------------------------------------------------------
+def test_bridge_dev_temporal_serves_until_interrupted(tmp_path: Path) -> None:
+    from backends.temporal._devserver import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    env["PYTHONPATH"] = str(ROOT)
+    with subprocess.Popen(
+        [sys.executable, "-m", "bridge.cli", "dev", "temporal", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            lines = [proc.stdout.readline() for _ in range(3)]
+            assert lines[0].strip() == f"temporal dev server: 127.0.0.1:{port}"
+            assert lines[1].strip() == f"Web UI: http://127.0.0.1:{port + 1000}"
+            assert (tmp_path / ".bridge" / "temporal.db").exists()
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+    assert proc.returncode == 130
+
+
+def test_bridge_dev_names_engines_without_a_server(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    env["PYTHONPATH"] = str(ROOT)
+    done = _cli(["dev", "sql"], env, tmp_path)
+    assert done.returncode == 1
+    assert "the sql backend has no local server" in done.stderr
