@@ -151,13 +151,13 @@ class JournaledContext(Context):
         self, idx: int, kind: str, name: str, digest: str | None, args: Any
     ) -> StepRecord | None:
         rec = self._steps.get(idx)
-        if rec is None or rec.status not in FINAL_STEP_STATUSES:
-            if self._cancel_pending:
-                # Cancellation is delivered once, at the first operation past the journal,
-                # as in Temporal; the workflow may catch it and compensate.
-                self._cancel_pending = False
-                self.cancelled_by_request = True
-                raise asyncio.CancelledError(f"workflow {self._id!r} was cancelled")
+        if self._cancel_pending and (rec is None or rec.status not in FINAL_STEP_STATUSES):
+            # Cancellation is delivered once, at the first operation the journal has not
+            # decided (a new step, or a wait still open), as in Temporal; the workflow may
+            # catch it and compensate.
+            self._cancel_pending = False
+            self.cancelled_by_request = True
+            raise asyncio.CancelledError(f"workflow {self._id!r} was cancelled")
         if rec is None:
             return None
         if rec.kind != kind or rec.name != name or (digest is not None and rec.digest != digest):
