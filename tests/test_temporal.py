@@ -347,7 +347,21 @@ async def test_bridge_replay_checks_a_recorded_history(
 def test_bridge_dev_temporal_serves_until_interrupted(tmp_path: Path) -> None:
     from backends.temporal._devserver import free_port
 
+    import socket
+
+    def bindable(p: int) -> bool:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", p))
+            except OSError:
+                return False
+        return True
+
+    # The Web UI takes the gRPC port + 1000: both must be free and below 65536, or the
+    # server never starts and the read below would wait for ever.
     port = free_port()
+    while port + 1000 > 65535 or not bindable(port + 1000):
+        port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
     env["PYTHONPATH"] = str(ROOT)
     with subprocess.Popen(
