@@ -345,9 +345,9 @@ async def test_bridge_replay_checks_a_recorded_history(
 
 # -- the dev server -------------------------------------------------------------------------
 def test_bridge_dev_temporal_serves_until_interrupted(tmp_path: Path) -> None:
-    from backends.temporal._devserver import free_port
-
     import socket
+
+    from backends.temporal._devserver import free_port
 
     def bindable(p: int) -> bool:
         with socket.socket() as sock:
