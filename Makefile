@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tests/third_party_backend/pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e ".[all,dev]"
+	# An out-of-tree backend the conformance suite proves through its entry point alone.
+	$(VENV)/bin/python -m pip install --quiet --no-deps -e tests/third_party_backend
 	touch $(STAMP)
 
 demo: $(STAMP)

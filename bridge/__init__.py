@@ -51,6 +51,8 @@ __all__ = [
     "Settings",
     "load_settings",
     "Backend",
+    # Events
+    "on",
     # Data and history
     "codec",
     "history",
@@ -75,3 +77,13 @@ __all__ = [
     "WorkflowIdConflictError",
     "WorkflowNotFoundError",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # `bridge.on` is loaded on first use: the event bus pulls in SQLAlchemy and its
+    # transports, which a process that only runs workflows never needs at import time.
+    if name == "on":
+        from bridge.bus.triggers import on
+
+        return on
+    raise AttributeError(f"module 'bridge' has no attribute {name!r}")

@@ -12,7 +12,12 @@ from typing import Any
 from bridge.activity import ActivityDefinition, ActivityInfo, _current_info
 from bridge.errors import ActivityTimeoutError, SerializationError
 
-__all__ = ["error_info", "idempotency_key", "run_attempt"]
+__all__ = ["SHADOW_PREFIX", "error_info", "idempotency_key", "run_attempt"]
+
+#: Workflow ids of the migration router's shadow runs (`bridge.bus.shadow`) start with this;
+#: the prefix is reserved. Their attempts are answered from the primary run's recorded
+#: results and never execute the activity, in whichever process or engine runs them.
+SHADOW_PREFIX = "shadow:"
 
 
 def idempotency_key(workflow_id: str, step: int) -> str:
@@ -29,6 +34,13 @@ async def run_attempt(
     attempt: int,
 ) -> Any:
     """Call the activity once with decoded `data`; its result as JSON-compatible data."""
+    if workflow_id.startswith(SHADOW_PREFIX) and defn.side_effects:
+        # The one hook of shadow mode: every backend runs activities through here, so no
+        # engine can run a shadow run's side effect (activities declared side_effects=False
+        # run for real). Imported here: only shadow runs need it.
+        from bridge.bus._shadow_answer import answer
+
+        return await answer(defn, data, workflow_id=workflow_id, step=step, attempt=attempt)
     args, kwargs = defn.shape.decode_args(data)
     key = idempotency_key(workflow_id, step)
     if defn.wants_idempotency_key:

@@ -130,6 +130,7 @@ class ActivityDefinition(Generic[P, R]):
         timeout: float | None,
         heartbeat_timeout: float | None,
         compensate: ActivityDefinition[..., Any] | None,
+        side_effects: bool = True,
     ) -> None:
         self.fn = fn
         self.name = name
@@ -137,6 +138,7 @@ class ActivityDefinition(Generic[P, R]):
         self.timeout = timeout
         self.heartbeat_timeout = heartbeat_timeout
         self.compensate = compensate
+        self.side_effects = side_effects
         self.is_async = inspect.iscoroutinefunction(fn)
         self.wants_idempotency_key = (
             IDEMPOTENCY_PARAM in inspect.signature(fn).parameters
@@ -203,6 +205,7 @@ def activity(
     timeout: float | timedelta | None = None,
     heartbeat_timeout: float | timedelta | None = None,
     compensate: Callable[..., Any] | None = None,
+    side_effects: bool = True,
 ) -> Callable[[Callable[P, R]], ActivityDefinition[P, R]]: ...
 
 
@@ -215,6 +218,7 @@ def activity(
     timeout: float | timedelta | None = None,
     heartbeat_timeout: float | timedelta | None = None,
     compensate: Callable[..., Any] | None = None,
+    side_effects: bool = True,
 ) -> Any:
     """Declare an activity: a step whose result is journaled once and replayed after.
 
@@ -222,6 +226,10 @@ def activity(
     the same arguments as the call it undoes. An activity with a keyword-only
     `idempotency_key` parameter receives `"<workflow id>:<step>"`, the same on every retry
     and replay, so downstream systems can make the side effect exactly-once.
+
+    `side_effects=False` declares a pure activity (a computation, a read): the migration
+    router's shadow runs execute it for real and compare its result, instead of answering
+    it from the primary's recorded result as they do every other activity.
     """
 
     def wrap(f: Callable[..., Any]) -> ActivityDefinition[..., Any]:
@@ -237,6 +245,7 @@ def activity(
             timeout=seconds(timeout, what="activity timeout"),
             heartbeat_timeout=seconds(heartbeat_timeout, what="activity heartbeat_timeout"),
             compensate=undo,
+            side_effects=side_effects,
         )
         register_activity(defn)
         return defn

@@ -134,3 +134,11 @@ class Backend(abc.ABC):
         Only engines that keep their own history format can do this, hence the default.
         """
         raise ConfigError(f"the {self.name} backend cannot replay recorded histories")
+
+    async def export_history(self, id: str) -> str:
+        """Run `id`'s history in this engine's own JSON format, the one `replay` reads
+        (recorded as a replay artefact by `bridge.testing.replay`).
+
+        Only engines that keep their own history format have one, hence the default.
+        """
+        raise ConfigError(f"the {self.name} backend keeps no history format of its own")

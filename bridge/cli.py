@@ -26,6 +26,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bridge import codec
+from bridge._cli_compat import compat
+from bridge._cli_migrate import migrate_app
 from bridge.backend import Status, WorkflowDescription
 from bridge.client import Client, connect
 from bridge.config import Settings, load_settings
@@ -51,6 +53,8 @@ app = typer.Typer(
     # Errors are printed as one line by main(); a traceback only with --debug.
     pretty_exceptions_enable=False,
 )
+app.add_typer(migrate_app, name="migrate")
+app.command("compat")(compat)
 
 
 def _console(*, stderr: bool = False) -> Console:

@@ -14,11 +14,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bridge.errors import ConfigError
 
-__all__ = ["LangGraphSettings", "Settings", "SqlSettings", "TemporalSettings", "load_settings"]
+__all__ = [
+    "AgentsSettings",
+    "LangGraphSettings",
+    "MigrationRule",
+    "RouterSettings",
+    "Settings",
+    "SqlSettings",
+    "TemporalSettings",
+    "load_settings",
+]
 
 ENV_PREFIX = "BRIDGE_"
 CONFIG_PATH_ENV = "BRIDGE_CONFIG"
@@ -41,6 +50,9 @@ class SqlSettings(_Section):
     poll_interval: float = Field(0.2, gt=0)
     max_concurrency: int = Field(1000, gt=0)
     busy_timeout_ms: int = Field(5000, ge=0)
+    # Publish bridge.workflow.completed.v1 / failed.v1 to the bus's SQL outbox tables in
+    # this database, in the same transaction as the journal change that ends the run.
+    outbox: bool = False
 
 
 class TemporalSettings(_Section):
@@ -72,31 +84,123 @@ class LangGraphSettings(_Section):
     busy_timeout_ms: int = Field(5000, ge=0)
 
 
+class AgentsSettings(_Section):
+    """Worker-side settings of the OpenAI Agents adapter (`adapters.openai_agents`): how
+    durable model calls are retried (rate limits, overloaded servers) and timed out, which
+    OpenAI-compatible endpoint and default model they use, and where conversation blobs
+    live (None: next to the journal). Here, not in the adapter, so `[agents]` in bridge.toml
+    and BRIDGE_AGENTS_* variables configure a worker like every other setting."""
+
+    model_timeout: float | None = Field(120.0, gt=0)
+    model_max_attempts: int = Field(5, ge=0)
+    model_initial_interval: float = Field(1.0, gt=0)
+    model_backoff: float = Field(2.0, ge=1)
+    model_max_interval: float = Field(30.0, gt=0)
+    base_url: str | None = None
+    use_responses: bool | None = None
+    default_model: str | None = None
+    blob_url: str | None = None
+
+
+class RouterSettings(_Section):
+    """The migration router's routing table: which engine owns each workflow id. Every
+    process that starts or signals migrating runs must share it (a SQLite file on one
+    host, a postgresql:// URL across hosts)."""
+
+    url: str = "sqlite:///.bridge/routes.db"
+    busy_timeout_ms: int = Field(5000, ge=0)
+
+
+class MigrationRule(_Section):
+    """`[migrate.WORKFLOW]`: how new runs of WORKFLOW are split between two engines.
+
+    `ramp` is the percentage of new runs that start on `to`, bucketed by SHA-256 of the
+    run's key, so raising it only moves keys from `from` to `to` (0: all on `from`, 100: all
+    on `to`). `shadow = true` keeps `from` as the primary for every new run and replays it
+    on `to` for comparison, for the `sample` percentage of runs (chosen by SHA-256 of the
+    run id). Runs already started stay on the engine they started on.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, populate_by_name=True
+    )
+
+    from_: str = Field(alias="from", min_length=1)
+    to: str = Field(min_length=1)
+    ramp: float = Field(0.0, ge=0, le=100)
+    shadow: bool = False
+    sample: float = Field(100.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _two_engines(self) -> MigrationRule:
+        if self.from_ == self.to and not self.shadow:
+            raise ValueError(
+                f"`from` and `to` are both {self.to!r}; name two engines, or set shadow = true "
+                "to shadow an engine against itself (A/A)"
+            )
+        return self
+
+
 class Settings(_Section):
     backend: str = "sql"
     workflows: list[str] = Field(default_factory=list)
     sql: SqlSettings = Field(default_factory=SqlSettings)
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     langgraph: LangGraphSettings = Field(default_factory=LangGraphSettings)
+    agents: AgentsSettings = Field(default_factory=AgentsSettings)
     # Options for third-party backends, handed to them unvalidated (they validate their own).
     backend_options: dict[str, Any] = Field(default_factory=dict)
+    router: RouterSettings = Field(default_factory=RouterSettings)
+    # [migrate.WORKFLOW] tables: the migration router's rules, one per workflow type.
+    migrate: dict[str, MigrationRule] = Field(default_factory=dict)
+    # [engines.NAME] tables: named engines for the router, each a settings mapping laid over
+    # these settings (`backend` defaults to NAME, so `sql` or `langgraph` need no table).
+    engines: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def engine(self, name: str) -> Settings:
+        """The settings the router connects engine `name` with."""
+        override = dict(self.engines.get(name, {}))
+        for key in ("migrate", "engines"):
+            if key in override:
+                raise ConfigError(
+                    f"[engines.{name}] sets `{key}`; an engine's table holds only its "
+                    f"backend's settings (backend, sql, langgraph, temporal, ...)"
+                )
+        merged = self.model_dump(exclude={"migrate", "engines"})
+        origin: dict[str, str] = {}
+        _merge(merged, {"backend": name, **override}, origin, f"[engines.{name}]")
+        try:
+            return Settings.model_validate(merged)
+        except ValidationError as exc:
+            raise ConfigError(f"engine {name!r}: {_describe(exc, origin)}") from None
 
 
 _SECTIONS: dict[str, type[_Section]] = {
     "sql": SqlSettings,
     "temporal": TemporalSettings,
     "langgraph": LangGraphSettings,
+    "agents": AgentsSettings,
+    "router": RouterSettings,
 }
+# Sections that are tables of tables, keyed by a name of the user's (`[migrate.WORKFLOW]`).
+_TABLES: dict[str, type[_Section]] = {"migrate": MigrationRule}
+# Top-level settings given as JSON in their BRIDGE_* variable.
+_JSON_ENV = frozenset({"backend_options", "migrate", "engines"})
 
 
 def _allowed(loc: tuple[Any, ...]) -> list[str]:
     model: type[BaseModel] = Settings
-    for part in loc[:-1]:
-        sub = _SECTIONS.get(str(part))
-        if sub is None:
+    parts = [str(p) for p in loc[:-1]]
+    while parts:
+        part = parts.pop(0)
+        if part in _TABLES:
+            model = _TABLES[part]
+            parts = parts[1:]  # the user's name (the workflow) is not a setting
+        elif part in _SECTIONS:
+            model = _SECTIONS[part]
+        else:
             return []
-        model = sub
-    return sorted(model.model_fields)
+    return sorted(f.alias or n for n, f in model.model_fields.items())
 
 
 def _describe(exc: ValidationError, origin: Mapping[str, str]) -> str:
@@ -109,6 +213,8 @@ def _describe(exc: ValidationError, origin: Mapping[str, str]) -> str:
             lines.append(
                 f"unknown setting `{key}` (from {where}); allowed here: {', '.join(_allowed(loc))}"
             )
+        elif err["type"] == "missing":
+            lines.append(f"missing setting `{key}` (from {where}); it has no default")
         else:
             allowed = ""
             ctx = err.get("ctx") or {}
@@ -170,7 +276,7 @@ def _env_value(name: str, key: str, raw: str) -> Any:
     """Lists are comma-separated; tables are JSON objects."""
     if key == "workflows":
         return [m.strip() for m in raw.split(",") if m.strip()]
-    if key == "backend_options":
+    if key in _JSON_ENV:
         try:
             return json.loads(raw)
         except json.JSONDecodeError as exc:
@@ -217,6 +323,9 @@ def load_settings(
         _merge(merged, overrides, origin, "explicit settings")
 
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, origin)) from None
+    for name in settings.engines:
+        settings.engine(name)  # a bad [engines.NAME] table fails here, not at first use
+    return settings

@@ -191,18 +191,20 @@ OFFLINE_MODEL = ScriptedModel(
     [_search, _extract_each, _summarize_and_save, _answer], name="research-offline"
 )
 
-if not os.environ.get("OPENAI_API_KEY"):
+#: The real model's name when a key is set, else None (offline). Read at import: workflow code
+#: may not read the environment (Temporal's sandbox refuses it, and a replay must not depend
+#: on the worker's environment).
+ONLINE_MODEL = (
+    os.environ.get("RESEARCH_MODEL", "gpt-4o-mini") if os.environ.get("OPENAI_API_KEY") else None
+)
+if ONLINE_MODEL is None:
     set_tracing_disabled(True)  # offline: nothing may try to export traces to OpenAI
 
 
 @functools.cache
 def research_agent() -> Agent[Any]:
     """The agent, built on first use (a real model's name when a key is set)."""
-    model: str | ScriptedModel = (
-        os.environ.get("RESEARCH_MODEL", "gpt-4o-mini")
-        if os.environ.get("OPENAI_API_KEY")
-        else OFFLINE_MODEL
-    )
+    model: str | ScriptedModel = ONLINE_MODEL or OFFLINE_MODEL
     return Agent(
         name="researcher",
         instructions=INSTRUCTIONS,

@@ -43,6 +43,7 @@ from adapters.openai_agents import (
     approval_signal,
     blob_store,
     configure,
+    current_settings,
     run_agent,
 )
 from adapters.openai_agents._blobs import canonical
@@ -111,7 +112,7 @@ class Source:
     title: str
 
 
-@bridge.activity(retry=FAST)
+@bridge.activity(retry=FAST, name="t_search_web")
 async def search_web(query: str, limit: int) -> list[Source]:
     """Search the web for pages about a topic.
 
@@ -124,7 +125,7 @@ async def search_web(query: str, limit: int) -> list[Source]:
     ]
 
 
-@bridge.activity(retry=FAST)
+@bridge.activity(retry=FAST, name="t_extract_content")
 async def extract_content(url: str) -> str:
     """Fetch a page and return its main text.
 
@@ -149,11 +150,14 @@ research_agent = Agent(
     name="researcher",
     instructions="Search, read each source, summarize.",
     model=RESEARCH_MODEL,
-    tools=[activity_as_tool(search_web), activity_as_tool(extract_content)],
+    tools=[
+        activity_as_tool(search_web, name="search_web"),
+        activity_as_tool(extract_content, name="extract_content"),
+    ],
 )
 
 
-@bridge.workflow
+@bridge.workflow(name="t_research")
 async def research(ctx: bridge.Context, topic: str) -> str:
     return str((await run_agent(research_agent, topic)).final_output)
 
@@ -205,7 +209,7 @@ async def test_same_agent_same_history_on_every_backend(request: pytest.FixtureR
 SAVED: list[str] = []
 
 
-@bridge.activity(retry=FAST)
+@bridge.activity(retry=FAST, name="t_save_report")
 async def save_report(title: str, body: str, *, idempotency_key: str) -> int:
     """Save the report and return its id.
 
@@ -233,7 +237,7 @@ approval_agent = Agent(
     name="writer",
     instructions="Write the report, then save it.",
     model=APPROVAL_MODEL,
-    tools=[activity_as_tool(save_report, needs_approval=True)],
+    tools=[activity_as_tool(save_report, name="save_report", needs_approval=True)],
 )
 
 
@@ -320,7 +324,7 @@ drift_agent = Agent(
     name="writer",
     instructions="Version 1.",
     model=DRIFT_MODEL,
-    tools=[activity_as_tool(save_report, needs_approval=True)],
+    tools=[activity_as_tool(save_report, name="save_report", needs_approval=True)],
 )
 
 
@@ -398,7 +402,7 @@ failure_agent = Agent(
     tools=[
         activity_as_tool(flaky_lookup),
         activity_as_tool(charge_card),
-        activity_as_tool(search_web),
+        activity_as_tool(search_web, name="search_web"),
     ],
 )
 
@@ -536,6 +540,42 @@ async def test_a_base_url_makes_the_same_agent_call_a_real_endpoint(
     ]
 
 
+@pytest.mark.parametrize("backend_name", ["sql"])
+async def test_model_settings_come_from_bridge_toml(
+    client: bridge.Client, tmp_path: Path, compatible_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The `[agents]` table configures a worker with no code: endpoint, retries, blobs."""
+    (tmp_path / "bridge.toml").write_text(
+        "[agents]\n"
+        f'base_url = "{compatible_server.base_url}"\n'
+        "model_max_attempts = 2\n"
+        "model_initial_interval = 0.05\n"
+        "model_timeout = 9.5\n"
+        f'blob_url = "sqlite:///{tmp_path}/toml-blobs.db"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    configure()  # no arguments: read the configuration
+    settings = current_settings()
+    assert settings.model_retry == bridge.RetryPolicy(
+        max_attempts=2, initial_interval=0.05, backoff=2.0, max_interval=30.0
+    )
+    assert settings.model_timeout == 9.5
+    async with client.worker([ask]):
+        result = await client.execute(ask, "local-model", id="toml-1", timeout=60)
+    assert result == "hello from the server"
+    failed = [e for e in await client.history("toml-1") if e.type is EventType.STEP_FAILED]
+    assert [e.details["will_retry"] for e in failed] == [True]
+    assert (tmp_path / "toml-blobs.db").exists()
+
+    monkeypatch.setenv("BRIDGE_AGENTS_MODEL_MAX_ATTEMPTS", "7")
+    configure()
+    assert current_settings().model_retry.max_attempts == 7
+    (tmp_path / "bridge.toml").write_text("[agents]\nmodel_retries = 3\n")
+    with pytest.raises(bridge.ConfigError, match=r"unknown setting `agents.model_retries`"):
+        configure()
+    (tmp_path / "bridge.toml").unlink()  # the fixture's teardown configures from it again
+
+
 @bridge.workflow
 async def ask_with_settings(ctx: bridge.Context) -> str:
     agent = Agent(
@@ -646,7 +686,9 @@ async def test_activity_tool_outside_a_workflow_is_strict_unless_told() -> None:
         [Script.tool_call("extract_content", {"url": "https://x"}), Script.text("ok")],
         name="t-outside",
     )
-    strict = Agent(name="a", model=model, tools=[activity_as_tool(extract_content)])
+    strict = Agent(
+        name="a", model=model, tools=[activity_as_tool(extract_content, name="extract_content")]
+    )
     with pytest.raises(UserError, match=r"outside a bridge workflow.*strict=False"):
         await Runner.run(strict, "read it")
     lenient = Agent(name="a", model=model, tools=[activity_as_tool(extract_content, strict=False)])
@@ -737,6 +779,7 @@ ADAPTER_ALL = [
     "approval_signal",
     "blob_store",
     "configure",
+    "current_settings",
     "run_agent",
 ]
 

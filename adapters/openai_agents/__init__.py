@@ -12,7 +12,8 @@ Every model call is the journaled step `openai_agents.model_call` and every
 `activity_as_tool` call a journaled step of its activity, so a run resumed after a crash
 pays for nothing twice. Offline by default: a `ScriptedModel` replays a scripted
 conversation; with OPENAI_API_KEY (or `AgentSettings.base_url`) agents whose model is a
-name call the real model. Worker-side settings: `configure(AgentSettings(...))`.
+name call the real model. Worker-side settings: the `[agents]` table of bridge.toml, or
+`configure(AgentSettings(...))`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from adapters.openai_agents._blobs import BlobStore
-from adapters.openai_agents._config import AgentSettings, blob_store, configure
+from adapters.openai_agents._config import (
+    AgentSettings,
+    blob_store,
+    configure,
+    current_settings,
+)
 from adapters.openai_agents._errors import (
     BlobMissingError,
     ModelNotFoundError,
@@ -56,6 +62,7 @@ __all__ = [
     # Worker-side settings
     "AgentSettings",
     "configure",
+    "current_settings",
     "blob_store",
     "BlobStore",
     # Offline models

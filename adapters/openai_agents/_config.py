@@ -2,14 +2,16 @@
 
 A durable model call is an activity, so everything here is about the process that *runs*
 activities, as `OpenAIAgentsPlugin(model_params=..., model_provider=...)` is on a Temporal
-worker: call `configure(...)` once where the worker starts. Nothing here is read by workflow
+worker. They come from the `[agents]` table of bridge.toml (or BRIDGE_AGENTS_* variables,
+see `bridge.config.AgentsSettings`); `configure(...)` where the worker starts overrides them
+from code, and is where a model provider object is given. Nothing here is read by workflow
 code, so a replay never depends on it.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from agents import Model, ModelProvider, OpenAIProvider
@@ -18,10 +20,10 @@ from openai import AsyncOpenAI
 from adapters.openai_agents._blobs import BlobStore, close_blob_stores, open_blob_store
 from adapters.openai_agents._errors import ModelNotFoundError
 from bridge.activity import RetryPolicy, seconds
-from bridge.config import load_settings
+from bridge.config import AgentsSettings, load_settings
 from bridge.errors import ConfigError
 
-__all__ = ["AgentSettings", "blob_store", "configure", "resolve_model"]
+__all__ = ["AgentSettings", "blob_store", "configure", "current_settings", "resolve_model"]
 
 # Rate limits (429) and overloaded servers (5xx) clear up in seconds to a minute: five
 # attempts with doubling delays capped at 30 s cover about a minute of trouble.
@@ -65,10 +67,28 @@ class AgentSettings:
             raise ConfigError("AgentSettings.model_timeout must be positive (or None: no limit)")
         object.__setattr__(self, "model_timeout", timeout)
 
+    @classmethod
+    def from_config(cls, agents: AgentsSettings) -> AgentSettings:
+        """The settings an `[agents]` table (bridge.toml, BRIDGE_AGENTS_*) describes."""
+        return cls(
+            model_retry=RetryPolicy(
+                max_attempts=agents.model_max_attempts,
+                initial_interval=agents.model_initial_interval,
+                backoff=agents.model_backoff,
+                max_interval=agents.model_max_interval,
+            ),
+            model_timeout=agents.model_timeout,
+            base_url=agents.base_url,
+            use_responses=agents.use_responses,
+            default_model=agents.default_model,
+            blob_url=agents.blob_url,
+        )
+
 
 @dataclass
 class _State:
-    settings: AgentSettings = field(default_factory=AgentSettings)
+    #: None until `configure()` or the first use, which reads the bridge configuration.
+    settings: AgentSettings | None = None
     provider: ModelProvider | None = None
     real_provider: ModelProvider | None = None
     blob_url: str | None = None  # resolved once: the bridge settings are read from files
@@ -88,8 +108,8 @@ def configure(
     """
     from adapters.openai_agents._model_activity import install_model_call
 
-    new = settings or AgentSettings()
-    if new.blob_url != _state.settings.blob_url:
+    new = settings or AgentSettings.from_config(load_settings().agents)
+    if _state.settings is None or new.blob_url != _state.settings.blob_url:
         close_blob_stores()
     _state.settings = new
     _state.provider = model_provider
@@ -98,10 +118,18 @@ def configure(
     install_model_call(new)
 
 
+def current_settings() -> AgentSettings:
+    """The settings this worker uses: those given to `configure()`, else the configuration's
+    `[agents]` table (read once)."""
+    if _state.settings is None:
+        _state.settings = AgentSettings.from_config(load_settings().agents)
+    return _state.settings
+
+
 def blob_store() -> BlobStore:
     """The blob store model calls in this process use (see `AgentSettings.blob_url`)."""
     if _state.blob_url is None:
-        url = _state.settings.blob_url
+        url = current_settings().blob_url
         if url is None:
             bridge_settings = load_settings()
             if bridge_settings.backend == "sql":
@@ -117,7 +145,7 @@ def blob_store() -> BlobStore:
 def _real_model_available() -> bool:
     return bool(
         os.environ.get("OPENAI_API_KEY")
-        or _state.settings.base_url
+        or current_settings().base_url
         or os.environ.get("OPENAI_BASE_URL")
     )
 
@@ -131,7 +159,7 @@ def resolve_model(name: str | None) -> Model:
     """
     from adapters.openai_agents._scripted import registered_scripted_model
 
-    name = name or _state.settings.default_model
+    name = name or current_settings().default_model
     if _state.provider is not None:
         return _state.provider.get_model(name)
     scripted = registered_scripted_model(name)
@@ -139,8 +167,8 @@ def resolve_model(name: str | None) -> Model:
         return scripted
     if _real_model_available():
         if _state.real_provider is None:
-            base_url = _state.settings.base_url
-            use_responses = _state.settings.use_responses
+            base_url = current_settings().base_url
+            use_responses = current_settings().use_responses
             if use_responses is None:
                 use_responses = base_url is None
             # max_retries=0: the activity's retry policy owns retrying, with backoff and a

@@ -124,7 +124,7 @@ def install_model_call(settings: _config.AgentSettings) -> ActivityDefinition[..
     return _definition
 
 
-_definition: ActivityDefinition[..., Any] = install_model_call(_config.AgentSettings())
+_definition: ActivityDefinition[..., Any] = install_model_call(_config.current_settings())
 
 
 def model_call_activity() -> ActivityDefinition[..., Any]:

@@ -12,6 +12,7 @@ from bridge.plugins import BackendRegistry, hookimpl
 if TYPE_CHECKING:
     from bridge.backend import Backend
     from bridge.config import Settings
+    from bridge.testing.hookspecs import TestEnvironment
 
 
 def _create(settings: Settings) -> Backend:
@@ -23,3 +24,13 @@ def _create(settings: Settings) -> Backend:
 @hookimpl
 def bridge_register_backends(register: BackendRegistry) -> None:
     register.add("sql", _create)
+
+
+@hookimpl
+def bridge_test_environment(name: str) -> TestEnvironment | None:
+    """How the compatibility harness (`bridge.testing`) runs this backend under test."""
+    if name != "sql":
+        return None
+    from backends.sql._testing import SqlTestEnvironment
+
+    return SqlTestEnvironment()

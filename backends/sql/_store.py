@@ -25,6 +25,9 @@ from backends.sql import _schema as s
 from bridge import codec
 from bridge._replay import FINAL_STEP_STATUSES, WAITING, StepRecord
 from bridge.backend import Status
+from bridge.bus import completion_event
+from bridge.bus.outbox import create_tables as create_outbox_tables
+from bridge.bus.outbox import publish_in
 from bridge.config import SqlSettings
 from bridge.errors import (
     StorageError,
@@ -78,6 +81,9 @@ class Store:
             with self._translate("opening"):
                 self._writer: Connection = self.engine.connect()
                 self._ensure_schema()
+                if settings.outbox:
+                    with self._write("creating the bus outbox tables") as conn:
+                        create_outbox_tables(conn)
         except BaseException:
             self.engine.dispose()  # a refused database leaves no connection behind
             raise
@@ -499,25 +505,37 @@ class Store:
         error: dict[str, Any] | None = None,
     ) -> bool:
         w = s.workflows
-        done = (
-            conn.execute(
-                update(w)
-                .where(w.c.id == id, w.c.lease_owner == owner)
-                .values(
-                    status=status.value,
-                    result=None if result is None else codec.dumps(result),
-                    error=None if error is None else codec.dumps(error),
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    waiting_for=None,
-                    updated_at=time.time(),
-                )
-            ).rowcount
-            == 1
-        )
-        if done:
-            conn.execute(delete(s.timers).where(s.timers.c.workflow_id == id))
-        return done
+        name = conn.execute(
+            update(w)
+            .where(w.c.id == id, w.c.lease_owner == owner)
+            .values(
+                status=status.value,
+                result=None if result is None else codec.dumps(result),
+                error=None if error is None else codec.dumps(error),
+                lease_owner=None,
+                lease_expires_at=None,
+                waiting_for=None,
+                updated_at=time.time(),
+            )
+            .returning(w.c.name)
+        ).scalar()
+        if name is None:
+            return False
+        conn.execute(delete(s.timers).where(s.timers.c.workflow_id == id))
+        if self.settings.outbox:
+            # Same transaction as the run's ending: the event exists iff the run ended.
+            publish_in(
+                conn,
+                completion_event(
+                    workflow_id=id,
+                    workflow=name,
+                    engine="sql",
+                    status=status,
+                    result=result,
+                    error=error,
+                ),
+            )
+        return True
 
     def suspend(
         self,

@@ -7,11 +7,10 @@ import, and a missing engine fails with the install hint.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
-from bridge.errors import EngineNotInstalledError
-
+# Kept to what the lazy loading needs: Temporal's sandbox executes this package again for
+# every workflow run (it is the package of the workflow module).
 if TYPE_CHECKING:
     from backends.temporal._backend import TemporalBackend
     from backends.temporal._context import TemporalContext
@@ -39,6 +38,10 @@ _HOMES = {
 
 
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    from bridge.errors import EngineNotInstalledError
+
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'backends.temporal' has no attribute {name!r}")

@@ -93,6 +93,7 @@ class TemporalBackend(Backend):
             "crash_resume",
             "idempotent_start",
             "non_determinism_detection",
+            "replay",
         }
     )
 
@@ -474,6 +475,14 @@ class TemporalBackend(Backend):
                 await asyncio.sleep(0.5)
         finally:
             server.stop()
+
+    async def export_history(self, id: str) -> str:
+        """The run's Temporal history as `WorkflowHistory.to_json()` (what `replay` reads)."""
+        handle = await self._handle(id)
+        try:
+            return (await handle.fetch_history()).to_json()
+        except RPCError as exc:
+            raise self._not_found(exc, id) from None
 
     async def replay(self, history: str, workflow: WorkflowDefinition[..., Any]) -> int:
         """Replay a Temporal history export (`temporal workflow show -o json`, the Web UI's

@@ -6,8 +6,9 @@ imports the modules of the workflows this process serves, so their code is loade
 checked) by the sandbox too, before the run starts and outside its runtime restrictions.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: temporalio reads the signal handler's type
+# hints for every run (this module is imported afresh each time), and string annotations
+# would be evaluated through the sandbox's module proxies each time.
 from collections import deque
 from collections.abc import Sequence
 from typing import Any

@@ -1,0 +1,106 @@
+"""`bridge migrate ...`: the migration router seen from a shell.
+
+`status` shows, per workflow type and engine, how many runs are open and whether the engine
+is Active, Draining or Drained. Other `migrate` commands register themselves on
+`migrate_app` from their own modules (`report`: `bridge/_cli_migrate_report.py`), imported
+at the end of this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import json
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from bridge.config import load_settings
+
+if TYPE_CHECKING:
+    from bridge.bus.router import Router
+
+__all__ = ["migrate_app"]
+
+migrate_app = typer.Typer(
+    name="migrate",
+    help="Move workflows between engines: routing rules in bridge.toml [migrate.WORKFLOW].",
+    no_args_is_help=True,
+)
+
+_STATE_STYLE = {"Active": "green", "Draining": "yellow", "Drained": "dim"}
+
+
+@migrate_app.command("status")
+def status(
+    refresh: Annotated[
+        bool,
+        typer.Option(
+            "--refresh/--no-refresh",
+            help="Ask the owning engines about open runs first (closes finished ones).",
+        ),
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="The rows as JSON.")] = False,
+) -> None:
+    """Per workflow type and engine: open runs and Active / Draining / Drained."""
+    # Imported here: `bridge --help` should not load the event bus, and bridge.cli imports
+    # this module (so importing bridge.cli at the top would be circular).
+    from bridge.bus.router import Router
+    from bridge.cli import out
+
+    async def body() -> list[dict[str, object]]:
+        router = await Router.connect(load_settings())
+        try:
+            if refresh:
+                await router.refresh()
+            return [
+                {**asdict(row), "state": row.state.value, "rule": _rule_text(router, row.workflow)}
+                for row in router.status()
+            ]
+        finally:
+            await router.close()
+
+    rows = asyncio.run(body())
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        out.print(
+            "no migrating workflows: add a [migrate.WORKFLOW] table to bridge.toml "
+            '(from = "old engine", to = "new engine", ramp = 0-100)',
+            markup=False,
+        )
+        return
+    table = Table()
+    for column in ("workflow", "rule", "engine", "role", "open", "total", "state"):
+        table.add_column(column, justify="right" if column in ("open", "total") else "left")
+    for row in rows:
+        table.add_row(
+            str(row["workflow"]),
+            str(row["rule"]),
+            str(row["engine"]),
+            str(row["role"]),
+            str(row["open"]),
+            str(row["total"]),
+            str(row["state"]),
+            style=_STATE_STYLE.get(str(row["state"])),
+        )
+    out.print(table)
+
+
+def _rule_text(router: Router, workflow: str) -> str:
+    rule = router.rule(workflow)
+    if rule is None:
+        return "(no rule)"
+    if rule.shadow:
+        return f"{rule.from_} shadowed on {rule.to}"
+    return f"{rule.from_} -> {rule.to} {rule.ramp:g}%"
+
+
+# `bridge migrate report` (the shadow comparison) lives in its own module and adds itself
+# to migrate_app with @migrate_app.command("report").
+if importlib.util.find_spec("bridge._cli_migrate_report") is not None:
+    importlib.import_module("bridge._cli_migrate_report")

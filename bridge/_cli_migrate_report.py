@@ -1,0 +1,85 @@
+"""`bridge migrate report`: how shadow runs compared with their primaries.
+
+Registers itself on `migrate_app` (`bridge/_cli_migrate.py` imports this module at its end).
+Reads the shadow store (`bridge.bus.shadow`), by default in the router's database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from bridge._cli_migrate import migrate_app
+from bridge.config import load_settings
+
+__all__ = ["report"]
+
+_STYLE = {"matched": "green", "mismatched": "red", "error": "red", "running": "yellow"}
+
+
+@migrate_app.command("report")
+def report(
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", "-w", help="Only runs of this workflow type.")
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only runs with this outcome: matched, mismatched, ..."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 50,
+    store: Annotated[
+        str | None,
+        typer.Option(help="The shadow store's database URL (default: `[router] url`)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The outcomes as JSON.")] = False,
+) -> None:
+    """Shadow runs: matched or mismatched with their primary, with a readable diff."""
+    # Imported here: `bridge --help` should not load the event bus, and bridge.cli imports
+    # this module's parent (so importing bridge.cli at the top would be circular).
+    from bridge.bus.shadow import ShadowStore, outcomes
+    from bridge.cli import out
+
+    shadows = ShadowStore(store or load_settings().router.url)
+    try:
+        rows = outcomes(shadows, workflow=workflow, status=status, limit=limit)
+    finally:
+        shadows.close()
+    if as_json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        return
+    if not rows:
+        out.print(
+            f"no shadow runs in {shadows.url}: set shadow = true in a [migrate.WORKFLOW] "
+            "table of bridge.toml, or call bridge.bus.shadow.shadow()",
+            markup=False,
+        )
+        return
+    tally = Counter(r.status for r in rows)
+    out.print(
+        f"{len(rows)} shadow run(s): " + ", ".join(f"{n} {s}" for s, n in sorted(tally.items())),
+        markup=False,
+    )
+    table = Table()
+    for column in ("workflow", "run", "primary", "candidate", "outcome", "first diff", "finished"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r.workflow,
+            r.workflow_id,
+            r.primary_engine,
+            r.candidate_engine + (" (A/A)" if r.is_aa else ""),
+            r.status,
+            "" if r.first_step is None else f"step {r.first_step}",
+            "" if r.finished_at is None else r.finished_at.strftime("%Y-%m-%d %H:%M:%S"),
+            style=_STYLE.get(r.status),
+        )
+    out.print(table)
+    for r in rows:
+        if r.diff:
+            heading = f"\n{r.status} {r.workflow} {r.workflow_id}:"
+            out.print(heading, style=_STYLE.get(r.status), markup=False)
+            out.print(r.diff, markup=False, highlight=False)

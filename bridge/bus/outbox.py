@@ -1,0 +1,479 @@
+"""The SQL outbox: the bus's embedded transport, on SQLAlchemy (SQLite file or PostgreSQL).
+
+An event is one row in `bridge_bus_events` (unique on source + id, so publishing twice
+stores it once) plus one delivery row per subscription whose types it matches, written in
+the same transaction. `publish_in(conn, event)` does that inside a caller's transaction, so
+a state change and the event announcing it commit together or not at all.
+
+Consumers claim delivery rows with a lease token (SQLite: the IMMEDIATE transaction is the
+lock; PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent claimers take disjoint rows).
+Every later write for a claim (ack, nack, and `ack_in` inside a handler's transaction)
+names the token and raises `LeaseLostError` when another claimant has it since. A delivery
+that fails `max_deliveries` times, or whose lease runs out that often (a consumer that
+crashes on it), moves to `bridge_bus_dead_letters`.
+
+Statements run synchronously on the event-loop thread, as the SQL executor's store does:
+a local commit costs less than a thread hop. One `asyncio.Lock` per outbox serializes this
+process's write transactions, so a publish that comes while a consumer's transaction is
+open waits on the lock (yielding the loop) instead of blocking the thread on SQLite's busy
+timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import Connection, bindparam, delete, func, literal, or_, select, update
+
+from bridge.bus import _outbox_schema as s
+from bridge.bus._sql import create_bus_engine, dialect_insert, insert_for, translate
+from bridge.bus.envelope import Event
+from bridge.bus.transport import Delivery, LeaseLostError
+from bridge.errors import BridgeError
+
+if TYPE_CHECKING:
+    from bridge.bus.inbox import SqlInbox
+
+__all__ = ["DeadLetter", "SqlOutbox", "create_tables", "publish_in"]
+
+_ALL_TYPES = "*"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event a subscription gave up on after `attempts` deliveries."""
+
+    subscription: str
+    event: Event
+    attempts: int
+    error: str | None
+    dead_at: float
+
+
+def _body(event: Event) -> str:
+    return json.dumps(event.to_dict(), separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The hot statements, built once per dialect: building and cache-keying a Core
+    statement costs more than running it on SQLite."""
+
+    insert_event: Any
+    fan_out: Any
+    ack: Any
+    ready: Any
+    lease: Any
+    bodies: Any
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    e, d, st = s.events, s.deliveries, s.subscription_types
+    insert_event = (
+        dialect_insert(dialect, e)
+        .values(
+            source=bindparam("source"),
+            id=bindparam("id"),
+            type=bindparam("type"),
+            body=bindparam("body"),
+            published_at=bindparam("published_at"),
+        )
+        .on_conflict_do_nothing(index_elements=["source", "id"])
+        .returning(e.c.seq)
+    )
+    wanting = (
+        select(
+            st.c.subscription,
+            bindparam("seq", type_=d.c.event_seq.type),
+            literal(0),
+            # Ready at once, whatever clock the consumers use: a fresh delivery's
+            # visibility never depends on when or where it was published.
+            literal(0.0),
+        )
+        .where(or_(st.c.type == bindparam("type"), st.c.type == _ALL_TYPES))
+        .distinct()
+    )
+    fan_out = d.insert().from_select(
+        ["subscription", "event_seq", "attempts", "visible_at"], wanting
+    )
+    ack = delete(d).where(
+        d.c.subscription == bindparam("subscription"),
+        d.c.event_seq == bindparam("seq"),
+        d.c.lease_token == bindparam("token"),
+    )
+    # SKIP LOCKED lets PostgreSQL claimers take disjoint rows without waiting; SQLite
+    # ignores it: its IMMEDIATE transaction already serializes claimers.
+    ready = (
+        select(d.c.event_seq, d.c.attempts, d.c.lease_token)
+        .where(d.c.subscription == bindparam("subscription"), d.c.visible_at <= bindparam("now"))
+        .order_by(d.c.event_seq)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+    )
+    lease = (
+        update(d)
+        .where(
+            d.c.subscription == bindparam("b_subscription"),
+            d.c.event_seq.in_(bindparam("seqs", expanding=True)),
+        )
+        .values(
+            lease_token=bindparam("b_token"),
+            visible_at=bindparam("until"),
+            attempts=d.c.attempts + 1,
+        )
+        .returning(d.c.event_seq, d.c.attempts)
+    )
+    bodies = select(e.c.seq, e.c.body).where(e.c.seq.in_(bindparam("seqs", expanding=True)))
+    return _Statements(
+        insert_event=insert_event,
+        fan_out=fan_out,
+        ack=ack,
+        ready=ready,
+        lease=lease,
+        bodies=bodies,
+    )
+
+
+def publish_in(conn: Connection, event: Event, *, now: float | None = None) -> bool:
+    """Write `event` to the outbox inside the caller's open transaction on `conn`.
+
+    The event commits (and is delivered) only if the caller's transaction commits. Returns
+    False when an event with the same (source, id) is already stored: it is not delivered
+    again. The outbox tables must exist (`SqlOutbox(url=...)` creates them).
+    """
+    stmts = _statements(conn.dialect.name)
+    seq = conn.execute(
+        stmts.insert_event,
+        {
+            "source": event.source,
+            "id": event.id,
+            "type": event.type,
+            "body": _body(event),
+            "published_at": time.time() if now is None else now,
+        },
+    ).scalar()
+    if seq is None:
+        return False
+    conn.execute(stmts.fan_out, {"seq": seq, "type": event.type})
+    return True
+
+
+def create_tables(conn: Connection) -> None:
+    """Create the outbox and inbox tables (if missing) inside the caller's transaction, e.g.
+    in a journal database whose writes publish with `publish_in`."""
+    s.ensure_schema(conn)
+
+
+def _token(claim: str, seq: int) -> str:
+    # One lease token per claim is stored on its rows; the delivery's token also names its
+    # row, so an ack needs no lookup. Opaque to callers.
+    return f"{claim}.{seq}"
+
+
+def _parse_token(delivery: Delivery) -> tuple[str, int]:
+    claim, _, seq = delivery.token.rpartition(".")
+    if not claim or not seq.isdigit():
+        raise BridgeError(
+            f"delivery of event {delivery.event.id!r} has lease token {delivery.token!r}, "
+            "which the SQL outbox did not issue; ack or nack it on the transport it came from"
+        )
+    return claim, int(seq)
+
+
+class SqlOutbox:
+    """The SQL outbox transport (see the module docstring).
+
+    `clock` (epoch seconds) decides lease expiry and retry delays; tests inject one to
+    expire leases without sleeping.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        max_deliveries: int = 5,
+        durability: Literal["FULL", "NORMAL"] = "FULL",
+        busy_timeout_ms: int = 5000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_deliveries < 1:
+            raise BridgeError(f"SqlOutbox: max_deliveries must be at least 1, got {max_deliveries}")
+        self.url = url
+        self.max_deliveries = max_deliveries
+        self.clock = clock
+        self._where = f"bus outbox at {url}"
+        self.engine = create_bus_engine(url, durability=durability, busy_timeout_ms=busy_timeout_ms)
+        try:
+            with translate(self._where, "creating the tables"), self.engine.begin() as conn:
+                s.ensure_schema(conn)
+        except BaseException:
+            self.engine.dispose()
+            raise
+        self._lock = asyncio.Lock()
+        self._pending: list[tuple[Event, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    # -- transactions -------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A write transaction on the outbox's database, serialized with this process's
+        other outbox writes. Commits when the block ends, rolls back if it raises."""
+        async with self._lock:
+            with (
+                translate(self._where, "a transaction"),
+                self.engine.connect() as conn,
+                conn.begin(),
+            ):
+                yield conn
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[Connection]:
+        """A read-only transaction (on SQLite a deferred one, which never waits on a writer
+        under WAL)."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(bridge_readonly=True)
+            with conn.begin():
+                yield conn
+
+    def inbox(self) -> SqlInbox:
+        """An inbox in the outbox's own database: a consumer's inbox row, its handler's
+        writes and the ack then commit in one transaction."""
+        from bridge.bus.inbox import SqlInbox
+
+        return SqlInbox(outbox=self)
+
+    # -- Transport ------------------------------------------------------------------------
+    async def subscribe(self, subscription: str, types: Sequence[str] | None = None) -> None:
+        """Create the subscription, or replace its types; it receives events published
+        from now on."""
+        if not subscription:
+            raise BridgeError("SqlOutbox.subscribe: the subscription name must not be empty")
+        wanted = sorted(set(types)) if types is not None else [_ALL_TYPES]
+        if not wanted:
+            raise BridgeError(
+                f"subscription {subscription!r}: an empty list of types would receive "
+                "nothing; pass None for every type"
+            )
+        st = s.subscription_types
+        async with self.transaction() as conn:
+            current = set(
+                conn.execute(select(st.c.type).where(st.c.subscription == subscription)).scalars()
+            )
+            if current == set(wanted):
+                return
+            conn.execute(delete(st).where(st.c.subscription == subscription))
+            conn.execute(st.insert(), [{"subscription": subscription, "type": t} for t in wanted])
+
+    async def publish(self, event: Event) -> None:
+        """Publish durably (returns once committed). Publishes that arrive together share
+        one commit (group commit)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((event, fut))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+        await fut
+
+    async def publish_many(self, events: Sequence[Event]) -> int:
+        """Publish several events in one transaction; returns how many were new."""
+        async with self.transaction() as conn:
+            now = self.clock()
+            return sum(publish_in(conn, e, now=now) for e in events)
+
+    async def _flush(self) -> None:
+        while self._pending:
+            async with self._lock:
+                batch, self._pending = self._pending, []
+                try:
+                    with (
+                        translate(self._where, "publishing"),
+                        self.engine.connect() as conn,
+                        conn.begin(),
+                    ):
+                        now = self.clock()
+                        for event, _ in batch:
+                            publish_in(conn, event, now=now)
+                except Exception as exc:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                except BaseException:
+                    for _, fut in batch:
+                        fut.cancel()
+                    raise
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def claim(
+        self, subscription: str, *, max_messages: int = 10, lease_seconds: float = 30.0
+    ) -> list[Delivery]:
+        token = uuid.uuid4().hex
+        async with self.transaction() as conn:
+            stmts = _statements(conn.dialect.name)
+            now = self.clock()
+            # Two statements on purpose: PostgreSQL may re-run a LIMIT subquery inside
+            # `UPDATE ... WHERE x IN (...)` once per row and claim more than asked.
+            ready = conn.execute(
+                stmts.ready, {"subscription": subscription, "now": now, "limit": max_messages}
+            ).all()
+            chosen = []
+            for seq, attempts, held_by in ready:
+                if held_by is not None and attempts >= self.max_deliveries:
+                    # Its lease ran out on every delivery: a consumer that dies on a
+                    # message must not be handed it forever.
+                    self._bury(
+                        conn,
+                        subscription,
+                        seq,
+                        attempts,
+                        "the lease expired on every delivery",
+                        now,
+                    )
+                else:
+                    chosen.append(seq)
+            if not chosen:
+                return []
+            claimed = conn.execute(
+                stmts.lease,
+                {
+                    "b_subscription": subscription,
+                    "seqs": chosen,
+                    "b_token": token,
+                    "until": now + lease_seconds,
+                },
+            ).all()
+            attempts_of = dict(claimed)
+            bodies = conn.execute(stmts.bodies, {"seqs": list(attempts_of)}).all()
+        return [
+            Delivery(
+                event=Event.from_dict(json.loads(body)),
+                subscription=subscription,
+                token=_token(token, seq),
+                attempt=attempts_of[seq],
+            )
+            for seq, body in sorted(bodies)
+        ]
+
+    def _bury(
+        self,
+        conn: Connection,
+        subscription: str,
+        seq: int,
+        attempts: int,
+        error: str | None,
+        now: float,
+    ) -> None:
+        d = s.deliveries
+        conn.execute(
+            insert_for(conn, s.dead_letters)
+            .values(
+                subscription=subscription,
+                event_seq=seq,
+                attempts=attempts,
+                error=error,
+                dead_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["subscription", "event_seq"])
+        )
+        conn.execute(delete(d).where(d.c.subscription == subscription, d.c.event_seq == seq))
+
+    def _lost(self, delivery: Delivery) -> LeaseLostError:
+        e = delivery.event
+        return LeaseLostError(
+            f"subscription {delivery.subscription!r}: the lease on event {e.source}/{e.id} "
+            f"(delivery {delivery.attempt}) no longer holds: it expired and the event was "
+            "claimed again (or was already acked). Drop this delivery; its new holder "
+            "handles it"
+        )
+
+    def ack_in(self, conn: Connection, delivery: Delivery) -> None:
+        """Ack inside the caller's transaction on this outbox's database, so the ack
+        commits with the handler's writes; raises LeaseLostError (roll back) if the
+        lease was lost."""
+        claim, seq = _parse_token(delivery)
+        gone = conn.execute(
+            _statements(conn.dialect.name).ack,
+            {"subscription": delivery.subscription, "seq": seq, "token": claim},
+        ).rowcount
+        if gone != 1:
+            raise self._lost(delivery)
+
+    async def ack(self, delivery: Delivery) -> None:
+        async with self.transaction() as conn:
+            self.ack_in(conn, delivery)
+
+    async def nack(
+        self, delivery: Delivery, *, delay: float = 0.0, error: str | None = None
+    ) -> None:
+        d = s.deliveries
+        claim, seq = _parse_token(delivery)
+        async with self.transaction() as conn:
+            now = self.clock()
+            row = conn.execute(
+                select(d.c.event_seq, d.c.attempts)
+                .where(
+                    d.c.subscription == delivery.subscription,
+                    d.c.event_seq == seq,
+                    d.c.lease_token == claim,
+                )
+                .with_for_update()
+            ).first()
+            if row is None:
+                raise self._lost(delivery)
+            seq, attempts = row
+            if attempts >= self.max_deliveries:
+                self._bury(conn, delivery.subscription, seq, attempts, error, now)
+                return
+            conn.execute(
+                update(d)
+                .where(d.c.subscription == delivery.subscription, d.c.event_seq == seq)
+                .values(lease_token=None, visible_at=now + max(0.0, delay), last_error=error)
+            )
+
+    async def close(self) -> None:
+        if self._flusher is not None and not self._flusher.done():
+            await self._flusher
+        self.engine.dispose()
+
+    # -- inspection -------------------------------------------------------------------------
+    async def dead_letters(self, subscription: str | None = None) -> list[DeadLetter]:
+        """The dead letters (of one subscription, or all), oldest first."""
+        dl, e = s.dead_letters, s.events
+        stmt = (
+            select(dl.c.subscription, e.c.body, dl.c.attempts, dl.c.error, dl.c.dead_at)
+            .join(e, e.c.seq == dl.c.event_seq)
+            .order_by(dl.c.dead_at, dl.c.event_seq)
+        )
+        if subscription is not None:
+            stmt = stmt.where(dl.c.subscription == subscription)
+        with translate(self._where, "reading dead letters"), self._reader() as conn:
+            rows = conn.execute(stmt).all()
+        return [
+            DeadLetter(
+                subscription=sub,
+                event=Event.from_dict(json.loads(body)),
+                attempts=attempts,
+                error=error,
+                dead_at=dead_at,
+            )
+            for sub, body, attempts, error, dead_at in rows
+        ]
+
+    async def backlog(self, subscription: str) -> int:
+        """Deliveries of `subscription` not yet acked or dead (ready, leased or delayed)."""
+        d = s.deliveries
+        with translate(self._where, "counting deliveries"), self._reader() as conn:
+            n = conn.execute(
+                select(func.count()).where(d.c.subscription == subscription)
+            ).scalar_one()
+        return int(n)

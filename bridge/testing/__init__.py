@@ -1,0 +1,1 @@
+"""Tools that prove a migration between engines kept behaviour (ledger, diff, crash, replay)."""

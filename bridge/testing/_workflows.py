@@ -1,0 +1,327 @@
+"""The standard workflows of the conformance suite, importable by worker subprocesses.
+
+Every activity that has a side effect appends it to the ledger (a SQLite file whose path is
+a workflow argument) under its idempotency key and its label, so the suite counts side
+effects across processes and kills. Faults come from a fault plan file, never from module
+state. Names carry the `conformance.` prefix so they never clash with a project's own.
+Workflows live at module level because Temporal's sandbox re-imports this module per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+from typing_extensions import TypedDict
+
+import bridge
+from bridge.testing import faults, ledger
+from bridge.workflow import WorkflowDefinition
+
+FAST = bridge.RetryPolicy(max_attempts=3, initial_interval=0.01, backoff=2.0)
+#: The labels of the 5-step workflow the crash scenario kills at every boundary.
+FIVE = ("reserve", "charge", "pack", "ship", "notify")
+
+
+async def _record(ledger_path: str, key: str, label: str) -> None:
+    await asyncio.to_thread(ledger.record, ledger_path, key, label)
+
+
+# -- sequence, and the 5-step workflow for crash-resume --------------------------------------
+@bridge.activity(name="conformance.step", retry=FAST)
+async def step(ledger_path: str, label: str, gate: str = "", *, idempotency_key: str) -> str:
+    """Waits for `gate` (a file) when given, then records one side effect."""
+    while gate and not os.path.exists(gate):
+        await asyncio.sleep(0.02)
+    await _record(ledger_path, idempotency_key, label)
+    return label.upper()
+
+
+@bridge.workflow(name="conformance.sequence")
+async def sequence(ctx: bridge.Context, ledger_path: str, labels: list[str]) -> list[str]:
+    return [await ctx.run(step, ledger_path, label) for label in labels]
+
+
+@bridge.workflow(name="conformance.five_steps")
+async def five_steps(ctx: bridge.Context, ledger_path: str, gate_at: int, gate: str) -> list[str]:
+    """Five steps; step `gate_at` (1-based) waits for the gate file, so a kill lands before it."""
+    return [
+        await ctx.run(step, ledger_path, label, gate if i == gate_at else "")
+        for i, label in enumerate(FIVE, start=1)
+    ]
+
+
+# -- retry with backoff ----------------------------------------------------------------------
+#: The policy the retry scenario checks the waits against.
+BACKOFF = bridge.RetryPolicy(max_attempts=5, initial_interval=0.1, backoff=3.0)
+
+
+@bridge.activity(name="conformance.flaky", retry=BACKOFF)
+async def flaky(ledger_path: str, plan: str, *, idempotency_key: str) -> str:
+    """Records every attempt, then fails as the fault plan says."""
+    attempt = bridge.activity_info().attempt
+    await _record(ledger_path, f"{idempotency_key}#{attempt}", "flaky")
+    await faults.apply(plan, "flaky")
+    return "ok"
+
+
+@bridge.workflow(name="conformance.retrying")
+async def retrying(ctx: bridge.Context, ledger_path: str, plan: str) -> str:
+    return await ctx.run(flaky, ledger_path, plan)
+
+
+# -- non-retryable error ---------------------------------------------------------------------
+@bridge.activity(
+    name="conformance.lookup_customer",
+    retry=bridge.RetryPolicy(max_attempts=5, initial_interval=0.01, non_retryable=[KeyError]),
+)
+async def lookup_customer(ledger_path: str, *, idempotency_key: str) -> str:
+    attempt = bridge.activity_info().attempt
+    await _record(ledger_path, f"{idempotency_key}#{attempt}", "lookup_customer")
+    raise KeyError("no such customer")
+
+
+@bridge.workflow(name="conformance.fails_fast")
+async def fails_fast(ctx: bridge.Context, ledger_path: str) -> str:
+    try:
+        return await ctx.run(lookup_customer, ledger_path)
+    except bridge.ActivityError as exc:
+        return (
+            f"{exc.error_type} after {exc.attempts} attempt(s), non_retryable={exc.non_retryable}"
+        )
+
+
+# -- timeout ---------------------------------------------------------------------------------
+@bridge.activity(
+    name="conformance.slow_then_fast",
+    timeout=0.2,
+    retry=bridge.RetryPolicy(max_attempts=3, initial_interval=0.01),
+)
+async def slow_then_fast(ledger_path: str, plan: str, *, idempotency_key: str) -> str:
+    attempt = bridge.activity_info().attempt
+    await _record(ledger_path, f"{idempotency_key}#{attempt}", "slow_then_fast")
+    await faults.apply(plan, "slow_then_fast")
+    return "fast enough"
+
+
+@bridge.activity(
+    name="conformance.always_slow",
+    timeout=0.1,
+    retry=bridge.RetryPolicy(max_attempts=2, initial_interval=0.01),
+)
+async def always_slow() -> str:
+    await asyncio.sleep(5)
+    return "never"
+
+
+@bridge.workflow(name="conformance.timeouts")
+async def timeouts(ctx: bridge.Context, ledger_path: str, plan: str) -> list[str]:
+    first = await ctx.run(slow_then_fast, ledger_path, plan)
+    try:
+        await ctx.run(always_slow)
+    except bridge.ActivityError as exc:
+        return [first, exc.error_type, str(exc.attempts)]
+    return [first, "no timeout"]
+
+
+# -- signals, timers, cancellation -----------------------------------------------------------
+@bridge.activity(name="conformance.note", retry=FAST)
+async def note(ledger_path: str, what: str, *, idempotency_key: str) -> str:
+    await _record(ledger_path, idempotency_key, what)
+    return what
+
+
+@bridge.workflow(name="conformance.approval")
+async def approval(ctx: bridge.Context, ledger_path: str, timeout: float | None) -> str:
+    await ctx.run(note, ledger_path, "asked")
+    decision = await ctx.wait_for_signal("approve", timeout=timeout)
+    if decision is None:
+        return await ctx.run(note, ledger_path, "timed-out")
+    return await ctx.run(note, ledger_path, f"decided:{decision}")
+
+
+@bridge.workflow(name="conformance.nap")
+async def nap(ctx: bridge.Context, ledger_path: str, seconds: float) -> str:
+    await ctx.run(note, ledger_path, "before")
+    await ctx.sleep(seconds)
+    return await ctx.run(note, ledger_path, "after")
+
+
+# -- gather ----------------------------------------------------------------------------------
+@bridge.activity(name="conformance.slow_square", retry=FAST)
+async def slow_square(x: int) -> int:
+    await asyncio.sleep(0.3)
+    return x * x
+
+
+@bridge.workflow(name="conformance.fan_out")
+async def fan_out(ctx: bridge.Context, xs: list[int]) -> list[int]:
+    return await ctx.gather(ctx.run(slow_square, x) for x in xs)
+
+
+# -- saga ------------------------------------------------------------------------------------
+@bridge.activity(name="conformance.cancel_hotel", retry=FAST)
+async def cancel_hotel(ledger_path: str, trip: str, *, idempotency_key: str) -> None:
+    await _record(ledger_path, idempotency_key, f"cancel_hotel:{trip}")
+
+
+@bridge.activity(name="conformance.cancel_flight", retry=FAST)
+async def cancel_flight(ledger_path: str, trip: str, *, idempotency_key: str) -> None:
+    await _record(ledger_path, idempotency_key, f"cancel_flight:{trip}")
+
+
+@bridge.activity(name="conformance.book_hotel", retry=FAST, compensate=cancel_hotel)
+async def book_hotel(ledger_path: str, trip: str, *, idempotency_key: str) -> str:
+    await _record(ledger_path, idempotency_key, f"book_hotel:{trip}")
+    return "H1"
+
+
+@bridge.activity(name="conformance.book_flight", retry=FAST, compensate=cancel_flight)
+async def book_flight(ledger_path: str, trip: str, *, idempotency_key: str) -> str:
+    await _record(ledger_path, idempotency_key, f"book_flight:{trip}")
+    return "F1"
+
+
+@bridge.activity(name="conformance.charge_card", retry=bridge.RetryPolicy(max_attempts=1))
+async def charge_card(ledger_path: str, trip: str, *, idempotency_key: str) -> str:
+    await _record(ledger_path, idempotency_key, f"charge:{trip}")
+    raise RuntimeError("card declined")
+
+
+@bridge.workflow(name="conformance.trip_saga")
+async def trip_saga(ctx: bridge.Context, ledger_path: str, trip: str) -> str:
+    try:
+        await ctx.run(book_hotel, ledger_path, trip)
+        await ctx.run(book_flight, ledger_path, trip)
+        await ctx.run(charge_card, ledger_path, trip)
+    except bridge.ActivityError as exc:
+        await ctx.compensate()
+        return f"rolled back: {exc.message}"
+    return "booked"
+
+
+# -- patched and non-determinism (definitions, not registered: two share one name) -----------
+@bridge.activity(name="conformance.part", retry=FAST)
+async def part(label: str) -> str:
+    return label
+
+
+async def _v1(ctx: bridge.Context) -> list[str]:
+    a = await ctx.run(part, "a")
+    await ctx.wait_for_signal("go")
+    return [a, await ctx.run(part, "b")]
+
+
+async def _v2_patched(ctx: bridge.Context) -> list[str]:
+    out = [await ctx.run(part, "a")]
+    if ctx.patched("add-c"):
+        out.append(await ctx.run(part, "c"))
+    await ctx.wait_for_signal("go")
+    return [*out, await ctx.run(part, "b")]
+
+
+async def _v2_unpatched(ctx: bridge.Context) -> list[str]:
+    out = [await ctx.run(part, "a"), await ctx.run(part, "c")]
+    await ctx.wait_for_signal("go")
+    return [*out, await ctx.run(part, "b")]
+
+
+VERSIONED = "conformance.versioned"
+V1 = WorkflowDefinition(_v1, name=VERSIONED)
+V2_PATCHED = WorkflowDefinition(_v2_patched, name=VERSIONED)
+V2_UNPATCHED = WorkflowDefinition(_v2_unpatched, name=VERSIONED)
+
+
+# -- the codec: every supported type in one value ---------------------------------------------
+class Size(enum.Enum):
+    SMALL = "s"
+    LARGE = "l"
+
+
+class Priority(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+@dataclass
+class Point:
+    x: int
+    y: int
+
+
+@dataclass
+class Shape:
+    name: str
+    points: list[Point]
+    size: Size
+    tags: dict[str, int] = field(default_factory=dict)
+
+
+class Customer(BaseModel):
+    id: uuid.UUID
+    name: str
+    since: date
+
+
+class Address(TypedDict):
+    street: str
+    zip: str
+
+
+class Everything(BaseModel):
+    """One field per kind of value the codec promises to bring back as itself."""
+
+    dataclass_: Point
+    nested_dataclass: Shape
+    model: Customer
+    typed_dict: Address
+    enum_: Size
+    int_enum: Priority
+    datetime_utc: datetime
+    datetime_offset: datetime
+    date_: date
+    uuid_: uuid.UUID
+    decimal: Decimal
+    timedelta_: timedelta
+    list_of_models: list[Customer]
+    dict_of_dataclasses: dict[str, Point]
+    int_keyed_dict: dict[int, str]
+    tuple_: tuple[int, str, float]
+    optional_present: Point | None
+    optional_none: Point | None
+    plain_json: Any
+    unicode: str
+    infinity: float
+    big_int: int
+
+
+@bridge.activity(name="conformance.echo_everything", retry=FAST)
+async def echo_everything(value: Everything) -> Everything:
+    return value
+
+
+@bridge.workflow(name="conformance.codec_round_trip")
+async def codec_round_trip(ctx: bridge.Context, value: Everything) -> Everything:
+    return await ctx.run(echo_everything, value)
+
+
+#: Every workflow the suite's in-process worker serves.
+STANDARD = [
+    sequence,
+    five_steps,
+    retrying,
+    fails_fast,
+    timeouts,
+    approval,
+    nap,
+    fan_out,
+    trip_saga,
+    codec_round_trip,
+]

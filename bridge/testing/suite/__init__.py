@@ -1,0 +1,53 @@
+"""The conformance suite: the scenarios every backend must pass, under the same test names.
+
+Import it into one test module of your project and run pytest with the backends to check:
+
+    # tests/test_conformance.py
+    from bridge.testing.suite import *  # noqa: F403
+
+    pytest --bridge-backend sql --bridge-backend mybackend tests/test_conformance.py
+
+Each scenario runs once per backend (`test_signal[sql]`, `test_signal[mybackend]`); one
+marked `requires(capability)` is skipped, and reported as skipped by capability, on a
+backend whose `Backend.capabilities` does not list it. Failure messages start with the
+scenario and say what differed.
+"""
+
+from bridge.testing.suite._agents import test_agent_loop_with_tools
+from bridge.testing.suite._crash import test_crash_resume_at_every_step_boundary
+from bridge.testing.suite._steps import (
+    test_codec_round_trip,
+    test_gather,
+    test_idempotent_start,
+    test_non_retryable_error,
+    test_retry_with_backoff,
+    test_saga_compensation,
+    test_sequence,
+    test_timeout,
+)
+from bridge.testing.suite._versions import test_non_determinism_detection, test_patched
+from bridge.testing.suite._waits import (
+    test_cancellation,
+    test_durable_sleep_across_restart,
+    test_signal,
+    test_signal_timeout,
+)
+
+__all__ = [
+    "test_sequence",
+    "test_retry_with_backoff",
+    "test_non_retryable_error",
+    "test_timeout",
+    "test_signal",
+    "test_signal_timeout",
+    "test_durable_sleep_across_restart",
+    "test_gather",
+    "test_saga_compensation",
+    "test_idempotent_start",
+    "test_cancellation",
+    "test_patched",
+    "test_non_determinism_detection",
+    "test_codec_round_trip",
+    "test_agent_loop_with_tools",
+    "test_crash_resume_at_every_step_boundary",
+]
