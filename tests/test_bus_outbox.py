@@ -153,6 +153,33 @@ async def test_a_message_that_kills_every_consumer_is_dead_lettered(
     assert dead.attempts == 3 and "lease expired" in (dead.error or "")
 
 
+async def test_a_late_ack_of_a_dead_lettered_event_withdraws_its_letter(
+    outbox: SqlOutbox, clock: ManualClock
+) -> None:
+    """Found by the state machine: a holder stalls past the last lease, the event is
+    buried, then the holder commits and acks. The event was handled, so no dead letter."""
+    await outbox.subscribe("s")
+    await outbox.publish(_event(1))
+    await outbox.publish(_event(2))
+    held = []
+    for _ in range(3):
+        held = await outbox.claim("s", lease_seconds=1)
+        clock.advance(2)
+    assert await outbox.claim("s") == []
+    assert {d.event.id for d in await outbox.dead_letters("s")} == {"e1", "e2"}
+    late_1, late_2 = held
+    await outbox.ack(late_1)
+    assert [d.event.id for d in await outbox.dead_letters("s")] == ["e2"]
+    with pytest.raises(LeaseLostError):
+        await outbox.ack(late_1)  # withdrawn once; a second ack has nothing to take back
+    # Inside the handler's transaction a lost lease still rolls the handler back, so the
+    # event stays dead and unhandled.
+    async with outbox.transaction() as conn:
+        with pytest.raises(LeaseLostError):
+            outbox.ack_in(conn, late_2)
+    assert [d.event.id for d in await outbox.dead_letters("s")] == ["e2"]
+
+
 async def test_publish_in_commits_with_the_callers_transaction(outbox: SqlOutbox) -> None:
     await outbox.subscribe("s")
     with outbox.engine.begin() as conn:

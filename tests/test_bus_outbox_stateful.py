@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import tempfile
 from collections import Counter
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from sqlalchemy import select
@@ -162,7 +163,12 @@ class OutboxMachine(RuleBasedStateMachine):
         assert set(counts) <= self.published
 
 
+# CI explores the same 100 runs every time, so a red CI names a real regression, not a new
+# draw; elsewhere each run draws afresh. No `explain` phase: on Python 3.11 its line tracer
+# made shrinking a failure outlast the test timeout and hid it behind FlakyStrategyDefinition.
 OutboxMachine.TestCase.settings = settings(
+    derandomize=bool(os.environ.get("CI")),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
     max_examples=100,
     stateful_step_count=50,
     deadline=None,

@@ -173,10 +173,10 @@ async def test_same_agent_same_history_on_every_backend(request: pytest.FixtureR
         assert result == "Otters hold hands while they sleep.", name
         assert bridge.history.step_sequence(history) == [
             MODEL_CALL,
-            "search_web",
+            "t_search_web",
             MODEL_CALL,
-            "extract_content",
-            "extract_content",
+            "t_extract_content",
+            "t_extract_content",
             MODEL_CALL,
         ], name
         # One model call per turn, none repeated.
@@ -437,7 +437,7 @@ async def test_tool_failures_reach_the_model_as_the_sdk_reports_them(
     # Arguments that do not match the schema: a tool error for the model, no step at all.
     assert search.startswith("An error occurred while running the tool.")
     assert "Invalid JSON input for tool search_web" in search
-    assert "search_web" not in bridge.history.step_sequence(history)
+    assert "t_search_web" not in bridge.history.step_sequence(history)
 
     # None of it crashed the run: the model saw the last error and answered.
     assert result == f"The tool said: {search}"
@@ -691,7 +691,11 @@ async def test_activity_tool_outside_a_workflow_is_strict_unless_told() -> None:
     )
     with pytest.raises(UserError, match=r"outside a bridge workflow.*strict=False"):
         await Runner.run(strict, "read it")
-    lenient = Agent(name="a", model=model, tools=[activity_as_tool(extract_content, strict=False)])
+    lenient = Agent(
+        name="a",
+        model=model,
+        tools=[activity_as_tool(extract_content, name="extract_content", strict=False)],
+    )
     result = await Runner.run(lenient, "read it")
     assert result.final_output == "ok"
     assert model.calls[-1].input[-1]["output"] == "the text of https://x"

@@ -10,7 +10,10 @@ lock; PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent claimers take disjoint
 Every later write for a claim (ack, nack, and `ack_in` inside a handler's transaction)
 names the token and raises `LeaseLostError` when another claimant has it since. A delivery
 that fails `max_deliveries` times, or whose lease runs out that often (a consumer that
-crashes on it), moves to `bridge_bus_dead_letters`.
+crashes on it), moves to `bridge_bus_dead_letters`. A holder that handled the event
+after all (it stalled past its last lease, then committed) and acks it late takes its
+dead letter back out: the event was handled, and a dead letter would send an operator to
+replay work that is done.
 
 Statements run synchronously on the event-loop thread, as the SQL executor's store does:
 a local commit costs less than a thread hop. One `asyncio.Lock` per outbox serializes this
@@ -409,8 +412,22 @@ class SqlOutbox:
             raise self._lost(delivery)
 
     async def ack(self, delivery: Delivery) -> None:
+        """Ack after the handler committed; raises LeaseLostError if the lease was lost,
+        unless the event had since been dead-lettered, whose letter this ack withdraws."""
         async with self.transaction() as conn:
-            self.ack_in(conn, delivery)
+            try:
+                self.ack_in(conn, delivery)
+            except LeaseLostError:
+                if not self._withdraw_dead_letter(conn, delivery):
+                    raise
+
+    def _withdraw_dead_letter(self, conn: Connection, delivery: Delivery) -> bool:
+        _claim, seq = _parse_token(delivery)
+        dl = s.dead_letters
+        withdrawn = conn.execute(
+            delete(dl).where(dl.c.subscription == delivery.subscription, dl.c.event_seq == seq)
+        ).rowcount
+        return withdrawn == 1
 
     async def nack(
         self, delivery: Delivery, *, delay: float = 0.0, error: str | None = None
