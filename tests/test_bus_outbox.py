@@ -180,6 +180,27 @@ async def test_a_late_ack_of_a_dead_lettered_event_withdraws_its_letter(
     assert [d.event.id for d in await outbox.dead_letters("s")] == ["e2"]
 
 
+async def test_handled_but_unacked_is_not_dead_lettered_when_its_lease_runs_out(
+    outbox: SqlOutbox, clock: ManualClock
+) -> None:
+    """Found by the state machine: a stale holder commits the work (inbox row) but its ack
+    is refused; the rival holding the last delivery dies. The event was handled."""
+    await outbox.subscribe("s")
+    await outbox.publish(_event(1))
+    [stale] = await outbox.claim("s", lease_seconds=1)
+    for _ in range(2):
+        clock.advance(2)
+        assert len(await outbox.claim("s", lease_seconds=1)) == 1
+    async with outbox.inbox().transaction() as tx:
+        assert tx.record("s", stale.event)
+    with pytest.raises(LeaseLostError):
+        await outbox.ack(stale)
+    clock.advance(2)
+    assert await outbox.claim("s") == []
+    assert await outbox.dead_letters("s") == []
+    assert await outbox.backlog("s") == 0
+
+
 async def test_publish_in_commits_with_the_callers_transaction(outbox: SqlOutbox) -> None:
     await outbox.subscribe("s")
     with outbox.engine.begin() as conn:

@@ -13,7 +13,8 @@ that fails `max_deliveries` times, or whose lease runs out that often (a consume
 crashes on it), moves to `bridge_bus_dead_letters`. A holder that handled the event
 after all (it stalled past its last lease, then committed) and acks it late takes its
 dead letter back out: the event was handled, and a dead letter would send an operator to
-replay work that is done.
+replay work that is done; so does the inbox row of the subscription's own consumer
+(named after it) when the event's last lease runs out after its work committed.
 
 Statements run synchronously on the event-loop thread, as the SQL executor's store does:
 a local commit costs less than a thread hop. One `asyncio.Lock` per outbox serializes this
@@ -377,6 +378,11 @@ class SqlOutbox:
         now: float,
     ) -> None:
         d = s.deliveries
+        if self._handled_by_subscriber(conn, subscription, seq):
+            # The subscription's consumer (named after it, as `Consumer` is by default)
+            # committed the work and then lost its ack: done, not dead.
+            conn.execute(delete(d).where(d.c.subscription == subscription, d.c.event_seq == seq))
+            return
         conn.execute(
             insert_for(conn, s.dead_letters)
             .values(
@@ -389,6 +395,15 @@ class SqlOutbox:
             .on_conflict_do_nothing(index_elements=["subscription", "event_seq"])
         )
         conn.execute(delete(d).where(d.c.subscription == subscription, d.c.event_seq == seq))
+
+    def _handled_by_subscriber(self, conn: Connection, subscription: str, seq: int) -> bool:
+        e, ib = s.events, s.inbox
+        found = conn.execute(
+            select(literal(1))
+            .select_from(e.join(ib, (ib.c.source == e.c.source) & (ib.c.id == e.c.id)))
+            .where(e.c.seq == seq, ib.c.consumer == subscription)
+        ).first()
+        return found is not None
 
     def _lost(self, delivery: Delivery) -> LeaseLostError:
         e = delivery.event
