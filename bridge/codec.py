@@ -66,8 +66,17 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__qualname__", None) or repr(tp)
 
 
+# A value of exactly one of these types, declared as that type or as Any, is its own JSON
+# data: no adapter call. Arguments and results of this kind are the common case, and
+# pydantic's strict check plus serialization cost microseconds per step on every backend.
+_SCALARS = frozenset({int, float, str, bool, type(None)})
+
+
 def to_jsonable(value: Any, tp: Any = Any, *, where: str = "value") -> Any:
     """Encode `value` (declared as `tp`) to JSON-compatible data, or raise naming `where`."""
+    kind = type(value)
+    if kind in _SCALARS and (tp is Any or tp is kind):
+        return value
     try:
         ta = adapter(tp)
         if tp is not Any:
@@ -99,7 +108,7 @@ def to_jsonable(value: Any, tp: Any = Any, *, where: str = "value") -> Any:
 
 def from_jsonable(data: Any, tp: Any = Any, *, where: str = "value") -> Any:
     """Decode JSON-compatible data back into `tp`, or raise naming `where`."""
-    if tp is Any:
+    if tp is Any or (tp is type(data) and tp in _SCALARS):
         return data
     try:
         return adapter(tp).validate_python(data)
