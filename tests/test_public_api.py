@@ -215,6 +215,22 @@ def test_importing_bridge_and_its_bus_loads_no_optional_library() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_discovering_backends_imports_no_engine() -> None:
+    """Every process that connects discovers every backend; a Temporal or sql worker must
+    not pay for importing LangGraph (about a second), nor the reverse."""
+    probe = (
+        "import sys, bridge.plugins; print(bridge.plugins.registry().names()); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'temporalio', 'langgraph', 'langchain_core', 'agents'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    names, engines = out.stdout.strip().splitlines()
+    assert {"sql", "temporal", "langgraph"} <= set(ast.literal_eval(names))
+    assert engines == "[]"
+
+
 def test_sql_backend_imports_no_other_backend_or_adapter() -> None:
     files = _py_files("backends", "sql")
     assert any(p.name == "_store.py" for p in files)

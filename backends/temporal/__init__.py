@@ -7,7 +7,9 @@ import, and a missing engine fails with the install hint.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bridge._lazy import lazy_exports
 
 # Kept to what the lazy loading needs: Temporal's sandbox executes this package again for
 # every workflow run (it is the package of the workflow module).
@@ -37,18 +39,6 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    import importlib
-
-    from bridge.errors import EngineNotInstalledError
-
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'backends.temporal' has no attribute {name!r}")
-    try:
-        module = importlib.import_module(home)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and exc.name.split(".")[0] == "temporalio":
-            raise EngineNotInstalledError("Temporal", "temporal") from exc
-        raise
-    return getattr(module, name)
+__getattr__ = lazy_exports(
+    __name__, _HOMES, engine="Temporal", extra="temporal", roots=("temporalio",)
+)
