@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy
 
 import bridge
@@ -109,5 +112,44 @@ def test_a_step_decided_twice_is_reported_and_never_overwritten(sql_url: str) ->
         other = StepRecord(**{**first.__dict__, "output": 2})
         assert store.write_batch([other], []) == ([], {"w"})
         assert store.load_steps("w")[0].output == 1
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("store_kind", ["sql", "langgraph"])
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_start_and_claim_on_each_database(
+    store_kind: str, db: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A start says whether it created the run; a worker claims up to its free concurrency.
+    A one-statement `UPDATE .. WHERE id IN
+    (SELECT .. LIMIT n FOR UPDATE SKIP LOCKED)` may lease every ready run on PostgreSQL."""
+    if db == "sqlite":
+        url = f"sqlite:///{tmp_path}/{store_kind}.db"
+    else:
+        url = request.getfixturevalue("pg_database")
+    if store_kind == "sql":
+        from backends.sql import open_store as open_sql
+        from bridge.config import SqlSettings
+
+        store: Any = open_sql(SqlSettings(url=url))
+        create = store.create_workflow
+    else:
+        from backends.langgraph import open_store as open_lg
+        from bridge.config import LangGraphSettings
+
+        store = open_lg(LangGraphSettings(url=url))
+        create = store.create_run
+    name = f"claim-{uuid.uuid4().hex[:8]}"  # the PostgreSQL database is shared by the session
+    try:
+        for i in range(5):
+            assert create(f"{name}-{i}", name, {})
+        # On PostgreSQL this read False for every start (psycopg gives no rowcount there).
+        assert not create(f"{name}-0", name, {})
+        first = store.claim("owner-a", [name], 1)
+        assert len(first) == 1
+        rest = store.claim("owner-b", [name], 10)
+        assert sorted(r.id for r in [*first, *rest]) == [f"{name}-{i}" for i in range(5)]
+        assert store.claim("owner-c", [name], 10) == []
     finally:
         store.close()

@@ -18,7 +18,19 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, delete, func, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from backends.sql import _schema as s
@@ -206,9 +218,12 @@ class Store:
                 blocked=False,
             )
             .on_conflict_do_nothing(index_elements=["id"])
+            # RETURNING, not rowcount: psycopg reports no rowcount for this INSERT, so on
+            # PostgreSQL every start read as "already there".
+            .returning(s.workflows.c.id)
         )
         with self._write("starting a workflow") as conn:
-            created = conn.execute(stmt).rowcount == 1
+            created = conn.execute(stmt).first() is not None
             if not created:
                 existing = conn.execute(
                     select(s.workflows.c.name).where(s.workflows.c.id == id)
@@ -269,9 +284,13 @@ class Store:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        stmt = (
+        # Two statements: PostgreSQL may re-run a LIMIT subquery inside `UPDATE ... WHERE
+        # id IN (...)` once per row and lease more runs than `limit` (the bus outbox's test
+        # caught that pattern there). The rows stay locked in between (FOR UPDATE on
+        # PostgreSQL, the IMMEDIATE transaction on SQLite), so they are still runnable.
+        lease = (
             update(w)
-            .where(w.c.id.in_(chosen.scalar_subquery()))
+            .where(w.c.id.in_(bindparam("ids", expanding=True)))
             .values(
                 status=Status.RUNNING.value,
                 lease_owner=owner,
@@ -282,7 +301,8 @@ class Store:
             .returning(*w.c)
         )
         with self._write("claiming workflows") as conn:
-            return list(conn.execute(stmt))
+            ids = list(conn.execute(chosen).scalars())
+            return list(conn.execute(lease, {"ids": ids})) if ids else []
 
     def heartbeat(self, owner: str, ids: Sequence[str]) -> dict[str, bool]:
         """Extend the leases of runs `ids` that `owner` still holds (only runs it is
