@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import make_url
 
 from backends.langgraph._saver import DurableSaverMixin
 from backends.langgraph._store import Store
+from bridge._sqlengine import postgres_engine, postgres_url
 from bridge.errors import EngineNotInstalledError, StorageError
 
 try:
@@ -39,18 +40,9 @@ class PostgresStore(Store):
     dialect_label = "PostgreSQL"
 
     def _create_engine(self) -> Engine:
-        url = make_url(self.url)
-        if url.drivername in ("postgresql", "postgres"):
-            url = url.set(drivername="postgresql+psycopg")
+        url = postgres_url(self.url)
         self._libpq_url = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        # READ COMMITTED plus row locks (FOR UPDATE / SKIP LOCKED) is what the claim and
-        # signal statements are written for.
-        return create_engine(
-            url,
-            isolation_level="READ COMMITTED",
-            pool_pre_ping=True,
-            connect_args={"connect_timeout": 5},
-        )
+        return postgres_engine(url)
 
     def _create_saver(self) -> DurableSaverMixin:
         location = make_url(self.url).render_as_string()

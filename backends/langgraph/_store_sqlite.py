@@ -8,18 +8,16 @@ on the same busy timeout when they write at once.
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.sqlite import SqliteSaver
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from backends.langgraph._saver import DurableSaverMixin
 from backends.langgraph._store import Store
-from bridge.errors import StorageError
+from bridge._sqlengine import sqlite_engine
 
 
 class DurableSqliteSaver(DurableSaverMixin, SqliteSaver):
@@ -53,41 +51,13 @@ class SqliteStore(Store):
     dialect_label = "SQLite"
 
     def _create_engine(self) -> Engine:
-        url = make_url(self.url)
-        database = url.database or ""
-        if database in ("", ":memory:"):
-            raise StorageError(
-                "langgraph.url: an in-memory SQLite database is not durable and cannot be "
-                "shared between a client and a worker; use sqlite:///PATH"
-            )
-        self.path = Path(database)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        busy_ms = self.settings.busy_timeout_ms
-        engine = create_engine(
-            url, connect_args={"timeout": busy_ms / 1000, "check_same_thread": False}
+        # SqliteSaver sets WAL on its own connection too.
+        engine, self.path = sqlite_engine(
+            self.url,
+            durability=self.settings.durability,
+            busy_timeout_ms=self.settings.busy_timeout_ms,
+            setting="langgraph.url",
         )
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # Let SQLAlchemy's "begin" event issue BEGIN itself: pysqlite's implicit BEGIN
-            # is DEFERRED, which can deadlock two writers upgrading their locks.
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            # WAL (SqliteSaver sets it too): readers never block the writer.
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA synchronous={self.settings.durability}")
-            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            # IMMEDIATE takes the write lock up front, so concurrent writers queue on the
-            # busy timeout instead of failing mid-transaction; reads stay DEFERRED.
-            if conn.get_execution_options().get("bridge_readonly"):
-                conn.exec_driver_sql("BEGIN")
-            else:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-
         return engine
 
     def _create_saver(self) -> DurableSaverMixin:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import make_url
 
 from backends.sql._store import Store
-from bridge.errors import EngineNotInstalledError
+from bridge._sqlengine import postgres_engine
 
 # Any constant works; it only has to be the same in every durable-bridge process.
 _SCHEMA_LOCK_KEY = 0x62726467
@@ -19,21 +18,7 @@ class PostgresStore(Store):
     dialect_label = "PostgreSQL"
 
     def _create_engine(self) -> Engine:
-        url = make_url(self.url)
-        if url.drivername in ("postgresql", "postgres"):
-            url = url.set(drivername="postgresql+psycopg")
-        try:
-            import psycopg  # noqa: F401
-        except ImportError:
-            raise EngineNotInstalledError("PostgreSQL", "postgres") from None
-        # READ COMMITTED plus row locks (FOR UPDATE / SKIP LOCKED) is what the claim and
-        # signal statements are written for.
-        return create_engine(
-            url,
-            isolation_level="READ COMMITTED",
-            pool_pre_ping=True,
-            connect_args={"connect_timeout": 5},
-        )
+        return postgres_engine(self.url)
 
     def _insert(self, table: Any) -> Any:
         return pg_insert(table)

@@ -1,82 +1,32 @@
-"""SQLAlchemy engines for the bus's SQL tables (outbox and inbox), SQLite or PostgreSQL.
-
-The same choices as the SQL executor's store (`backends/sql/_store_*.py`), which `bridge/`
-may not import: WAL and IMMEDIATE write transactions on SQLite, READ COMMITTED plus row
-locks on PostgreSQL.
-"""
+"""The bus's SQL tables (outbox and inbox) on SQLite or PostgreSQL: engines (the same as the
+journals', `bridge/_sqlengine.py`), dialect INSERTs and error translation."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from bridge.errors import EngineNotInstalledError, StorageError
+from bridge._sqlengine import postgres_engine, sqlite_engine
+from bridge.errors import StorageError
 
 
 def create_bus_engine(
     url: str, *, durability: Literal["FULL", "NORMAL"] = "FULL", busy_timeout_ms: int = 5000
 ) -> Engine:
     """An engine for `url` (sqlite:///PATH or postgresql[+psycopg]://...)."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
+    backend = make_url(url).get_backend_name()
     if backend == "sqlite":
-        database = parsed.database or ""
-        if database in ("", ":memory:"):
-            raise StorageError(
-                f"bus url {url!r}: an in-memory SQLite database is not durable and cannot be "
-                "shared between a publisher and a consumer; use sqlite:///PATH"
-            )
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            parsed,
-            connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
+        engine, _path = sqlite_engine(
+            url, durability=durability, busy_timeout_ms=busy_timeout_ms, setting=f"bus url {url!r}"
         )
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # SQLAlchemy's "begin" event issues BEGIN itself: pysqlite's implicit BEGIN is
-            # DEFERRED, and two deferred writers upgrading their locks can deadlock.
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            # WAL: readers never block the writer; a commit is one sequential append.
-            cur.execute("PRAGMA journal_mode=WAL")
-            # FULL fsyncs every commit (survives power loss); NORMAL only at checkpoints
-            # (survives a killed process, may lose the last commits on power loss).
-            cur.execute(f"PRAGMA synchronous={durability}")
-            cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            # IMMEDIATE takes the write lock up front, so concurrent claimers queue on the
-            # busy timeout instead of failing mid-transaction: this is the claim's lock.
-            # Reads stay DEFERRED (under WAL they never wait for a writer).
-            if conn.get_execution_options().get("bridge_readonly"):
-                conn.exec_driver_sql("BEGIN")
-            else:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-
         return engine
     if backend == "postgresql":
-        if parsed.drivername in ("postgresql", "postgres"):
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        try:
-            import psycopg  # noqa: F401
-        except ImportError:
-            raise EngineNotInstalledError("PostgreSQL", "postgres") from None
-        # READ COMMITTED plus FOR UPDATE SKIP LOCKED is what the claim is written for.
-        return create_engine(
-            parsed,
-            isolation_level="READ COMMITTED",
-            pool_pre_ping=True,
-            connect_args={"connect_timeout": 5},
-        )
+        return postgres_engine(url)
     raise StorageError(
         f"bus url {url!r}: unsupported database; use sqlite:///PATH or "
         "postgresql+psycopg://USER@HOST/DB"
