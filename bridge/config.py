@@ -58,7 +58,10 @@ class SqlSettings(_Section):
 class TemporalSettings(_Section):
     """A Temporal server. `heartbeat_timeout` (seconds) applies to activities that declare
     none: the activity shim heartbeats on its own, so an attempt whose worker died is
-    retried after this long instead of after its whole start-to-close timeout."""
+    retried after this long instead of after its whole start-to-close timeout.
+    `eager_start` asks for Temporal's eager workflow start: when this process runs a worker
+    on the task queue, the first workflow task comes back with the start call instead of
+    through the server's task matching (temporalio leaves the flag off otherwise)."""
 
     address: str = "localhost:7233"
     namespace: str = "default"
@@ -69,6 +72,7 @@ class TemporalSettings(_Section):
     tls_client_key: str | None = None
     connect_timeout: float = Field(5.0, gt=0)
     heartbeat_timeout: float = Field(60.0, gt=0)
+    eager_start: bool = True
 
 
 class LangGraphSettings(_Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import subprocess
@@ -17,6 +18,17 @@ import pytest
 import bridge
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Temporal's sandbox imports workflow modules afresh for every run, in its worker threads.
+# pytest rewrites the asserts of test modules (and of the bridge.testing plugin) as they are
+# imported, and with bytecode writing off (PYTHONDONTWRITEBYTECODE=1 on this machine) it
+# parses their source with ast.parse on every such import; under those threads CPython
+# 3.11's AST constructor now and then fails with "SystemError: AST constructor recursion
+# depth mismatch" (python/cpython#106905, pytest-dev/pytest#10763), seen here as a worker
+# that cannot load its workflow module. With the rewritten code cached, it is read, not
+# parsed. The cache lives under .bridge/, out of the source tree.
+sys.dont_write_bytecode = False
+sys.pycache_prefix = str(ROOT / ".bridge" / "pycache")
 PG_URL = os.environ.get("BRIDGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 # Each engine other than sql brings its fixtures in tests/fixtures_<name>.py, which must
@@ -181,3 +193,19 @@ def pg_url(pg_database: str) -> str:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
     engine.dispose()
     return pg_database
+
+
+async def wait_for_status(
+    client: bridge.Client, id: str, status: bridge.Status, timeout: float = 30
+) -> bridge.WorkflowDescription:
+    """Poll `describe` until run `id` shows `status` (it may not exist yet at first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            desc = await client.describe(id)
+            if desc.status is status:
+                return desc
+        except bridge.WorkflowNotFoundError:
+            pass
+        assert time.monotonic() < deadline, f"{id} did not reach {status.value}"
+        await asyncio.sleep(0.02)

@@ -49,7 +49,7 @@ from adapters.openai_agents import (
 from adapters.openai_agents._blobs import canonical
 from bridge.errors import OutsideWorkflowError
 from bridge.history import EventType
-from tests.conftest import BACKENDS, ROOT, settings_env
+from tests.conftest import BACKENDS, ROOT, settings_env, wait_for_status
 
 set_tracing_disabled(True)  # offline: no trace export to OpenAI
 
@@ -88,21 +88,6 @@ def by_step(history: list[bridge.HistoryEvent]) -> list[bridge.HistoryEvent]:
     indices are the same on every backend."""
     steps = sorted((e for e in history if e.step is not None), key=lambda e: e.step or 0)
     return steps + [e for e in history if e.step is None]
-
-
-async def wait_for_status(
-    client: bridge.Client, id: str, status: bridge.Status, timeout: float = 30
-) -> bridge.WorkflowDescription:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            desc = await client.describe(id)
-            if desc.status is status:
-                return desc
-        except bridge.WorkflowNotFoundError:
-            pass
-        assert time.monotonic() < deadline, f"{id} did not reach {status.value}"
-        await asyncio.sleep(0.02)
 
 
 # -- the research agent: tools, parallel tool calls, JSON results --------------------------

@@ -8,6 +8,7 @@ Temporal from tests/test_behaviour.py and tests/test_crash.py.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -23,7 +24,7 @@ import pytest
 import bridge
 from bridge.history import from_json, normalize, step_sequence
 from bridge.workflow import WorkflowDefinition
-from tests.conftest import ROOT, fast_sql, settings_env
+from tests.conftest import ROOT, fast_sql, settings_env, wait_for_status
 from tests.test_public_api import _offending, _py_files
 
 pytest.importorskip("temporalio")
@@ -166,6 +167,46 @@ async def test_an_id_used_by_another_workflow_is_refused(
         await client.start(waits_for_go, id="taken-1")
 
 
+async def _watch_starts(client: bridge.Client) -> list[bool]:
+    """Whether each start response of `client` carried an eager workflow task; the real
+    call is made, only its answer is looked at."""
+    service = (await client.backend.client()).workflow_service  # type: ignore[attr-defined]
+    real = service.start_workflow_execution
+    eager: list[bool] = []
+
+    async def watched(request: Any, **kwargs: Any) -> Any:
+        response = await real(request, **kwargs)
+        eager.append(response.HasField("eager_workflow_task"))
+        return response
+
+    service.start_workflow_execution = watched
+    return eager
+
+
+async def test_eager_start_goes_to_a_local_worker_only(temporal_settings: dict[str, Any]) -> None:
+    """Once this process's worker polls the queue, a start gets the run's first workflow task
+    back with the call; a client without a worker (its request is cleared by temporalio's
+    core) and one with eager_start off get none, and their runs are still dispatched at
+    once, not after the 10 s workflow task timeout that a lost eager task would cost."""
+    serving = await bridge.connect(temporal_settings)
+    remote = await bridge.connect(temporal_settings)
+    lazy_settings = {**temporal_settings, "temporal": {**temporal_settings["temporal"]}}
+    lazy_settings["temporal"]["eager_start"] = False
+    lazy = await bridge.connect(lazy_settings)
+    clients = {"serving": serving, "remote": remote, "lazy": lazy}
+    seen = {name: await _watch_starts(client) for name, client in clients.items()}
+    async with serving.worker([example_wf]):
+        # The worker starts polling in the background: the first run is what waits for it.
+        assert await serving.execute(example_wf, "up", id="eager-up", timeout=20) == "UP"
+        for name, client in clients.items():
+            began = time.monotonic()
+            result = await client.execute(example_wf, name, id=f"eager-{name}", timeout=20)
+            assert result == name.upper()
+            assert time.monotonic() - began < 5, f"the {name} client's run waited for a timeout"
+    assert seen["serving"][1:] == [True]
+    assert seen["remote"] == seen["lazy"] == [False]
+
+
 # -- the sandbox ----------------------------------------------------------------------------
 @bridge.activity
 async def shout(text: str) -> str:
@@ -185,6 +226,26 @@ async def waits_for_go(ctx: bridge.Context) -> str:
 @bridge.workflow
 async def reads_the_clock(ctx: bridge.Context) -> float:
     return time.time()  # not replay-safe: the sandbox refuses it
+
+
+async def test_a_run_evicted_while_it_waits_is_closed_cleanly(
+    temporal_settings: dict[str, Any],
+) -> None:
+    """A worker that stops drops the runs it caches; their coroutines are closed later,
+    by the garbage collector in whatever Context it runs, and must not raise there."""
+    caught: list[Any] = []
+    hook, sys.unraisablehook = sys.unraisablehook, caught.append
+    try:
+        client = await bridge.connect(temporal_settings)
+        async with client.worker([waits_for_go]):
+            await client.start(waits_for_go, id="evicted-1")
+            await wait_for_status(client, "evicted-1", bridge.Status.WAITING)
+        for _ in range(3):
+            gc.collect()
+            await asyncio.sleep(0.1)
+    finally:
+        sys.unraisablehook = hook
+    assert [f"{c.exc_type.__name__}: {c.exc_value}" for c in caught] == []
 
 
 async def test_workflow_code_runs_in_the_sandbox(temporal_settings: dict[str, Any]) -> None:

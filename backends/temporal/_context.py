@@ -15,6 +15,7 @@ only Temporal's deterministic workflow APIs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections import deque
 from collections.abc import Awaitable, Sequence
@@ -313,7 +314,11 @@ async def execute(signals: dict[str, deque[Any]], args: Sequence[Any]) -> Any:
             str(exc), type=type(exc).__name__, non_retryable=True
         ) from None
     finally:
-        _current_context.reset(token)
+        # A run dropped from a stopped worker's cache is closed later by the garbage
+        # collector, in whatever Context it runs in; the value set here lives in the run's
+        # own task Context, which nothing else sees, so there is nothing to reset then.
+        with contextlib.suppress(ValueError):
+            _current_context.reset(token)
 
 
 async def _call(
