@@ -80,6 +80,10 @@ class Backend(abc.ABC):
     name: ClassVar[str]
     #: What this engine supports; the compatibility harness skips scenarios it lacks.
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: True for an engine whose native threads can crash the interpreter's teardown once a
+    #: client was used; the `bridge` command then ends its process without that teardown,
+    #: after flushing its output.
+    unsafe_teardown: ClassVar[bool] = False
 
     def __init__(self, *, settings: Settings) -> None:
         self.settings = settings

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import importlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -76,6 +77,8 @@ class CliError(Exception):
 class _State:
     debug = False
     backend: str | None = None
+    #: A backend whose engine cannot be torn down safely was used (`Backend.unsafe_teardown`).
+    skip_teardown = False
 
 
 # -- plumbing -------------------------------------------------------------------------------
@@ -151,6 +154,7 @@ def _settings(backend: str | None) -> Settings:
 
 async def _with_client(settings: Settings, body: Callable[[Client], Awaitable[T]]) -> T:
     client = await connect(settings)
+    _State.skip_teardown = _State.skip_teardown or client.backend.unsafe_teardown
     try:
         return await body(client)
     finally:
@@ -553,6 +557,15 @@ def activity_summary(events: Iterable[HistoryEvent]) -> str:
 def main(argv: list[str] | None = None) -> None:
     """The `bridge` console script."""
     try:
+        _main(argv)
+    except SystemExit as exc:
+        if _State.skip_teardown:
+            _exit_now(exc.code)
+        raise
+
+
+def _main(argv: list[str] | None) -> None:
+    try:
         app(args=argv, prog_name="bridge")
     except SystemExit:
         raise
@@ -562,6 +575,17 @@ def main(argv: list[str] | None = None) -> None:
         if _State.debug:
             raise
         _fail(exc)
+
+
+def _exit_now(code: object) -> NoReturn:
+    """End the process as SystemExit(code) would, minus the interpreter's teardown (see
+    `Backend.unsafe_teardown`): the command's work is done and its output flushed here."""
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
 
 
 if __name__ == "__main__":

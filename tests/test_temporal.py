@@ -123,6 +123,20 @@ def test_the_demo_runs_on_both_backends_by_configuration_alone(
         assert "step_failed" in table and "injected failure" in table
 
 
+def test_the_cli_skips_teardown_but_keeps_its_exit_code_and_output(
+    temporal_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    """On Temporal the `bridge` command leaves with os._exit (temporalio/sdk-python#300):
+    its output and exit code must still be what SystemExit would have given."""
+    env = settings_env(temporal_settings)
+    missing = _cli(["signal", "no-such-run", "go", "1"], env, tmp_path)
+    assert missing.returncode == 1
+    assert "error: " in missing.stderr and "no-such-run" in missing.stderr
+    listed = _cli(["list", "--limit", "1"], env, tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.strip()
+
+
 # -- bad input ------------------------------------------------------------------------------
 async def test_an_unreachable_server_is_named_at_once() -> None:
     from backends.temporal._devserver import free_port
