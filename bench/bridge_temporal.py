@@ -357,7 +357,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     started, load_start = time.strftime("%Y-%m-%d %H:%M"), _loadavg()
     results = _measure(1 if args.quick else args.repeat)
-    command = "python -m bench.bridge_temporal" + (" --write" if args.write else "")
+    command = (
+        "python -m bench.bridge_temporal"
+        + (f" --repeat {args.repeat}" if args.repeat != parser.get_default("repeat") else "")
+        + (" --write" if args.write else "")
+    )
     report = _report(results, command, started, f"{load_start} / {_loadavg()}")
     print()
     print(report)

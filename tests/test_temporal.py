@@ -137,6 +137,19 @@ def test_the_cli_skips_teardown_but_keeps_its_exit_code_and_output(
     assert listed.stdout.strip()
 
 
+def test_payloads_decode_as_the_converter_decodes_them() -> None:
+    """The shims read bridge's JSON payloads directly; every payload, bridge's or one of
+    Temporal's own encodings, must decode exactly as the data converter decodes it."""
+    from backends.temporal._converter import data_converter, decode_payload
+
+    converter = data_converter().payload_converter
+    values: list[Any] = [{"x": 1, "a": [1.5, None, "é"]}, 0, "text", float("inf"), None, b"raw"]
+    for value in values:
+        payload = converter.to_payload(value)
+        assert decode_payload(payload, lambda: converter) == converter.from_payload(payload)
+    assert converter.to_payload(None).metadata["encoding"] == b"binary/null"  # not JSON
+
+
 # -- bad input ------------------------------------------------------------------------------
 async def test_an_unreachable_server_is_named_at_once() -> None:
     from backends.temporal._devserver import free_port

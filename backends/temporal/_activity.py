@@ -25,6 +25,7 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from backends.temporal._context import failures_of, parse_activity_id
+from backends.temporal._converter import decode_payload
 from bridge._execute import error_info, is_retryable, run_attempt
 from bridge.activity import lookup_activity
 from bridge.errors import NotRegisteredError
@@ -61,7 +62,7 @@ async def run_activity(args: Sequence[RawValue]) -> Any:
         # Another worker on the queue may have it: let the retry policy try again.
         raise ApplicationError(str(exc), type="NotRegisteredError") from None
     step, _kind = parse_activity_id(info.activity_id)
-    data = activity.payload_converter().from_payload(args[0].payload) if args else {}
+    data = decode_payload(args[0].payload, activity.payload_converter) if args else {}
     prior = failures_of(info.heartbeat_details)
     beat = (
         _KeepAlive(_beat_interval(info.heartbeat_timeout), prior)

@@ -28,6 +28,7 @@ import temporalio.exceptions
 from temporalio import workflow
 
 from backends.temporal import _registry
+from backends.temporal._converter import decode_payload
 from bridge.activity import ActivityDefinition, RetryPolicy, as_activity, seconds
 from bridge.errors import ActivityError, CompensationError
 from bridge.workflow import Context, WorkflowDefinition, _current_context, flatten_awaitables
@@ -303,7 +304,7 @@ async def execute(signals: dict[str, deque[Any]], args: Sequence[Any]) -> Any:
     info = workflow.info()
     defn, served = _registry.lookup(info.task_queue, info.workflow_type)
     ctx = TemporalContext(signals=signals, heartbeat_timeout=served.heartbeat_timeout)
-    data = workflow.payload_converter().from_payload(args[0].payload) if args else {}
+    data = decode_payload(args[0].payload, workflow.payload_converter) if args else {}
     token = _current_context.set(ctx)
     try:
         return await _call(defn, ctx, data)

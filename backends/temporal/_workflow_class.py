@@ -19,6 +19,7 @@ from temporalio import workflow
 from temporalio.common import RawValue
 
 from backends.temporal import _context
+from backends.temporal._converter import decode_payload
 
 __all__ = ["BridgeWorkflow"]
 
@@ -36,7 +37,7 @@ class BridgeWorkflow:
 
     @workflow.signal(dynamic=True)
     def _on_signal(self, name: str, args: Sequence[RawValue]) -> None:
-        payload = workflow.payload_converter().from_payload(args[0].payload) if args else None
+        payload = decode_payload(args[0].payload, workflow.payload_converter) if args else None
         self._signals.setdefault(name, deque()).append(payload)
 
     @workflow.run
