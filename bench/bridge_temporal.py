@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import json
 import os
@@ -149,10 +150,10 @@ async def _timed(scenario: str, one: Any, many: Any) -> dict[str, Any]:
 
 
 _VARIANTS = {
-    "raw": lambda scenario, address: _raw(scenario, address),
-    "raw-eager": lambda scenario, address: _raw(scenario, address, eager=True),
-    "bridge": lambda scenario, address: _bridge(scenario, address),
-    "bridge-lazy": lambda scenario, address: _bridge(scenario, address, eager=False),
+    "raw": _raw,
+    "raw-eager": functools.partial(_raw, eager=True),
+    "bridge": _bridge,
+    "bridge-lazy": functools.partial(_bridge, eager=False),
 }
 _LABELS = {
     "raw": "raw temporalio (its defaults)",

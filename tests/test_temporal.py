@@ -328,11 +328,7 @@ async def test_describe_and_list_show_what_a_run_waits_for(
     client = await bridge.connect(temporal_settings)
     async with client.worker([waits_for_go]):
         handle = await client.start(waits_for_go, id="waiting-1")
-        for _ in range(250):
-            desc = await handle.describe()
-            if desc.status is bridge.Status.WAITING:
-                break
-            await asyncio.sleep(0.02)
+        desc = await wait_for_status(client, "waiting-1", bridge.Status.WAITING)
         assert desc.waiting_for == "go" and desc.backend == "temporal"
         listed = {d.id: d for d in await client.list(status="waiting", limit=1000)}
         assert listed["waiting-1"].waiting_for == "go"
