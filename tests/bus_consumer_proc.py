@@ -1,4 +1,4 @@
-"""A consumer process for the SQL outbox crash test (tests/test_bus_outbox.py).
+"""A consumer process for the SQL outbox crash test (tests/bus/test_outbox.py).
 
     python -m tests.bus_consumer_proc URL STARTED_PATH [HANG_ON_ID]
 

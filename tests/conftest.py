@@ -39,13 +39,13 @@ _ENGINE_FIXTURES = {
     if importlib.util.find_spec(f"tests.fixtures_{name}") is not None
 }
 pytest_plugins = list(_ENGINE_FIXTURES.values())
-# A project of its own (installed by the Makefile), run by tests/test_third_party_backend.py.
+# A project of its own (installed by the Makefile), run by tests/testing/test_third_party_backend.py.
 collect_ignore = ["third_party_backend"]
 BACKENDS = ["sql", *_ENGINE_FIXTURES]
 
 
 def pytest_bridge_default_backends(config: pytest.Config) -> list[str]:
-    """The conformance suite (tests/test_conformance.py) runs on every backend here unless
+    """The conformance suite (tests/testing/test_conformance.py) runs on every backend here unless
     --bridge-backend names some; one whose engine is missing is skipped with the reason."""
     return BACKENDS
 

@@ -5,7 +5,7 @@ Inert until asked: it adds options, a marker and fixtures whose names all start 
 the fixtures (the conformance suite, `from bridge.testing.suite import *`) runs once per
 backend under test:
 
-    pytest --bridge-backend sql --bridge-backend temporal tests/test_conformance.py
+    pytest --bridge-backend sql --bridge-backend temporal tests/testing/test_conformance.py
 
 Without `--bridge-backend`, the backends come from the `pytest_bridge_default_backends`
 hook (a conftest.py may implement it), else the reference backend (`--bridge-reference`,

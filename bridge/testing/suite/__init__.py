@@ -2,10 +2,10 @@
 
 Import it into one test module of your project and run pytest with the backends to check:
 
-    # tests/test_conformance.py
+    # tests/testing/test_conformance.py
     from bridge.testing.suite import *  # noqa: F403
 
-    pytest --bridge-backend sql --bridge-backend mybackend tests/test_conformance.py
+    pytest --bridge-backend sql --bridge-backend mybackend tests/testing/test_conformance.py
 
 Each scenario runs once per backend (`test_signal[sql]`, `test_signal[mybackend]`); one
 marked `requires(capability)` is skipped, and reported as skipped by capability, on a

@@ -21,7 +21,7 @@ from bridge.testing.crash import (
 )
 
 FAST = bridge.RetryPolicy(max_attempts=5, initial_interval=0.05)
-MODULE = "tests.test_crash_injection"
+MODULE = "tests.testing.test_crash_injection"
 
 
 @bridge.activity(retry=FAST)

@@ -1,6 +1,6 @@
 """The conformance suite (`bridge.testing.suite`) on this repository's backends.
 
-`pytest --bridge-backend NAME ... tests/test_conformance.py` picks the backends; without the
+`pytest --bridge-backend NAME ... tests/testing/test_conformance.py` picks the backends; without the
 option, tests/conftest.py names every backend whose engine is installed here.
 """
 

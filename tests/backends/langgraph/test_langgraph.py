@@ -1,6 +1,6 @@
 """The LangGraph backend's own acceptance points: the gaps it closes in LangGraph.
 
-The shared behaviour tests (tests/test_behaviour.py) and the crash test run on it through
+The shared behaviour tests (tests/core/test_behaviour.py) and the crash test run on it through
 `langgraph_settings`; these are the checks only this backend needs.
 """
 
@@ -27,8 +27,8 @@ from bridge.workflow import WorkflowDefinition
 from tests import ledger
 from tests.conftest import PG_URL, ROOT, postgres_available, settings_env
 from tests.fixtures_langgraph import fast_langgraph
-from tests.test_crash import crash_after_step_3
-from tests.test_public_api import ENGINES, PICKLERS, _offending, _py_files
+from tests.journal.test_crash import crash_after_step_3
+from tests.core.test_public_api import ENGINES, PICKLERS, _offending, _py_files
 from tests.wfs_langgraph import SEEN_ON_DISK, kill_after, sees_its_steps
 
 LANGGRAPH_ALL = ["LangGraphBackend", "LangGraphWorker", "Store", "open_store"]

@@ -79,7 +79,7 @@ def test_a_changed_workflow_is_reported_at_its_first_differing_step(
         [
             "examples.research_agent:research",
             "--to", "langgraph",
-            "--candidate", "tests.test_cli_compat:research_prechecked",
+            "--candidate", "tests.cli.test_compat:research_prechecked",
             "--inputs", str(inputs),
         ],
         env,

@@ -2,7 +2,7 @@
 configuration alone, its bad-input errors, its sandbox, its dev server and `bridge replay`.
 
 The shared behaviour (sequence, retries, signals, sagas, non-determinism, crashes...) runs on
-Temporal from tests/test_behaviour.py and tests/test_crash.py.
+Temporal from tests/core/test_behaviour.py and tests/journal/test_crash.py.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import bridge
 from bridge.history import from_json, normalize, step_sequence
 from bridge.workflow import WorkflowDefinition
 from tests.conftest import ROOT, fast_sql, settings_env, wait_for_status
-from tests.test_public_api import _offending, _py_files
+from tests.core.test_public_api import _offending, _py_files
 
 pytest.importorskip("temporalio")
 
@@ -417,11 +417,11 @@ async def test_bridge_replay_checks_a_recorded_history(
     recorded.write_text((await handle.fetch_history()).to_json())
     env = settings_env(temporal_settings)
 
-    same = _cli(["replay", str(recorded), "tests.test_temporal:REPLAY_V1"], env, ROOT)
+    same = _cli(["replay", str(recorded), "tests.backends.temporal.test_temporal:REPLAY_V1"], env, ROOT)
     assert same.returncode == 0, same.stderr
     assert "no non-determinism" in same.stdout
 
-    changed = _cli(["replay", str(recorded), "tests.test_temporal:REPLAY_V2"], env, ROOT)
+    changed = _cli(["replay", str(recorded), "tests.backends.temporal.test_temporal:REPLAY_V2"], env, ROOT)
     assert changed.returncode == 1
     assert "diverged" in changed.stderr and "at step 1" in changed.stderr
     assert "activity 'stamp'" in changed.stderr and "a timer" in changed.stderr

@@ -780,7 +780,7 @@ def test_adapter_all_is_pinned() -> None:
 
 
 def test_adapter_imports_no_backend() -> None:
-    from tests.test_public_api import _offending, _py_files
+    from tests.core.test_public_api import _offending, _py_files
 
     files = _py_files("adapters", "openai_agents")
     assert any(p.name == "_runner.py" for p in files)

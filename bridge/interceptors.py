@@ -1,0 +1,165 @@
+"""Interceptors: the one way a feature wraps every step, start or run ending.
+
+Shadow mode, the bus outbox, and later tracing and payload encryption each need to see every
+activity attempt, every start or every finished run, on every backend. Instead of the core
+naming them (a hard-wired hook per feature), each registers an `Interceptor` and the core
+calls the chain, the way temporalio's worker interceptors do
+(`ActivityInboundInterceptor.execute_activity(input)` calling `next`).
+
+A feature registers a *factory* in the `bridge.interceptors` entry-point group (or in code
+with `register()`): `factory(settings) -> Interceptor | None`. The factory reads the
+settings and returns None when its feature is off, so a chain holds only what is in use.
+`load(settings)` builds the chain for one client or worker; the first registered factory's
+interceptor is the outermost.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bridge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from bridge.activity import ActivityDefinition
+    from bridge.backend import Status
+    from bridge.config import Settings
+    from bridge.workflow import WorkflowDefinition
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ActivityCall",
+    "Interceptor",
+    "InterceptorFactory",
+    "RunEnded",
+    "StartCall",
+    "load",
+    "register",
+    "unregister",
+]
+
+ENTRY_POINT_GROUP = "bridge.interceptors"
+
+
+@dataclass(frozen=True)
+class ActivityCall:
+    """One activity attempt, as every backend makes it (`bridge._execute.run_attempt`)."""
+
+    defn: ActivityDefinition[..., Any]
+    data: dict[str, Any]  # the encoded arguments
+    workflow_id: str
+    step: int
+    attempt: int
+
+
+@dataclass(frozen=True)
+class StartCall:
+    """A workflow start as the client asks it, after its arguments were encoded."""
+
+    workflow: WorkflowDefinition[..., Any]
+    args: dict[str, Any]
+    id: str
+
+
+@dataclass(frozen=True)
+class RunEnded:
+    """A run reaching a final status, seen inside the journal's own transaction."""
+
+    workflow_id: str
+    workflow: str
+    engine: str
+    status: Status
+    result: Any
+    error: dict[str, Any] | None
+
+
+class Interceptor:
+    """Override what the feature needs; every method passes through unchanged by default."""
+
+    async def execute_activity(
+        self, call: ActivityCall, next: Callable[[ActivityCall], Awaitable[Any]]
+    ) -> Any:
+        return await next(call)
+
+    async def start_workflow(
+        self, call: StartCall, next: Callable[[StartCall], Awaitable[bool]]
+    ) -> bool:
+        return await next(call)
+
+    def storage_opened(self, conn: Connection) -> None:
+        """Called once in the transaction that prepares an embedded journal's schema, so a
+        feature can create its own tables beside it (the bus outbox does)."""
+
+    def run_ended(self, conn: Connection, ended: RunEnded) -> None:
+        """Called in the same transaction that writes a run's final status on an embedded
+        journal: what it writes commits if and only if the run ended."""
+
+
+InterceptorFactory = Callable[["Settings"], Interceptor | None]
+
+_registered: list[InterceptorFactory] = []
+_from_entry_points: list[InterceptorFactory] | None = None
+
+
+def register(factory: InterceptorFactory) -> None:
+    """Add a factory in code (tests, applications); entry points are found by themselves."""
+    if factory not in _registered:
+        _registered.append(factory)
+
+
+def unregister(factory: InterceptorFactory) -> None:
+    if factory in _registered:
+        _registered.remove(factory)
+
+
+def _entry_point_factories() -> list[InterceptorFactory]:
+    global _from_entry_points
+    if _from_entry_points is None:
+        found: list[InterceptorFactory] = []
+        if not os.environ.get("BRIDGE_DISABLE_PLUGIN_AUTOLOAD"):
+            for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+                try:
+                    found.append(ep.load())
+                except Exception as exc:
+                    raise ConfigError(
+                        f"the interceptor entry point {ep.name!r} ({ep.value}) failed to "
+                        f"load: {type(exc).__name__}: {exc}; fix or uninstall the package "
+                        f"that declares it"
+                    ) from exc
+        _from_entry_points = found
+    return _from_entry_points
+
+
+def load(settings: Settings) -> tuple[Interceptor, ...]:
+    """The chain for `settings`: every factory's interceptor that is switched on."""
+    chain = (f(settings) for f in [*_entry_point_factories(), *_registered])
+    return tuple(i for i in chain if i is not None)
+
+
+async def call_activity(
+    interceptors: Sequence[Interceptor],
+    call: ActivityCall,
+    last: Callable[[ActivityCall], Awaitable[Any]],
+) -> Any:
+    """Run `call` through the chain, ending in `last` (the real attempt)."""
+    if not interceptors:
+        return await last(call)
+    head, rest = interceptors[0], interceptors[1:]
+    return await head.execute_activity(call, lambda c: call_activity(rest, c, last))
+
+
+async def call_start(
+    interceptors: Sequence[Interceptor],
+    call: StartCall,
+    last: Callable[[StartCall], Awaitable[bool]],
+) -> bool:
+    """Run a start through the chain, ending in `last` (the backend's start)."""
+    if not interceptors:
+        return await last(call)
+    head, rest = interceptors[0], interceptors[1:]
+    return await head.start_workflow(call, lambda c: call_start(rest, c, last))
