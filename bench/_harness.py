@@ -315,18 +315,24 @@ class ChildRun:
 
 
 def run_child(
-    module: str, scenario: str, extra: Sequence[str] = (), timeout_s: float = CHILD_TIMEOUT_S
+    module: str,
+    scenario: str,
+    extra: Sequence[str] = (),
+    timeout_s: float = CHILD_TIMEOUT_S,
+    cwd: Path = REPO_DIR,
 ) -> ChildRun:
     """Run ``python -m module scenario --json`` and reap it with wait4.
 
     wait4 gives this child's own rusage, so ``ru_maxrss`` is its peak RSS (or that of
     its largest reaped descendant), independent of other children of this process.
     Output goes to temp files because wait4 and ``communicate`` cannot be combined.
+    ``cwd`` is the source tree the child imports (``-m`` puts it first on sys.path), so
+    another checkout of the project can be measured with this one's interpreter.
     """
     cmd = [sys.executable, "-m", module, scenario, "--json", *extra]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=REPO_DIR, stdout=out, stderr=err)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err)
         timer = threading.Timer(timeout_s, _kill_pid, args=(proc.pid,))
         timer.start()
         try:
