@@ -28,12 +28,13 @@ from rich.table import Table
 
 from bridge import codec
 from bridge._cli_compat import compat
-from bridge._cli_migrate import migrate_app
+from bridge._redact import mask
 from bridge.backend import Status, WorkflowDescription
 from bridge.client import Client, connect
 from bridge.config import Settings, load_settings
 from bridge.errors import BridgeError
 from bridge.history import EventType, HistoryEvent, to_json
+from bridge.migrate._cli import migrate_app
 from bridge.workflow import WorkflowDefinition, registered_workflows
 
 __all__ = ["app", "main"]
@@ -92,7 +93,7 @@ def _fail(exc: BaseException) -> NoReturn:
     else:
         message = f"{type(exc).__name__}: {exc} (run `bridge --debug ...` for the traceback)"
     # markup=False: messages quote TOML sections like [tool.bridge]; soft_wrap: one line.
-    err.print(f"error: {_one_line(message)}", style="red", markup=False, soft_wrap=True)
+    err.print(f"error: {_one_line(mask(message))}", style="red", markup=False, soft_wrap=True)
     raise SystemExit(1)
 
 
@@ -145,6 +146,13 @@ def _workflow_args(text: str | None) -> list[Any]:
         return []
     value = _parse_json(text, what="ARGS_JSON")
     return list(value) if isinstance(value, list) else [value]
+
+
+def _check_id_option(id: str | None) -> None:
+    """`--id ""` is a mistake (an unset variable in a script), not a request for a new id:
+    a retried start would then make a second run."""
+    if id == "":
+        raise CliError("--id is empty; pass a workflow id, or leave --id out for a new one")
 
 
 def _settings(backend: str | None) -> Settings:
@@ -210,6 +218,7 @@ def run(
     ] = None,
 ) -> None:
     """Start a workflow and run a worker for it in this process; print its result as JSON."""
+    _check_id_option(id)
     defn = _load_workflow(target)
     args = _workflow_args(args_json)
     settings = _settings(backend)
@@ -230,6 +239,7 @@ def start(
     backend: BackendOption = None,
 ) -> None:
     """Start a workflow without running it (a `bridge worker` runs it); print its id."""
+    _check_id_option(id)
     defn = _load_workflow(target)
     args = _workflow_args(args_json)
 
@@ -477,6 +487,24 @@ def replay(
         f"{history_file}: {events} events replayed against {target}; no non-determinism",
         markup=False,
     )
+
+
+@app.command()
+def doctor(backend: BackendOption = None) -> None:
+    """Check the configured journal: a SQLite file is read page by page (`PRAGMA
+    quick_check`), read-only; exits 1 with SQLite's findings when it is damaged."""
+    settings = _settings(backend)
+    # Each embedded backend keeps its journal's URL in its own settings section.
+    url = getattr(getattr(settings, settings.backend, None), "url", None)
+    if not isinstance(url, str):
+        out.print(f"backend {settings.backend}: no journal of its own to check", markup=False)
+    else:
+        # Imported here: the journal package is the embedded engines' code, which the
+        # other commands of a Temporal-only install never need.
+        from bridge.journal.integrity import check_integrity
+
+        out.print(check_integrity(url), markup=False)
+    out.print("OK", markup=False)
 
 
 # -- history rendering ----------------------------------------------------------------------

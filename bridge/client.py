@@ -9,9 +9,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
-from bridge import codec
+from bridge import codec, interceptors, limits
 from bridge.backend import Backend, Status, Worker, WorkflowDescription
 from bridge.config import Settings, load_settings
 from bridge.errors import (
@@ -19,12 +19,18 @@ from bridge.errors import (
     WorkflowBlockedError,
     WorkflowCancelledError,
     WorkflowFailedError,
+    WorkflowIdConflictError,
 )
-from bridge.history import HistoryEvent
+from bridge.history import EventType, HistoryEvent
+from bridge.interceptors import StartCall
 from bridge.plugins import registry
 from bridge.workflow import WorkflowDefinition, as_workflow, lookup_workflow, registered_workflows
 
-__all__ = ["Client", "WorkflowHandle", "connect"]
+__all__ = ["IF_EXISTS", "Client", "IfExists", "WorkflowHandle", "connect"]
+
+#: What `Client.start` does when its id is taken by a run of the same workflow.
+IfExists = Literal["same_args", "use_existing"]
+IF_EXISTS: tuple[str, ...] = get_args(IfExists)
 
 
 async def connect(config: Settings | Mapping[str, Any] | None = None) -> Client:
@@ -64,6 +70,7 @@ class Client:
     def __init__(self, *, backend: Backend, settings: Settings) -> None:
         self.backend = backend
         self.settings = settings
+        self.interceptors = interceptors.load(settings)
 
     @property
     def backend_name(self) -> str:
@@ -79,15 +86,65 @@ class Client:
         await self.backend.close()
 
     async def start(
-        self, workflow: WorkflowDefinition[..., Any], *args: Any, id: str | None = None
+        self,
+        workflow: WorkflowDefinition[..., Any],
+        *args: Any,
+        id: str | None = None,
+        if_exists: IfExists = "same_args",
     ) -> WorkflowHandle:
-        """Start `workflow(*args)` as run `id`. An existing id is not started again: the
-        handle points at that run (and its recorded result, if it finished)."""
+        """Start `workflow(*args)` as run `id` (a new random id when `id` is left out).
+
+        An existing id is not started again. With `if_exists="same_args"` (the default) the
+        handle attaches to that run only when it was started with the same arguments (a
+        retried start), and other arguments raise WorkflowIdConflictError: the old run's
+        result would answer another question. `if_exists="use_existing"` attaches whatever
+        the arguments were (Temporal's USE_EXISTING). A run of another workflow under `id`
+        is always a conflict. Ids and arguments over `bridge.limits` fail before anything
+        is written."""
+        if if_exists not in IF_EXISTS:
+            raise ValueError(f"if_exists must be one of {IF_EXISTS}, not {if_exists!r}")
         defn = as_workflow(workflow)
+        if id is not None:
+            limits.check_id(id)
         encoded = defn.shape.encode_args(args, {})
-        run_id = id or str(uuid.uuid4())
-        created = await self.backend.start(defn, encoded, id=run_id)
+        limits.check_payload(encoded, what=f"the arguments of workflow {defn.name!r}")
+        run_id = str(uuid.uuid4()) if id is None else id
+        call = StartCall(workflow=defn, args=encoded, id=run_id)
+        created = await interceptors.call_start(self.interceptors, call, self._start)
+        if not created and if_exists == "same_args":
+            await self._check_same_args(defn, run_id, encoded)
         return WorkflowHandle(client=self, id=run_id, created=created)
+
+    async def _check_same_args(
+        self, defn: WorkflowDefinition[..., Any], id: str, encoded: dict[str, Any]
+    ) -> None:
+        """Raise WorkflowIdConflictError when run `id` was started with other arguments.
+
+        The recorded arguments come from the run's history, whose first event carries them
+        on every backend, so this one comparison serves every engine. It is made only when
+        a start finds its id taken."""
+        started = next(
+            (e for e in await self.backend.history(id) if e.type is EventType.WORKFLOW_STARTED),
+            None,
+        )
+        recorded = started.args if started is not None else None
+        if not isinstance(recorded, dict) or recorded == encoded:
+            return  # nothing recorded to compare with: attach, as before this check
+        absent = object()
+        differ = sorted(
+            k
+            for k in recorded.keys() | encoded.keys()
+            if recorded.get(k, absent) != encoded.get(k, absent)
+        )
+        raise WorkflowIdConflictError(
+            f"workflow id {id!r} is already used by a run of {defn.name!r} started with "
+            f"other arguments ({', '.join(differ)} differ); start the new run under another "
+            f"id, or pass if_exists='use_existing' to attach to the existing run"
+        )
+
+    async def _start(self, call: StartCall) -> bool:
+        """The end of the start's interceptor chain: the backend's start."""
+        return await self.backend.start(call.workflow, call.args, id=call.id)
 
     async def execute(
         self,
@@ -95,9 +152,10 @@ class Client:
         *args: Any,
         id: str | None = None,
         timeout: float | None = None,
+        if_exists: IfExists = "same_args",
     ) -> Any:
         """Start (or reattach to) a run and wait for its result; needs a running worker."""
-        handle = await self.start(workflow, *args, id=id)
+        handle = await self.start(workflow, *args, id=id, if_exists=if_exists)
         return await handle.result(timeout=timeout)
 
     async def result(self, id: str, *, timeout: float | None = None) -> Any:
@@ -126,6 +184,7 @@ class Client:
     async def signal(self, id: str, name: str, payload: Any = None) -> None:
         """Deliver signal `name` to run `id`; it is kept until the workflow waits for it."""
         data = codec.to_jsonable(payload, where=f"signal {name!r} payload")
+        limits.check_payload(data, what=f"the payload of signal {name!r} to workflow {id!r}")
         await self.backend.signal(id, name, data)
 
     async def cancel(self, id: str) -> None:

@@ -7,6 +7,7 @@ allowed, because a silently ignored typo in a durability setting is a lost-data 
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import tomllib
@@ -14,14 +15,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError
 
+from bridge._settings_base import Section as _Section
 from bridge.errors import ConfigError
 
 __all__ = [
     "AgentsSettings",
+    "JournalSettings",
     "LangGraphSettings",
-    "MigrationRule",
     "RouterSettings",
     "Settings",
     "SqlSettings",
@@ -34,22 +36,41 @@ CONFIG_PATH_ENV = "BRIDGE_CONFIG"
 # BRIDGE_* variables that are switches of the process, not settings.
 _NOT_SETTINGS = frozenset({CONFIG_PATH_ENV, "BRIDGE_DISABLE_PLUGIN_AUTOLOAD"})
 _NOT_SETTINGS_PREFIX = "BRIDGE_TEST_"  # the test suite's own knobs
+_TABLE_ENTRY_POINTS = "bridge.settings"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+def _feature_table(name: str) -> type[_Section]:
+    """The model of settings table `[name.KEY]` that a feature package declares in the
+    `bridge.settings` entry-point group: the migration router declares `[migrate.WORKFLOW]`
+    (its rules) itself, so the core validates every key in one pass without knowing what a
+    feature's settings mean."""
+    found = importlib.metadata.entry_points(group=_TABLE_ENTRY_POINTS, name=name)
+    for ep in found:
+        model: type[_Section] = ep.load()
+        return model
+    raise ConfigError(
+        f"no package declares the settings table [{name}] (entry-point group "
+        f"{_TABLE_ENTRY_POINTS!r}); reinstall durable-bridge: pip install -e ."
+    )
 
 
-class SqlSettings(_Section):
-    """The embedded executor. `durability`: FULL survives a power cut; NORMAL survives a
-    killed process but may lose the last commits on power loss (SQLite only)."""
+class JournalSettings(_Section):
+    """What every journal-keeping backend (`bridge.journal`: sql, langgraph) is set with.
+    `durability`: FULL survives a power cut; NORMAL survives a killed process but may lose
+    the last commits on power loss (SQLite only)."""
 
-    url: str = "sqlite:///.bridge/bridge.db"
+    url: str
     durability: Literal["FULL", "NORMAL"] = "FULL"
     lease_seconds: float = Field(30.0, gt=0)
     poll_interval: float = Field(0.2, gt=0)
     max_concurrency: int = Field(1000, gt=0)
     busy_timeout_ms: int = Field(5000, ge=0)
+
+
+class SqlSettings(JournalSettings):
+    """The embedded executor: a journal on SQLite or PostgreSQL."""
+
+    url: str = "sqlite:///.bridge/bridge.db"
     # Publish bridge.workflow.completed.v1 / failed.v1 to the bus's SQL outbox tables in
     # this database, in the same transaction as the journal change that ends the run.
     outbox: bool = False
@@ -75,17 +96,12 @@ class TemporalSettings(_Section):
     eager_start: bool = True
 
 
-class LangGraphSettings(_Section):
+class LangGraphSettings(JournalSettings):
     """The LangGraph backend: LangGraph's checkpointer (SqliteSaver, or PostgresSaver for a
     postgresql:// URL) plus the bridge's run, timer and signal tables in the same database.
     `durability`, leases and the busy timeout mean what they mean for `sql`."""
 
     url: str = "sqlite:///.bridge/langgraph.db"
-    durability: Literal["FULL", "NORMAL"] = "FULL"
-    poll_interval: float = Field(0.2, gt=0)
-    lease_seconds: float = Field(30.0, gt=0)
-    max_concurrency: int = Field(1000, gt=0)
-    busy_timeout_ms: int = Field(5000, ge=0)
 
 
 class AgentsSettings(_Section):
@@ -115,34 +131,9 @@ class RouterSettings(_Section):
     busy_timeout_ms: int = Field(5000, ge=0)
 
 
-class MigrationRule(_Section):
-    """`[migrate.WORKFLOW]`: how new runs of WORKFLOW are split between two engines.
-
-    `ramp` is the percentage of new runs that start on `to`, bucketed by SHA-256 of the
-    run's key, so raising it only moves keys from `from` to `to` (0: all on `from`, 100: all
-    on `to`). `shadow = true` keeps `from` as the primary for every new run and replays it
-    on `to` for comparison, for the `sample` percentage of runs (chosen by SHA-256 of the
-    run id). Runs already started stay on the engine they started on.
-    """
-
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, validate_default=True, populate_by_name=True
-    )
-
-    from_: str = Field(alias="from", min_length=1)
-    to: str = Field(min_length=1)
-    ramp: float = Field(0.0, ge=0, le=100)
-    shadow: bool = False
-    sample: float = Field(100.0, ge=0, le=100)
-
-    @model_validator(mode="after")
-    def _two_engines(self) -> MigrationRule:
-        if self.from_ == self.to and not self.shadow:
-            raise ValueError(
-                f"`from` and `to` are both {self.to!r}; name two engines, or set shadow = true "
-                "to shadow an engine against itself (A/A)"
-            )
-        return self
+# Declared by bridge.migrate (bridge/migrate/rule.py); looked up, not imported, so the core
+# names no feature.
+_MigrationRule = _feature_table("migrate")
 
 
 class Settings(_Section):
@@ -156,7 +147,7 @@ class Settings(_Section):
     backend_options: dict[str, Any] = Field(default_factory=dict)
     router: RouterSettings = Field(default_factory=RouterSettings)
     # [migrate.WORKFLOW] tables: the migration router's rules, one per workflow type.
-    migrate: dict[str, MigrationRule] = Field(default_factory=dict)
+    migrate: dict[str, _MigrationRule] = Field(default_factory=dict)  # type: ignore[valid-type]
     # [engines.NAME] tables: named engines for the router, each a settings mapping laid over
     # these settings (`backend` defaults to NAME, so `sql` or `langgraph` need no table).
     engines: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -187,7 +178,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "router": RouterSettings,
 }
 # Sections that are tables of tables, keyed by a name of the user's (`[migrate.WORKFLOW]`).
-_TABLES: dict[str, type[_Section]] = {"migrate": MigrationRule}
+_TABLES: dict[str, type[_Section]] = {"migrate": _MigrationRule}
 # Top-level settings given as JSON in their BRIDGE_* variable.
 _JSON_ENV = frozenset({"backend_options", "migrate", "engines"})
 

@@ -8,9 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from bridge._redact import mask
+
 
 class BridgeError(Exception):
-    """Base of every error raised by durable-bridge itself."""
+    """Base of every error raised by durable-bridge itself.
+
+    Its message is masked when it is made (`bridge._redact.mask`): errors name the database
+    they could not use, and a URL's password must reach no terminal, log or HTTP reply.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(mask(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigError(BridgeError):
@@ -189,3 +198,14 @@ class OutsideWorkflowError(BridgeError):
 
 class TimeoutWaitingError(BridgeError, TimeoutError):
     """A client-side wait (for example `result(timeout=...)`) ran out."""
+
+
+class InvalidIdError(BridgeError, ValueError):
+    """A workflow id is empty or longer than the engines accept (`bridge.limits`); nothing
+    was written."""
+
+
+class PayloadTooLargeError(SerializationError, ValueError):
+    """Arguments, a signal payload or an activity result are larger than the engines accept
+    (`bridge.limits`); nothing was written. A SerializationError, so an activity whose result
+    is too large fails at once instead of repeating its side effect on every retry."""

@@ -9,8 +9,8 @@ calls the chain, the way temporalio's worker interceptors do
 A feature registers a *factory* in the `bridge.interceptors` entry-point group (or in code
 with `register()`): `factory(settings) -> Interceptor | None`. The factory reads the
 settings and returns None when its feature is off, so a chain holds only what is in use.
-`load(settings)` builds the chain for one client or worker; the first registered factory's
-interceptor is the outermost.
+`load(settings)` builds the chain for one client or worker: the entry points' interceptors
+by entry-point name, then those registered in code, the first one outermost.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "bridge.interceptors"
+_OWN_DISTRIBUTION = "durable-bridge"
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ def register(factory: InterceptorFactory) -> None:
 
 
 def unregister(factory: InterceptorFactory) -> None:
+    """Remove a factory added with `register()`; chains already loaded keep it."""
     if factory in _registered:
         _registered.remove(factory)
 
@@ -120,17 +122,23 @@ def unregister(factory: InterceptorFactory) -> None:
 def _entry_point_factories() -> list[InterceptorFactory]:
     global _from_entry_points
     if _from_entry_points is None:
+        # BRIDGE_DISABLE_PLUGIN_AUTOLOAD skips other packages' interceptors, never the
+        # bridge's own: without the shadow answers a shadow run would execute real effects.
+        others = not os.environ.get("BRIDGE_DISABLE_PLUGIN_AUTOLOAD")
         found: list[InterceptorFactory] = []
-        if not os.environ.get("BRIDGE_DISABLE_PLUGIN_AUTOLOAD"):
-            for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-                try:
-                    found.append(ep.load())
-                except Exception as exc:
-                    raise ConfigError(
-                        f"the interceptor entry point {ep.name!r} ({ep.value}) failed to "
-                        f"load: {type(exc).__name__}: {exc}; fix or uninstall the package "
-                        f"that declares it"
-                    ) from exc
+        # By name, so every process builds the same chain whatever the install order.
+        eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        for ep in sorted(eps, key=lambda e: e.name):
+            if not others and (ep.dist is None or ep.dist.name != _OWN_DISTRIBUTION):
+                continue
+            try:
+                found.append(ep.load())
+            except Exception as exc:
+                raise ConfigError(
+                    f"the interceptor entry point {ep.name!r} ({ep.value}) failed to "
+                    f"load: {type(exc).__name__}: {exc}; fix or uninstall the package "
+                    f"that declares it"
+                ) from exc
         _from_entry_points = found
     return _from_entry_points
 

@@ -4,7 +4,7 @@ seven days for payment, and escalate if none came; never call anyone more than o
 Events drive it (`bind_triggers`): an overdue notice starts one run per debtor (the run id is
 derived from the debtor id, so a repeated notice starts nothing twice), and the LiveKit
 "call completed" and payment webhooks become signals to that debtor's run, on whichever engine
-owns it while a migration is under way (`bridge.bus.router`).
+owns it while a migration is under way (`bridge.migrate.router`).
 
 The "once a day" rule is a deterministic guard in workflow code: the time of the last call is
 kept in workflow state from `ctx.now()` (replay-safe), and a call that would come too soon

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from backends.sql._backend import SqlBackend
-from backends.sql._history import build_history
 from backends.sql._testing import fast_settings
-from bridge._replay import ACTIVITY, COMPLETED, StepRecord
 from bridge.backend import Backend, Status
 from bridge.config import Settings
 from bridge.history import HistoryEvent
+from bridge.journal.context import ACTIVITY, COMPLETED, StepRecord
+from bridge.journal.history import build_history
 from bridge.plugins import BackendRegistry, hookimpl, plugin_manager
 from bridge.testing.hookspecs import TestEnvironment
 
@@ -44,7 +44,7 @@ class RerunsCompletedStep(SqlBackend):
         self.store.load_steps = lambda id: _forget_newest_completed(load(id))  # type: ignore[method-assign]
 
     async def history(self, id: str) -> list[HistoryEvent]:
-        return build_history(self.store.get_workflow(id), self._load_steps(id))
+        return build_history(self.store.get_run(id), self._load_steps(id))
 
 
 class DropsEarlySignals(SqlBackend):

@@ -39,7 +39,8 @@ _ENGINE_FIXTURES = {
     if importlib.util.find_spec(f"tests.fixtures_{name}") is not None
 }
 pytest_plugins = list(_ENGINE_FIXTURES.values())
-# A project of its own (installed by the Makefile), run by tests/testing/test_third_party_backend.py.
+# A project of its own (installed by the Makefile), run by
+# tests/testing/test_third_party_backend.py.
 collect_ignore = ["third_party_backend"]
 BACKENDS = ["sql", *_ENGINE_FIXTURES]
 

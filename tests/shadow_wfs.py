@@ -90,3 +90,15 @@ async def checkout(
         "status": "paid" if VARIANT == "changed_output" else "charged",
         "finished_at": ctx.now().isoformat(),
     }
+
+
+@bridge.activity(retry=FAST, name="shadow_send")
+async def send(ledger_path: str, to: str, *, idempotency_key: str) -> str:
+    await _effect(ledger_path, "send", idempotency_key)
+    return f"sent to {to}"
+
+
+@bridge.workflow
+async def greet(ctx: bridge.Context, ledger_path: str, to: str) -> str:
+    """One side effect: a shadow run of it must get the recorded answer, never send."""
+    return await ctx.run(send, ledger_path, to)

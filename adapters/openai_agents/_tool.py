@@ -98,8 +98,14 @@ def activity_as_tool(
                     f"tool with activity_as_tool(..., strict=False) to allow plain calls"
                 )
             data = defn.shape.encode_args(args, kwargs)
+            # Outside any workflow there is no worker, so no interceptor chain to apply.
             out = await run_attempt(
-                defn, data, workflow_id=f"plain-{uuid.uuid4().hex[:12]}", step=0, attempt=1
+                defn,
+                data,
+                workflow_id=f"plain-{uuid.uuid4().hex[:12]}",
+                step=0,
+                attempt=1,
+                interceptors=(),
             )
             return _model_text(defn, defn.shape.decode_result(out))
         return _model_text(defn, await ctx.run(defn, *args, **kwargs))

@@ -1,150 +1,35 @@
-"""The LangGraph backend as a `bridge.Backend`."""
+"""The LangGraph backend as a `bridge.Backend` (the shared `JournalBackend`)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 from collections.abc import Sequence
-from typing import Any
 
 from backends.langgraph._graph import build_program
-from backends.langgraph._history import build_history
 from backends.langgraph._store import Store, open_store
 from backends.langgraph._worker import LangGraphWorker, journal, task_records, thread_config
-from bridge import codec
-from bridge.backend import Backend, Status, WorkflowDescription
 from bridge.config import Settings
-from bridge.errors import TimeoutWaitingError
-from bridge.history import HistoryEvent, utc
-from bridge.workflow import WorkflowDefinition
-
-# A waiter re-reads the run (a worker in another process may finish it) after a pause
-# that starts short and doubles up to a cap, so hundreds of waiters cost little; a local
-# worker wakes its run's waiters at once instead.
-_WAIT_POLL_FIRST = 0.02
-_WAIT_POLL_MAX = 0.25
+from bridge.interceptors import Interceptor
+from bridge.journal.backend import JournalBackend
+from bridge.journal.context import StepRecord
 
 
-class LangGraphBackend(Backend):
+class LangGraphBackend(JournalBackend):
     name = "langgraph"
-    capabilities = frozenset(
-        {
-            "signals",
-            "signal_timeout",
-            "durable_sleep",
-            "gather",
-            "patched",
-            "compensation",
-            "cancellation",
-            "multi_worker",
-            "history_export",
-            "crash_resume",
-            "idempotent_start",
-            "non_determinism_detection",
-        }
-    )
+    section = "langgraph"
+    worker_class = LangGraphWorker
+    store: Store
 
     def __init__(self, *, settings: Settings) -> None:
         super().__init__(settings=settings)
-        self.store: Store = open_store(settings.langgraph)
         #: The LangGraph entrypoint every workflow of this backend runs as.
         self.program = build_program(self.store.saver)
-        self._workers: set[LangGraphWorker] = set()
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
 
-    # -- in-process wake-ups ------------------------------------------------------------
-    def attach(self, worker: LangGraphWorker) -> None:
-        self._workers.add(worker)
+    def open_store(self, chain: Sequence[Interceptor]) -> Store:
+        return open_store(self.settings.langgraph, interceptors=chain)
 
-    def detach(self, worker: LangGraphWorker) -> None:
-        self._workers.discard(worker)
-
-    def _wake_workers(self) -> None:
-        for w in self._workers:
-            w.wake()
-
-    def notify(self, id: str) -> None:
-        """A local worker finished or parked run `id`: wake its local waiters."""
-        for fut in self._waiters.pop(id, []):
-            if not fut.done():
-                fut.set_result(None)
-
-    # -- Backend ------------------------------------------------------------------------
-    async def start(
-        self, workflow: WorkflowDefinition[..., Any], args: dict[str, Any], *, id: str
-    ) -> bool:
-        created = self.store.create_run(id, workflow.name, args)
-        self._wake_workers()
-        return created
-
-    async def describe(self, id: str) -> WorkflowDescription:
-        return _describe(self.store.get_run(id))
-
-    async def wait(self, id: str, *, timeout: float | None) -> WorkflowDescription:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = _WAIT_POLL_FIRST
-        while True:
-            desc = await self.describe(id)
-            if desc.status.is_terminal or desc.blocked:
-                return desc
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutWaitingError(
-                    f"workflow {id!r} is still {desc.status.value.lower()} after {timeout}s"
-                )
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.setdefault(id, []).append(fut)
-            try:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        fut, pause if remaining is None else min(pause, remaining)
-                    )
-            finally:
-                pending = self._waiters.get(id, [])
-                if fut in pending:
-                    pending.remove(fut)
-                if not pending:
-                    self._waiters.pop(id, None)
-            pause = min(pause * 2, _WAIT_POLL_MAX)
-
-    async def signal(self, id: str, name: str, payload: Any) -> None:
-        self.store.add_signal(id, name, payload)
-        self._wake_workers()
-
-    async def cancel(self, id: str) -> None:
-        self.store.request_cancel(id)
-        self._wake_workers()
-
-    async def history(self, id: str) -> list[HistoryEvent]:
-        run = self.store.get_run(id)
+    def journal(self, id: str) -> list[StepRecord]:
+        """The bridge's rows merged with the step tasks' writes in LangGraph's checkpoints."""
         finished = [
             r for tup in self.store.saver.list(thread_config(id)) for r in task_records(tup)
         ]
-        return build_history(run, journal(self.store.load_steps(id), finished))
-
-    async def list(
-        self, *, status: Status | None = None, limit: int = 100
-    ) -> list[WorkflowDescription]:
-        return [_describe(r) for r in self.store.list_runs(status, limit)]
-
-    def worker(self, *, workflows: Sequence[WorkflowDefinition[..., Any]]) -> LangGraphWorker:
-        return LangGraphWorker(self, workflows)
-
-    async def close(self) -> None:
-        self.store.close()
-
-
-def _describe(row: Any) -> WorkflowDescription:
-    return WorkflowDescription(
-        id=row.id,
-        name=row.name,
-        status=Status(row.status),
-        created_at=utc(row.created_at),
-        updated_at=utc(row.updated_at),
-        backend="langgraph",
-        result=codec.loads(row.result),
-        error=codec.loads(row.error),
-        waiting_for=row.waiting_for,
-        blocked=bool(row.blocked),
-    )
+        return journal(self.store.load_steps(id), finished)

@@ -15,8 +15,8 @@ LangGraph thread whose id is the workflow id. Inside it:
   having first written the answer to the bridge's journal, so it is the same if the
   resume has to be repeated after a crash.
 - Everything else of `JournaledContext` (step numbering, divergence checks, patches,
-  compensation, the replay-safe clock and randomness) is the shared code of `bridge._replay`,
-  so these rules are the sql backend's rules.
+  compensation, the replay-safe clock and randomness) is the shared code of
+  `bridge.journal.context`, so these rules are the sql backend's rules.
 
 LangGraph matches task writes and interrupt answers by position only. The context checks
 every recorded step against the call now made (kind, name, argument digest, index) and
@@ -43,7 +43,10 @@ from langgraph.types import interrupt
 from backends.langgraph._saver import DurableSaverMixin
 from backends.langgraph._store import CANCELLED
 from bridge import codec
-from bridge._replay import (
+from bridge.activity import ActivityDefinition, as_activity, seconds
+from bridge.backend import Status
+from bridge.errors import NonDeterminismError
+from bridge.journal.context import (
     ACTIVITY,
     COMPLETED,
     FAILED,
@@ -59,9 +62,6 @@ from bridge._replay import (
     _describe_step,
     drive,
 )
-from bridge.activity import ActivityDefinition, as_activity, seconds
-from bridge.backend import Status
-from bridge.errors import NonDeterminismError
 from bridge.workflow import WorkflowDefinition
 
 #: Marks a task write as a bridge journal record (and the record format's version).

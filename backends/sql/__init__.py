@@ -1,11 +1,11 @@
 """The embedded durable executor: a journal on SQLAlchemy (SQLite by default, PostgreSQL).
 
-Imports `bridge` and SQLAlchemy only; never another backend.
+Built on the shared journal core (`bridge.journal`). Imports `bridge` and SQLAlchemy only;
+never another backend.
 """
 
 from backends.sql._backend import SqlBackend
 from backends.sql._store import Store, open_store
-from backends.sql._store_sqlite import SqliteStore  # the default dialect, loaded up front
 from backends.sql._worker import SqlWorker
 
-__all__ = ["SqlBackend", "SqlWorker", "SqliteStore", "Store", "open_store"]
+__all__ = ["SqlBackend", "SqlWorker", "Store", "open_store"]

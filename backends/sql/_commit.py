@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from backends.sql._store import Store
-from bridge._replay import StepRecord
+from bridge.journal.context import StepRecord
 
 
 class GroupCommitter:

@@ -1,6 +1,8 @@
 """The one Temporal activity that runs every neutral activity, found by name.
 
-Each attempt goes through `bridge._execute.run_attempt`, so an activity sees the same
+Each attempt goes through `bridge._execute.run_attempt`, with the interceptor chain of the
+worker's settings (`activity_for(chain)` makes the worker's activity), so an activity sees
+the same
 arguments, idempotency key (`"<workflow id>:<step>"`, the step read from the activity id)
 and `bridge.activity_info()` as on the sql backend, and a declared timeout fails the attempt
 with ActivityTimeoutError there as here.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -29,8 +31,9 @@ from backends.temporal._converter import decode_payload
 from bridge._execute import error_info, is_retryable, run_attempt
 from bridge.activity import lookup_activity
 from bridge.errors import NotRegisteredError
+from bridge.interceptors import Interceptor
 
-__all__ = ["run_activity"]
+__all__ = ["activity_for"]
 
 
 class _KeepAlive:
@@ -52,9 +55,18 @@ class _KeepAlive:
         self._handle.cancel()
 
 
-@activity.defn(dynamic=True)
-async def run_activity(args: Sequence[RawValue]) -> Any:
-    """One attempt of the neutral activity named by the Temporal activity type."""
+def activity_for(interceptors: Sequence[Interceptor]) -> Callable[..., Awaitable[Any]]:
+    """The dynamic Temporal activity of one worker, its attempts run through `interceptors`."""
+
+    @activity.defn(dynamic=True)
+    async def run_activity(args: Sequence[RawValue]) -> Any:
+        """One attempt of the neutral activity named by the Temporal activity type."""
+        return await _run(args, interceptors)
+
+    return run_activity
+
+
+async def _run(args: Sequence[RawValue], interceptors: Sequence[Interceptor]) -> Any:
     info = activity.info()
     try:
         defn = lookup_activity(info.activity_type)
@@ -72,7 +84,12 @@ async def run_activity(args: Sequence[RawValue]) -> Any:
     started = time.time()
     try:
         return await run_attempt(
-            defn, data, workflow_id=info.workflow_id or "", step=step, attempt=info.attempt
+            defn,
+            data,
+            workflow_id=info.workflow_id or "",
+            step=step,
+            attempt=info.attempt,
+            interceptors=interceptors,
         )
     except Exception as exc:
         failure = {

@@ -505,11 +505,13 @@ class TemporalBackend(Backend):
             recorded = WorkflowHistory.from_json("replayed", history)
         except Exception as exc:
             raise ConfigError(f"not a Temporal history export (JSON): {exc}") from None
+        asked: dict[int, _registry.Asked] = {}
         unserve = _registry.serve(
             _registry.Served(
                 task_queue=None,
                 definitions={workflow.name: workflow},
                 heartbeat_timeout=self.settings.temporal.heartbeat_timeout,
+                asked=asked,
             )
         )
         try:
@@ -525,7 +527,7 @@ class TemporalBackend(Backend):
         if isinstance(failure, temporalio.workflow.NondeterminismError):
             label = f"{workflow.name} (replayed history)"
             converter = data_converter().payload_converter
-            raise non_determinism(label, recorded.events, converter, str(failure))
+            raise non_determinism(label, recorded.events, converter, str(failure), asked)
         if failure is not None:
             raise failure
         return len(recorded.events)

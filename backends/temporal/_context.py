@@ -108,7 +108,13 @@ class _Options:
 class TemporalContext(Context):
     """`bridge.Context` on Temporal's workflow APIs; see the module docstring."""
 
-    def __init__(self, *, signals: dict[str, deque[Any]], heartbeat_timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        signals: dict[str, deque[Any]],
+        heartbeat_timeout: float,
+        asked: dict[int, _registry.Asked] | None = None,
+    ) -> None:
         info = workflow.info()
         self._id = info.workflow_id
         self._attempt = info.attempt
@@ -119,6 +125,7 @@ class TemporalContext(Context):
         self._compensations: list[tuple[ActivityDefinition[..., Any], dict[str, Any]]] = []
         self._random = workflow.random()
         self._built: dict[str, _Options] = {}
+        self._asked = asked  # a replay's record of what the code asks (see _registry.Served)
 
     @property
     def workflow_id(self) -> str:
@@ -162,6 +169,8 @@ class TemporalContext(Context):
     async def _step(
         self, idx: int, kind: str, defn: ActivityDefinition[..., Any], data: dict[str, Any]
     ) -> Any:
+        if self._asked is not None:
+            self._asked[idx] = (kind, defn.name, data)
         options = self._options(defn)
         try:
             out = await workflow.execute_activity(
@@ -192,13 +201,16 @@ class TemporalContext(Context):
         secs = seconds(duration, what="ctx.sleep duration") or 0.0
         idx = self._take_index()
         # A zero timer still leaves its events, like the sql journal's timer row.
-        await workflow.sleep(
-            max(secs, _SHORTEST_INTERVAL.total_seconds()), summary=timer_summary(idx, "sleep")
-        )
+        secs = max(secs, _SHORTEST_INTERVAL.total_seconds())
+        if self._asked is not None:
+            self._asked[idx] = ("sleep", "sleep", {"seconds": secs})
+        await workflow.sleep(secs, summary=timer_summary(idx, "sleep"))
 
     async def wait_for_signal(self, name: str, *, timeout: float | timedelta | None = None) -> Any:
         secs = seconds(timeout, what="wait_for_signal timeout")
         idx = self._take_index()
+        if self._asked is not None:
+            self._asked[idx] = ("signal", name, {"timeout": secs})
         queue = self._signals.setdefault(name, deque())
         if not queue:
             self._note_wait(idx, name, secs, WAITING)
@@ -239,7 +251,9 @@ class TemporalContext(Context):
         if change_id not in self._patches:
             answer = workflow.patched(change_id)
             if answer:
-                self._take_index()
+                idx = self._take_index()
+                if self._asked is not None:
+                    self._asked[idx] = ("patch", change_id, None)
             self._patches[change_id] = answer
         return self._patches[change_id]
 
@@ -303,7 +317,9 @@ async def execute(signals: dict[str, deque[Any]], args: Sequence[Any]) -> Any:
     """
     info = workflow.info()
     defn, served = _registry.lookup(info.task_queue, info.workflow_type)
-    ctx = TemporalContext(signals=signals, heartbeat_timeout=served.heartbeat_timeout)
+    ctx = TemporalContext(
+        signals=signals, heartbeat_timeout=served.heartbeat_timeout, asked=served.asked
+    )
     data = decode_payload(args[0].payload, workflow.payload_converter) if args else {}
     token = _current_context.set(ctx)
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +30,7 @@ from backends.temporal._context import (
     parse_activity_id,
     parse_timer_summary,
 )
+from backends.temporal._registry import Asked
 from bridge import codec
 from bridge.errors import NonDeterminismError
 from bridge.history import EventType as E
@@ -285,6 +286,22 @@ class _Builder:
         self._closed(E.WORKFLOW_FAILED, at, error=error)
 
 
+def _first_difference(builder: _Builder, asked: Mapping[int, Asked]) -> tuple[int, str, str] | None:
+    """(step, recorded, asked) of the first step the code asked for differently from the
+    history; steps past the history's last are new, not different."""
+    recorded: dict[int, str] = {}
+    for _event, (step, description) in sorted(builder.steps_by_event.items()):
+        recorded.setdefault(step, description)
+    for step in sorted(asked):
+        if step > builder.last_step:
+            break
+        current = describe_step(*asked[step])
+        there = recorded.get(step, "no step there")
+        if there != current:
+            return step, there, current
+    return None
+
+
 def _build(events: Iterable[TemporalEvent], converter: PayloadConverter) -> _Builder:
     builder = _Builder(converter)
     for ev in events:
@@ -309,16 +326,35 @@ _MACHINES = {
 }
 
 
+_TYPE_MISMATCH = re.compile(
+    r"activity type of scheduled event '(.*?)' does not match activity type "
+    r"of activity command '(.*?)'",
+    re.IGNORECASE,
+)
+
+
+def _type_changed(builder: _Builder, recorded_type: str) -> tuple[int, str] | None:
+    """Where an activity type changed, when Temporal's message names no event: a step that
+    ran `recorded_type`; when several did, the first, saying which others it may be."""
+    steps = sorted({s.step for s in builder.scheduled.values() if s.name == recorded_type})
+    if not steps:
+        return None
+    described = dict(builder.steps_by_event.values())
+    recorded = described.get(steps[0], f"activity {recorded_type!r}")
+    if len(steps) > 1:
+        recorded += (
+            f" (Temporal names no event, and steps {', '.join(map(str, steps))} all ran "
+            f"{recorded_type!r}; `bridge replay` of the history with the new code names the "
+            "exact step)"
+        )
+    return steps[0], recorded
+
+
 def _current(message: str) -> str:
     """What the current code asked for, as far as Temporal's message tells."""
-    found = re.search(
-        r"activity type of scheduled event '.*?' does not match activity type "
-        r"of activity command '(.*?)'",
-        message,
-        re.IGNORECASE,
-    )
+    found = _TYPE_MISMATCH.search(message)
     if found:
-        return f"activity {found.group(1)!r}"
+        return f"activity {found.group(2)!r}"
     found = re.search(r"([A-Za-z][A-Za-z ]*?) machine does not handle this event", message)
     if found:
         machine = found.group(1).strip().lower()
@@ -333,13 +369,26 @@ def non_determinism(
     events: Iterable[TemporalEvent],
     converter: PayloadConverter,
     message: str,
+    asked: Mapping[int, Asked] | None = None,
 ) -> NonDeterminismError:
     """Temporal's non-determinism report as bridge's: the step where the code and the
-    history part, what the history has there and what the code asks for. The step and the
-    history's side come from the history; Temporal's message says only which kind of
-    command the code issued (and the activity type, when both sides are activities), so
-    that side is less precise than on sql. Temporal's own words are kept at the end."""
+    history part, what the history has there and what the code asks for.
+
+    On a replay in this process, `asked` holds every step the code asked for, and the first
+    one that differs from the history's step of the same index is the divergence, as on sql
+    (Temporal's message cannot always tell: an activity type mismatch names no event, and
+    changed arguments are not a mismatch to Temporal at all). Otherwise the step and the
+    history's side come from the event Temporal names; its message says only which kind of
+    command the code issued (and the activity type, when both sides are activities).
+    Temporal's own words are kept at the end."""
     builder = _build(events, converter)
+    if asked:
+        found_step = _first_difference(builder, asked)
+        if found_step is not None:
+            step, recorded, current = found_step
+            return NonDeterminismError(
+                workflow_id, step, recorded=recorded, current=f"{current} (Temporal: {message})"
+            )
     found = _EVENT_ID.search(message)
     event_id = int(found.group(1)) if found else None
     marked = sorted(builder.steps_by_event.items())
@@ -347,6 +396,9 @@ def non_determinism(
         (v for k, v in marked if event_id is not None and k >= event_id),
         (builder.last_step + 1, "no further step"),
     )
+    type_change = _TYPE_MISMATCH.search(message)
+    if event_id is None and type_change:
+        at = _type_changed(builder, type_change.group(1)) or at
     step, recorded = at
     return NonDeterminismError(
         workflow_id, step, recorded=recorded, current=f"{_current(message)} (Temporal: {message})"

@@ -33,13 +33,23 @@ __all__ = [
 ]
 
 
+#: A step as the code asks for it: (kind, name, arguments), as `_history.describe_step` takes.
+Asked = tuple[str, str, Any]
+
+
 @dataclass(frozen=True)
 class Served:
-    """What one worker serves on one task queue (None: any queue, as for a replay)."""
+    """What one worker serves on one task queue (None: any queue, as for a replay).
+
+    `asked` is for a replay only: the context writes in it each step the code asks for, so
+    a divergence is named at the step where code and history part. Temporal's own message
+    cannot always tell (an activity type mismatch names no event).
+    """
 
     task_queue: str | None
     definitions: Mapping[str, WorkflowDefinition[..., Any]]
     heartbeat_timeout: float
+    asked: dict[int, Asked] | None = None
 
 
 _lock = threading.Lock()

@@ -27,7 +27,8 @@ import temporalio.worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from backends.temporal import _registry, _workflow
-from backends.temporal._activity import run_activity
+from backends.temporal._activity import activity_for
+from bridge import interceptors
 from bridge.backend import Worker
 from bridge.errors import ConfigError
 from bridge.workflow import WorkflowDefinition
@@ -133,7 +134,7 @@ class TemporalWorker(Worker):
                     client,
                     task_queue=task_queue,
                     workflows=[_workflow.BridgeWorkflow],
-                    activities=[run_activity],
+                    activities=[activity_for(interceptors.load(self.backend.settings))],
                     workflow_runner=sandbox_runner(),
                 )
             except RuntimeError as exc:  # the sandbox refused to load the workflow modules

@@ -215,7 +215,9 @@ class SqlInbox:
             async with self.outbox.transaction() as conn:
                 yield _SqlTransaction(conn, self.outbox)
             return
-        async with self._lock:
+        from bridge.bus.outbox import write_lock  # shared with outboxes on the same file
+
+        async with write_lock(self.engine) or self._lock:
             with (
                 translate(self._where, "a transaction"),
                 self.engine.connect() as conn,

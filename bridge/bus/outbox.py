@@ -17,10 +17,15 @@ replay work that is done; so does the inbox row of the subscription's own consum
 (named after it) when the event's last lease runs out after its work committed.
 
 Statements run synchronously on the event-loop thread, as the SQL executor's store does:
-a local commit costs less than a thread hop. One `asyncio.Lock` per outbox serializes this
-process's write transactions, so a publish that comes while a consumer's transaction is
-open waits on the lock (yielding the loop) instead of blocking the thread on SQLite's busy
-timeout.
+a local commit costs less than a thread hop. That thread must never wait for SQLite's write
+lock while this process holds it: a consumer's inbox transaction stays open across its
+handler's awaits, and a writer blocked in SQLite's busy handler stops the very loop that
+handler needs to finish, so it waits out the busy timeout and fails with "database is
+locked". Hence one `asyncio.Lock` per SQLite file and event loop (`write_lock`), shared by
+every outbox and inbox of the process on that file, not one per object: a publisher and a
+consumer are usually two objects. Writers in the same process queue on it, yielding the
+loop; only other processes' writers are waited for in the busy handler, and they do not
+need this loop. On PostgreSQL each outbox keeps a lock of its own (row locks, no file lock).
 """
 
 from __future__ import annotations
@@ -31,11 +36,13 @@ import functools
 import json
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Connection, bindparam, delete, func, literal, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, literal, or_, select, update
 
 from bridge.bus import _outbox_schema as s
 from bridge.bus._sql import create_bus_engine, dialect_insert, insert_for, translate
@@ -46,9 +53,24 @@ from bridge.errors import BridgeError
 if TYPE_CHECKING:
     from bridge.bus.inbox import SqlInbox
 
-__all__ = ["DeadLetter", "SqlOutbox", "create_tables", "publish_in"]
+__all__ = ["DeadLetter", "SqlOutbox", "create_tables", "publish_in", "write_lock"]
 
 _ALL_TYPES = "*"
+
+#: event loop -> SQLite file -> the lock its writers in this process queue on.
+_sqlite_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def write_lock(engine: Engine) -> asyncio.Lock | None:
+    """The lock this process's write transactions on `engine`'s SQLite file take first (see
+    the module docstring), for the running loop; None on another database."""
+    if engine.dialect.name != "sqlite":
+        return None
+    key = str(Path(engine.url.database or "").resolve())
+    per_file = _sqlite_locks.setdefault(asyncio.get_running_loop(), {})
+    return per_file.setdefault(key, asyncio.Lock())
 
 
 @dataclass(frozen=True)
@@ -222,16 +244,20 @@ class SqlOutbox:
         except BaseException:
             self.engine.dispose()
             raise
-        self._lock = asyncio.Lock()
+        self._own_lock = asyncio.Lock()  # for PostgreSQL
         self._pending: list[tuple[Event, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     # -- transactions -------------------------------------------------------------------
+    def _lock(self) -> asyncio.Lock:
+        return write_lock(self.engine) or self._own_lock
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         """A write transaction on the outbox's database, serialized with this process's
-        other outbox writes. Commits when the block ends, rolls back if it raises."""
-        async with self._lock:
+        other writes to it (see the module docstring). Commits when the block ends, rolls
+        back if it raises."""
+        async with self._lock():
             with (
                 translate(self._where, "a transaction"),
                 self.engine.connect() as conn,
@@ -294,7 +320,7 @@ class SqlOutbox:
 
     async def _flush(self) -> None:
         while self._pending:
-            async with self._lock:
+            async with self._lock():
                 batch, self._pending = self._pending, []
                 try:
                     with (

@@ -31,7 +31,7 @@ from bridge.errors import ConfigError, WorkflowClosedError
 from bridge.workflow import WorkflowDefinition, as_workflow
 
 if TYPE_CHECKING:
-    from bridge.bus.router import Router
+    from bridge.migrate.router import Router
 
 __all__ = ["Dispatcher", "Trigger", "on", "registered_triggers"]
 

@@ -16,21 +16,28 @@ Authentication, the scheme Stripe uses:
 - every comparison is `hmac.compare_digest` (constant time);
 - a timestamp more than `tolerance` seconds (default 300) from the server's clock is
   refused, so a captured request cannot be replayed later;
-- a signature already accepted inside that window is refused too (kept in this process's
-  memory only: behind several replicas, the event id's deduplication is what stops a
-  replayed event, and a replayed signal is refused by the replica that saw it).
+- a signature already accepted inside that window is refused too. Accepted signatures are
+  kept in a table of a SQL database (`replay_url`, by default the configured `sql.url`)
+  until their window ends, so a restarted app, or another replica on the same database,
+  refuses the replay as well; rows past the window are deleted as requests come.
 
 A request that fails any of these gets 401 and changes nothing: no event is published, no
 signal sent. `sign()` makes the header, for senders and tests.
+
+Error replies go to whoever can reach the URL, so they say what class of thing went wrong
+and nothing of the inside (no database URL, no exception text); the reason is logged, with
+any password masked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,6 +51,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         'bridge.bus.webhooks needs starlette: pip install "durable-bridge[webhooks]"'
     ) from exc
 
+from sqlalchemy import Column, Engine, Float, MetaData, String, Table, delete, inspect
+from sqlalchemy.exc import DBAPIError
+
+from bridge._redact import mask
+from bridge.bus._sql import create_bus_engine, insert_for, translate
 from bridge.bus.envelope import Event, EventError
 from bridge.errors import BridgeError, ConfigError, WorkflowClosedError, WorkflowNotFoundError
 
@@ -59,7 +71,17 @@ __all__ = [
 
 SIGNATURE_HEADER = "X-Bridge-Signature"
 _SCHEME = "v1"
-_MAX_SEEN = 100_000
+
+log = logging.getLogger("bridge.bus.webhooks")
+
+_metadata = MetaData()
+#: Accepted signatures (the matched HMAC, hex) and when their timestamp goes stale anyway.
+seen_signatures = Table(
+    "bridge_webhook_signatures",
+    _metadata,
+    Column("signature", String(128), primary_key=True),
+    Column("expires_at", Float, nullable=False, index=True),
+)
 
 
 class Publisher(Protocol):
@@ -103,10 +125,13 @@ class SignalRoute:
 
 
 class _Rejected(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    """A refused request: `message` is the reply, `reason` (for the log only) may say more."""
+
+    def __init__(self, status: int, message: str, reason: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.reason = reason or message
 
 
 def _mac(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -123,14 +148,55 @@ def sign(body: bytes, secret: str | bytes, *, timestamp: int | None = None) -> s
     return f"t={t},{_SCHEME}={_mac(_as_bytes(secret), t, body)}"
 
 
-class _Verifier:
-    """Checks signatures and remembers accepted ones until they leave the window."""
+class _SeenSignatures:
+    """Accepted signatures in a SQL table, each until its replay window ends."""
 
-    def __init__(self, secrets: list[bytes], tolerance: float) -> None:
+    def __init__(self, url: str) -> None:
+        self._where = "webhook replay table"
+        self.engine = create_bus_engine(url)
+        try:
+            _create_table(self.engine, self._where)
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def claim(self, signature: str, *, expires_at: float, now: float) -> bool:
+        """Record `signature`; False when it is already there (a replay)."""
+        t = seen_signatures
+        with translate(self._where, "recording a signature"), self.engine.begin() as conn:
+            conn.execute(delete(t).where(t.c.expires_at <= now))  # past their window
+            inserted = conn.execute(
+                insert_for(conn, t)
+                .values(signature=signature, expires_at=expires_at)
+                .on_conflict_do_nothing(index_elements=["signature"])
+                .returning(t.c.signature)
+            ).first()
+        return inserted is not None
+
+    def forget(self, signature: str) -> None:
+        t = seen_signatures
+        with translate(self._where, "forgetting a signature"), self.engine.begin() as conn:
+            conn.execute(delete(t).where(t.c.signature == signature))
+
+
+def _create_table(engine: Engine, where: str) -> None:
+    with translate(where, "creating the table"):
+        try:
+            with engine.begin() as conn:
+                _metadata.create_all(conn, checkfirst=True)
+        except DBAPIError:
+            # Another replica created it between the check and the CREATE (PostgreSQL).
+            if not inspect(engine).has_table(seen_signatures.name):
+                raise
+
+
+class _Verifier:
+    """Checks signatures, and refuses one already accepted inside its window."""
+
+    def __init__(self, secrets: list[bytes], tolerance: float, seen: _SeenSignatures) -> None:
         self.secrets = secrets
         self.tolerance = tolerance
-        #: accepted signature -> unix time after which its timestamp is stale anyway
-        self.seen: dict[str, float] = {}
+        self.seen = seen
 
     def verify(self, header: str | None, body: bytes) -> str:
         """The matching signature, or _Rejected(401) saying why not."""
@@ -159,16 +225,13 @@ class _Verifier:
                     matched = candidate
         if matched is None:
             raise _Rejected(401, "signature does not match the body")
-        if self.seen.get(matched, 0.0) > now:
+        if not self.seen.claim(matched, expires_at=int(timestamp) + self.tolerance + 1, now=now):
             raise _Rejected(401, "this signed request was already accepted (replay)")
-        if len(self.seen) >= _MAX_SEEN:
-            self.seen = {k: v for k, v in self.seen.items() if v > now}
-        self.seen[matched] = int(timestamp) + self.tolerance + 1
         return matched
 
     def forget(self, signature: str) -> None:
         """The request failed after verification: let the sender retry it."""
-        self.seen.pop(signature, None)
+        self.seen.forget(signature)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -230,9 +293,9 @@ async def _signal(route: SignalRoute, client: Signaller, body: Any) -> dict:
     try:
         await client.signal(workflow_id, route.signal, payload)
     except WorkflowNotFoundError as exc:
-        raise _Rejected(404, str(exc)) from None
+        raise _Rejected(404, "no such workflow", str(exc)) from None
     except WorkflowClosedError as exc:
-        raise _Rejected(409, str(exc)) from None
+        raise _Rejected(409, "the workflow has already finished", str(exc)) from None
     return {"signalled": {"workflow_id": workflow_id, "signal": route.signal}}
 
 
@@ -244,10 +307,16 @@ def webhook_app(
     client: Signaller | None = None,
     tolerance: float = 300.0,
     max_body_bytes: int = 1 << 20,
+    replay_url: str | None = None,
 ) -> Starlette:
     """An ASGI app serving `routes` (POST only). Answers 202 with what it did, 401 on a
     bad, missing, stale or replayed signature, 400 on a body a route cannot read, 404/409
-    when the workflow to signal is unknown/finished, 413 on a body over `max_body_bytes`."""
+    when the workflow to signal is unknown/finished, 413 on a body over `max_body_bytes`,
+    503 when the transport, the engine or the replay table cannot be used.
+
+    `replay_url` is the SQL database (sqlite:///PATH or postgresql://...) that keeps the
+    accepted signatures; by default the configured `sql.url` (bridge.toml, BRIDGE_SQL_URL).
+    Every replica of the app must use the same one."""
     secrets = [secret] if isinstance(secret, (str, bytes)) else list(secret)
     if not secrets or not all(secrets):
         raise ConfigError("webhook_app: `secret` must be one or more non-empty secrets")
@@ -256,7 +325,12 @@ def webhook_app(
             raise ConfigError(f"webhook route {route.path!r} publishes events: pass transport=")
         if isinstance(route, SignalRoute) and client is None:
             raise ConfigError(f"webhook route {route.path!r} sends signals: pass client=")
-    verifier = _Verifier([_as_bytes(s) for s in secrets], tolerance)
+    if replay_url is None:
+        from bridge.config import load_settings
+
+        replay_url = load_settings().sql.url
+    seen = _SeenSignatures(replay_url)
+    verifier = _Verifier([_as_bytes(s) for s in secrets], tolerance, seen)
 
     def endpoint(route: EventRoute | SignalRoute) -> Callable[[Request], Any]:
         async def handle(request: Request) -> JSONResponse:
@@ -274,16 +348,29 @@ def webhook_app(
             except BaseException as exc:
                 # Only a request that did what it asked uses its signature up.
                 if signature is not None:
-                    verifier.forget(signature)
+                    with contextlib.suppress(BridgeError):  # its window still ends it
+                        verifier.forget(signature)
                 if isinstance(exc, _Rejected):
+                    log.info("webhook %s: %d: %s", route.path, exc.status, mask(exc.reason))
                     return JSONResponse({"error": exc.message}, status_code=exc.status)
                 if isinstance(exc, BridgeError):  # the transport or the engine is down
-                    return JSONResponse({"error": str(exc)}, status_code=503)
+                    log.warning("webhook %s: 503: %s", route.path, mask(str(exc)))
+                    return JSONResponse(
+                        {"error": "temporarily unavailable; retry later"}, status_code=503
+                    )
                 raise
             return JSONResponse(done, status_code=202)
 
         return handle
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            seen.engine.dispose()
+
     return Starlette(
         routes=[Route(r.path, endpoint(r), methods=["POST"]) for r in routes],
+        lifespan=lifespan,
     )

@@ -14,10 +14,10 @@ import hashlib
 import random as _random
 import time
 import uuid as _uuid
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge import codec
 from bridge._execute import error_info, is_retryable, run_attempt
@@ -31,6 +31,9 @@ from bridge.errors import (
 )
 from bridge.history import utc
 from bridge.workflow import Context, WorkflowDefinition, _current_context, flatten_awaitables
+
+if TYPE_CHECKING:
+    from bridge.interceptors import Interceptor
 
 __all__ = ["JournaledContext", "Outcome", "RunJournal", "StepRecord", "Suspend", "drive"]
 
@@ -74,6 +77,10 @@ class StepRecord:
 
 class RunJournal(Protocol):
     """What a backend provides to the replaying context for one run."""
+
+    #: The worker's interceptor chain (`bridge.interceptors.load(settings)`), through which
+    #: every activity attempt of the run is made.
+    interceptors: Sequence[Interceptor]
 
     async def write(self, *records: StepRecord) -> None:
         """Make `records` durable (upserts by index; final rows are never overwritten)."""
@@ -256,7 +263,14 @@ class JournaledContext(Context):
             self._fence()
             t0 = time.time()
             try:
-                out = await run_attempt(defn, data, workflow_id=self._id, step=idx, attempt=attempt)
+                out = await run_attempt(
+                    defn,
+                    data,
+                    workflow_id=self._id,
+                    step=idx,
+                    attempt=attempt,
+                    interceptors=self._journal.interceptors,
+                )
             except Exception as exc:
                 failure = {
                     **error_info(exc),

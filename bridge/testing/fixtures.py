@@ -175,26 +175,3 @@ def bridge_worker_processes(
     workers = WorkerProcesses(bridge_settings, bridge_environment, tmp_path)
     yield workers
     workers.close()
-
-
-@pytest.fixture
-def bridge_scripted_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The agent scenario's ScriptedModel, with this process's agents made offline: no
-    OpenAI key, quick model retries, conversation blobs in the test's directory. Skips when
-    the `openai-agents` extra is not installed."""
-    pytest.importorskip(
-        "agents", reason='needs the OpenAI Agents SDK ("durable-bridge[openai-agents]")'
-    )
-    from adapters.openai_agents import AgentSettings, configure
-    from bridge.testing import _agent_workflows
-
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    configure(
-        AgentSettings(
-            model_retry=bridge.RetryPolicy(max_attempts=3, initial_interval=0.05, backoff=2.0),
-            blob_url=f"sqlite:///{tmp_path}/blobs.db",
-        )
-    )
-    yield _agent_workflows.MODEL
-    configure()

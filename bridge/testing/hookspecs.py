@@ -1,21 +1,31 @@
-"""How a backend tells the compatibility harness to run it under test.
+"""How a backend or an adapter plugs into the compatibility harness.
 
 A backend's plugin module (the one its `bridge.backends` entry point names) may implement
 `bridge_test_environment(name)`. The harness calls it once per pytest session for each
 backend under test, enters the returned `TestEnvironment` (start a server, say), asks it for
-fresh settings per test, and exits it at the end of the session. Importing this module costs
-nothing: it imports neither pytest nor an engine, so a backend's plugin module can name it in
-annotations while production code never loads the harness.
+fresh settings per test, and exits it at the end of the session.
+
+A package with scenarios of its own (an adapter: the harness imports none) names a module in
+the `bridge.testing` entry-point group that implements `bridge_test_scenarios()`; the suite
+then runs those scenarios on every backend under test, beside its own.
+
+Importing this module costs nothing: it imports neither pytest nor an engine, so a backend's
+plugin module can name it in annotations while production code never loads the harness.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from bridge.plugins import hookspec
 
-__all__ = ["TestEnvironment", "TestingHookSpecs"]
+__all__ = ["ENTRY_POINT_GROUP", "TestEnvironment", "TestingHookSpecs"]
+
+#: Modules that add scenarios to the suite (their plugin implements `bridge_test_scenarios`).
+#: Loaded by the harness only, so production code never imports them.
+ENTRY_POINT_GROUP = "bridge.testing"
 
 
 class TestEnvironment:
@@ -59,4 +69,15 @@ class TestingHookSpecs:
 
         Import the engine inside the returned object's methods, not here: the harness asks
         every plugin, also in sessions that never run that engine.
+        """
+
+    @hookspec
+    def bridge_test_scenarios(self) -> list[ModuleType]:
+        """Modules whose `__all__` names scenarios to add to the suite, and their fixtures.
+
+        A scenario is an async test function taking the harness's fixtures (`bridge_client`
+        and the like), so it runs once per backend under test and shows in the capability
+        report; `bridge.testing.scenario` has the suite's helpers. Names must not clash with
+        the suite's or another plugin's. The harness rewrites the asserts of the module the
+        entry point names (and its submodules), as pytest does for a test module.
         """

@@ -69,13 +69,10 @@ class Environments:
 
 
 def _environment_of(name: str) -> TestEnvironment:
-    from bridge.plugins import plugin_manager, registry
-    from bridge.testing.hookspecs import TestingHookSpecs
+    from bridge.plugins import registry
+    from bridge.testing._plugins import testing_plugin_manager
 
-    pm = plugin_manager()
-    caller = getattr(pm.hook, "bridge_test_environment", None)
-    if caller is None or caller.spec is None:
-        pm.add_hookspecs(TestingHookSpecs)
+    pm = testing_plugin_manager()
     if name not in registry().names():
         raise pytest.UsageError(
             f"--bridge-backend {name}: no such backend is installed "

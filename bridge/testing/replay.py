@@ -7,7 +7,7 @@ the job with the step where code and history part, before the change reaches run
 
 The artefact holds the neutral history (every backend exports one) and, when the engine has
 a format of its own (Temporal), its native history too. The neutral history is checked by
-re-driving the workflow with `bridge._replay.JournaledContext` over the recorded steps, the
+re-driving the workflow with `bridge.journal.context.JournaledContext` over the recorded steps, the
 same replay the sql and langgraph backends do, with every live step fenced off: replay runs
 no activity. The native history is checked by the engine's own replayer (`Backend.replay`).
 """
@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from bridge import codec
-from bridge._replay import (
+from bridge.activity import lookup_activity
+from bridge.backend import Status
+from bridge.client import Client
+from bridge.config import Settings, load_settings
+from bridge.errors import ConfigError, NonDeterminismError, NotRegisteredError
+from bridge.history import EventType, HistoryEvent
+from bridge.journal.context import (
     COMPLETED,
     FAILED,
     TIMED_OUT,
@@ -31,12 +37,6 @@ from bridge._replay import (
     StepRecord,
     drive,
 )
-from bridge.activity import lookup_activity
-from bridge.backend import Status
-from bridge.client import Client
-from bridge.config import Settings, load_settings
-from bridge.errors import ConfigError, NonDeterminismError, NotRegisteredError
-from bridge.history import EventType, HistoryEvent
 from bridge.plugins import registry
 from bridge.testing.trajectory import Step, normalize
 from bridge.workflow import WorkflowDefinition, as_workflow
@@ -175,6 +175,8 @@ class ReplayReport:
 class _ReadOnlyJournal:
     """The recorded journal: nothing is written, and the fence is always closed, so the
     replaying context starts no activity (a step past the recording ends the replay)."""
+
+    interceptors = ()  # no activity attempt is ever made
 
     async def write(self, *records: StepRecord) -> None:
         return None

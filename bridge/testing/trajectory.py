@@ -5,13 +5,13 @@ left out (clocks, durations, how many transient failures a retry absorbed, run a
 ids): which steps ran in which order, with what arguments, giving what result or error,
 and how the run ended. Two backends that keep the bridge's contract produce equal
 trajectories for the same input; `assert_same_trajectory` runs both and names the first
-place where they part.
+place where they part. Reading and comparing trajectories is `bridge.migrate.compare`'s,
+shared with shadow mode, so `bridge compat` and `bridge migrate report` never disagree.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,7 +21,9 @@ from bridge.backend import Status
 from bridge.client import Client, connect
 from bridge.config import Settings, load_settings
 from bridge.errors import BridgeError
-from bridge.history import EventType, HistoryEvent
+from bridge.history import EventType as E
+from bridge.history import HistoryEvent
+from bridge.migrate.compare import Difference, Step, first_difference, read_run, show
 from bridge.workflow import WorkflowDefinition, as_workflow
 
 __all__ = [
@@ -39,164 +41,11 @@ __all__ = [
     "run_trajectories",
 ]
 
-E = EventType
-
-# The event that settles each kind of journaled step, and the kind it stands for.
-_FINAL: dict[EventType, str] = {
-    E.STEP_COMPLETED: "activity",
-    E.STEP_FAILED: "activity",
-    E.COMPENSATION_COMPLETED: "compensation",
-    E.COMPENSATION_FAILED: "compensation",
-    E.TIMER_FIRED: "sleep",
-    E.SIGNAL_RECEIVED: "signal",
-    E.SIGNAL_TIMED_OUT: "signal",
-    E.PATCH_MARKER: "patch",
-}
-_END = {
-    E.WORKFLOW_COMPLETED: "completed",
-    E.WORKFLOW_FAILED: "failed",
-    E.WORKFLOW_CANCELLED: "cancelled",
-}
-#: The fields of a Step compared between runs, in the order a difference is looked for.
-FIELDS = ("kind", "name", "args", "result", "error")
-
-
-@dataclass(frozen=True)
-class Step:
-    """One settled step of a trajectory, or its last entry: how the run ended.
-
-    `index` is the journal index (the number in idempotency keys and `bridge history`);
-    the end of the run has index None and kind "completed", "failed" or "cancelled".
-    `error` keeps only the error's type name and message.
-    """
-
-    index: int | None
-    kind: str
-    name: str
-    args: Any = None
-    result: Any = None
-    error: dict[str, Any] | None = None
-
-    def describe(self) -> str:
-        if self.index is None:
-            return f"the run's end ({self.kind})"
-        return f"step {self.index} ({self.kind} {self.name!r})"
-
-
-def _error(error: dict[str, Any] | None) -> dict[str, Any] | None:
-    if error is None:
-        return None
-    return {"error_type": error.get("error_type"), "message": error.get("message")}
-
-
-def _timer_args(args: Any) -> Any:
-    # Temporal cannot start a zero-length timer (the backend asks for 1 ms) and stores a
-    # duration to the nanosecond: centiseconds are what a workflow author means.
-    if isinstance(args, dict) and isinstance(args.get("seconds"), int | float):
-        return {**args, "seconds": round(float(args["seconds"]), 2)}
-    return args
-
 
 def normalize(history: Iterable[HistoryEvent]) -> list[Step]:
-    """The engine-independent trajectory of one run, in journal order.
-
-    Steps are ordered by journal index, not by event time: branches of a `ctx.gather` finish
-    in any order, and Temporal lists them as they finished. A step still in flight (no
-    settling event yet) is left out; a retried step appears once, with its final outcome.
-    """
-    events = list(history)
-    opened: dict[int, Any] = {}  # step index -> the arguments its opening event carried
-    steps: dict[int, Step] = {}
-    end: Step | None = None
-    for e in events:
-        if e.type in (E.STEP_SCHEDULED, E.COMPENSATION_SCHEDULED, E.TIMER_STARTED):
-            if e.step is not None:
-                opened.setdefault(e.step, e.args)
-        elif e.type is E.SIGNAL_WAITING and e.step is not None:
-            opened.setdefault(e.step, e.args)
-        elif e.type in _FINAL and e.step is not None:
-            if e.type in (E.STEP_FAILED, E.COMPENSATION_FAILED) and e.details.get("will_retry"):
-                continue  # how many transient failures happened is timing, not behaviour
-            kind = _FINAL[e.type]
-            args = e.args if e.args is not None else opened.get(e.step)
-            if kind == "sleep":
-                args = _timer_args(args)
-            result = e.result
-            if e.type is E.SIGNAL_TIMED_OUT:
-                result = None
-            steps[e.step] = Step(
-                index=e.step,
-                kind=kind,
-                name=e.name or "",
-                args=args,
-                result=result,
-                error=_error(e.error),
-            )
-        elif e.type in _END:
-            # The workflow's name is left out: a candidate may be a renamed copy.
-            end = Step(
-                index=None, kind=_END[e.type], name="", result=e.result, error=_error(e.error)
-            )
-    out = [steps[i] for i in sorted(steps)]
-    if end is not None:
-        out.append(end)
-    return out
-
-
-# -- comparing ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Difference:
-    """Where two trajectories part: the position, the field, and each side's value."""
-
-    position: int
-    field: str
-    reference: Any
-    candidate: Any
-    reference_step: Step | None
-    candidate_step: Step | None
-
-    def describe(self, reference: str = "reference", candidate: str = "candidate") -> str:
-        ref, cand = self.reference_step, self.candidate_step
-        if self.field == "status" or (ref is None and cand is None):
-            return (
-                f"the runs ended differently: {reference} {_show(self.reference)}, "
-                f"{candidate} {_show(self.candidate)}"
-            )
-        if ref is None:
-            return f"{candidate} has an extra {cand.describe()}, {reference} has nothing there"  # type: ignore[union-attr]
-        if cand is None:
-            return f"{reference} has {ref.describe()}, {candidate} has nothing there"
-        where = ref.describe()
-        if self.field in ("kind", "name"):
-            return (
-                f"at position {self.position}: {reference} has {ref.describe()}, "
-                f"{candidate} has {cand.describe()}"
-            )
-        return (
-            f"{where}, field {self.field!r}: {reference} {_show(self.reference)}, "
-            f"{candidate} {_show(self.candidate)}"
-        )
-
-
-def _show(value: Any, limit: int = 300) -> str:
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def first_difference(reference: Sequence[Step], candidate: Sequence[Step]) -> Difference | None:
-    """The first field, of the first step, where the two trajectories differ; None if equal."""
-    for pos in range(max(len(reference), len(candidate))):
-        ref = reference[pos] if pos < len(reference) else None
-        cand = candidate[pos] if pos < len(candidate) else None
-        if ref is None or cand is None:
-            return Difference(pos, "step", ref, cand, ref, cand)
-        if ref.index != cand.index and ref.kind == cand.kind and ref.name == cand.name:
-            return Difference(pos, "index", ref.index, cand.index, ref, cand)
-        for name in FIELDS:
-            a, b = getattr(ref, name), getattr(cand, name)
-            if a != b:
-                return Difference(pos, name, a, b, ref, cand)
-    return None
+    """The engine-independent trajectory of one run, in journal order (see
+    `bridge.migrate.compare`, which shadow mode compares runs with too)."""
+    return read_run(history).trajectory()
 
 
 # -- running --------------------------------------------------------------------------------
@@ -234,7 +83,7 @@ class Input:
         return cls(args=(value,))
 
     def describe(self) -> str:
-        text = self.label or _show(list(self.args), 120)
+        text = self.label or show(list(self.args), 120)
         return text
 
 
@@ -281,9 +130,7 @@ class Comparison:
             if diff is None
             else {
                 "position": diff.position,
-                "step": next(
-                    (s.index for s in (diff.reference_step, diff.candidate_step) if s), None
-                ),
+                "step": diff.step,
                 "field": diff.field,
                 "reference": _jsonable(diff.reference),
                 "candidate": _jsonable(diff.candidate),

@@ -24,8 +24,8 @@ import bridge
 from adapters.langgraph import activity_as_langchain_tool, from_state_graph
 from tests import graph_wfs, ledger
 from tests.conftest import Workers
-from tests.journal.test_crash import wait_for_steps
 from tests.core.test_public_api import _offending, _py_files
+from tests.journal.test_crash import wait_for_steps
 
 BOTH = ["sql", "langgraph"]
 

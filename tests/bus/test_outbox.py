@@ -444,3 +444,40 @@ async def test_sql_executor_publishes_completion_events_with_the_journal(bus_url
     assert (no.id, no.type) == (f"no-{run}/failed", "bridge.workflow.failed.v1")
     assert no.data["workflow"] == bus_refuses.name and "refused 7" in str(no.data["error"])
     await outbox.close()
+
+
+@pytest.mark.parametrize("run", range(3))
+async def test_publishing_while_a_consumer_drains_never_waits_out_the_busy_timeout(
+    tmp_path: Path, run: int
+) -> None:
+    """Defect 6 of #13: a publisher and a consumer, each with an outbox object of its own on
+    one SQLite file in one process. The consumer's inbox transaction holds the write lock
+    across its handler's await; a publish then blocked the event loop in SQLite's busy
+    handler, so the handler could not finish, and the publish failed with "database is
+    locked" after the busy timeout (4 runs in 5)."""
+    url = f"sqlite:///{tmp_path}/bus.db"
+    publisher, consumer_outbox = SqlOutbox(url=url), SqlOutbox(url=url)
+    handled: list[str] = []
+
+    async def handler(event: Event, conn: Any) -> None:
+        handled.append(event.id)
+        await asyncio.sleep(0.01)
+
+    consumer = Consumer(
+        transport=consumer_outbox, subscription="drain", handler=handler, poll_interval=0.01
+    )
+    await consumer.subscribe()
+    draining = asyncio.create_task(consumer.run())
+    try:
+        for i in range(300):
+            await publisher.publish(_event(i))
+        deadline = time.monotonic() + 60
+        while len(handled) < 300 and not draining.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+    finally:
+        consumer.stop()
+        await draining
+        await publisher.close()
+        await consumer_outbox.close()
+    assert sorted(handled, key=lambda id: int(id[1:])) == [f"e{i}" for i in range(300)]
+    assert consumer.stats.failed == 0

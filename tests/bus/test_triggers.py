@@ -16,8 +16,8 @@ from bridge.backend import Status
 from bridge.bus import WORKFLOW_COMPLETED, WORKFLOW_FAILED, WORKFLOW_SOURCE, completion_event
 from bridge.bus.envelope import Event
 from bridge.bus.memory import MemoryTransport
-from bridge.bus.router import Router
 from bridge.bus.triggers import Dispatcher, Trigger, registered_triggers
+from bridge.migrate.router import Router
 from bridge.testing import ledger
 
 FAST = bridge.RetryPolicy(max_attempts=2, initial_interval=0.01)

@@ -1,5 +1,6 @@
 """Signed webhooks: a good request publishes one event or wakes a real run; a bad, missing,
-stale or replayed signature gets 401 and changes nothing.
+stale or replayed signature gets 401 and changes nothing, also after a restart; an error
+reply tells the outside nothing of the inside.
 
 Event routes are driven with Starlette's TestClient. Signal routes reach a real run on the
 sql backend, whose client belongs to the test's event loop, so they are driven in that loop
@@ -9,10 +10,13 @@ through httpx's ASGI transport (TestClient would run the app on a loop of its ow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,12 +24,22 @@ import pytest
 pytest.importorskip("starlette", reason='pip install "durable-bridge[webhooks]"')
 
 import httpx
+import sqlalchemy
 from starlette.testclient import TestClient
 
 import bridge
 from bridge.bus import Event, MemoryTransport
-from bridge.bus.webhooks import SIGNATURE_HEADER, EventRoute, SignalRoute, sign, webhook_app
+from bridge.bus.webhooks import (
+    SIGNATURE_HEADER,
+    EventRoute,
+    SignalRoute,
+    _SeenSignatures,
+    seen_signatures,
+    sign,
+    webhook_app,
+)
 from bridge.errors import ConfigError
+from tests.conftest import fast_sql
 
 SECRET = "whsec_test_0123456789"
 
@@ -68,6 +82,12 @@ BAD_SIGNATURES = {
 }
 
 
+@pytest.fixture
+def replay_url(tmp_path: Path) -> str:
+    """The database that keeps accepted signatures (one per test)."""
+    return f"sqlite:///{tmp_path}/webhooks.db"
+
+
 # -- events ---------------------------------------------------------------------------------
 @pytest.fixture
 def bus() -> MemoryTransport:
@@ -82,10 +102,11 @@ def published(bus: MemoryTransport) -> list[Event]:
 
 
 @pytest.fixture
-def events_app(bus: MemoryTransport) -> TestClient:
+def events_app(bus: MemoryTransport, replay_url: str) -> TestClient:
     app = webhook_app(
         secret=SECRET,
         transport=bus,
+        replay_url=replay_url,
         routes=[
             EventRoute(
                 path="/hooks/payments",
@@ -167,11 +188,12 @@ def test_a_replayed_request_inside_the_window_is_401(
     assert len(published(bus)) == 1
 
 
-def test_secret_rotation_accepts_old_and_new(bus: MemoryTransport) -> None:
+def test_secret_rotation_accepts_old_and_new(bus: MemoryTransport, replay_url: str) -> None:
     app = TestClient(
         webhook_app(
             secret=["new-secret", "old-secret"],
             transport=bus,
+            replay_url=replay_url,
             routes=[EventRoute(path="/e", type="t")],
         )
     )
@@ -198,11 +220,12 @@ def test_an_unreadable_body_is_400_and_can_be_fixed(
     assert published(bus) == []
 
 
-def test_oversized_body_is_413(bus: MemoryTransport) -> None:
+def test_oversized_body_is_413(bus: MemoryTransport, replay_url: str) -> None:
     app = TestClient(
         webhook_app(
             secret=SECRET,
             transport=bus,
+            replay_url=replay_url,
             routes=[EventRoute(path="/e", type="t")],
             max_body_bytes=64,
         )
@@ -219,7 +242,7 @@ def test_oversized_body_is_413(bus: MemoryTransport) -> None:
     assert published(bus) == []
 
 
-def test_routes_need_what_they_use() -> None:
+def test_routes_need_what_they_use() -> None:  # refused before any database is opened
     with pytest.raises(ConfigError, match="'/e' publishes events: pass transport="):
         webhook_app(secret=SECRET, routes=[EventRoute(path="/e", type="t")])
     with pytest.raises(ConfigError, match="'/s' sends signals: pass client="):
@@ -246,11 +269,14 @@ async def sql_client(sql_settings: dict[str, Any]) -> AsyncIterator[bridge.Clien
     await client.close()
 
 
-@pytest.fixture
-def signal_app(sql_client: bridge.Client) -> httpx.AsyncClient:
+@contextlib.asynccontextmanager
+async def livekit_app(client: bridge.Client, replay_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The call-completed webhook, signalling `debtor-<room>`, as an HTTP client; its
+    lifespan runs as a server would run it (httpx's transport does not)."""
     app = webhook_app(
         secret=SECRET,
-        client=sql_client,
+        client=client,
+        replay_url=replay_url,
         routes=[
             SignalRoute(
                 path="/hooks/livekit",
@@ -260,7 +286,19 @@ def signal_app(sql_client: bridge.Client) -> httpx.AsyncClient:
             )
         ],
     )
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hooks")
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hooks") as http,
+    ):
+        yield http
+
+
+@pytest.fixture
+async def signal_app(
+    sql_client: bridge.Client, replay_url: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with livekit_app(sql_client, replay_url) as http:
+        yield http
 
 
 async def wait_status(handle: bridge.WorkflowHandle, status: bridge.Status) -> None:
@@ -274,7 +312,7 @@ async def wait_status(handle: bridge.WorkflowHandle, status: bridge.Status) -> N
 async def test_a_signed_webhook_wakes_the_waiting_run_and_a_bad_one_does_not(
     sql_client: bridge.Client, signal_app: httpx.AsyncClient
 ) -> None:
-    async with sql_client.worker([debtor_call]), signal_app:
+    async with sql_client.worker([debtor_call]):
         handle = await sql_client.start(debtor_call, "d-1", id="debtor-room-1")
         await wait_status(handle, bridge.Status.WAITING)
 
@@ -305,11 +343,11 @@ async def test_a_signed_webhook_wakes_the_waiting_run_and_a_bad_one_does_not(
 async def test_a_webhook_for_an_unknown_or_finished_run(
     sql_client: bridge.Client, signal_app: httpx.AsyncClient
 ) -> None:
-    async with sql_client.worker([debtor_call]), signal_app:
+    async with sql_client.worker([debtor_call]):
         body = json.dumps({"room": "nobody", "transcript": "x"}).encode()
         response = await signal_app.post("/hooks/livekit", **post(body, sign(body, SECRET)))
         assert response.status_code == 404
-        assert "debtor-nobody" in response.json()["error"]
+        assert response.json() == {"error": "no such workflow"}
 
         handle = await sql_client.start(debtor_call, "d-2", id="debtor-room-2")
         await wait_status(handle, bridge.Status.WAITING)
@@ -321,3 +359,70 @@ async def test_a_webhook_for_an_unknown_or_finished_run(
         late = json.dumps({"room": "room-2", "transcript": "late"}).encode()
         response = await signal_app.post("/hooks/livekit", **post(late, sign(late, SECRET)))
         assert response.status_code == 409, response.text
+        assert response.json() == {"error": "the workflow has already finished"}
+
+
+@bridge.workflow
+async def two_calls(ctx: bridge.Context, debtor_id: str) -> list[Any]:
+    """Takes a second call_completed signal if one comes within a second (a replay would)."""
+    first = await ctx.wait_for_signal("call_completed", timeout=120)
+    second = await ctx.wait_for_signal("call_completed", timeout=1.0)
+    return [first, second]
+
+
+async def test_a_replay_after_the_app_is_recreated_is_refused(
+    sql_client: bridge.Client, replay_url: str
+) -> None:
+    """Defect 5 of #13: the seen signatures lived in the app's memory, so a restarted app
+    took the same signed request again and the run got the signal twice."""
+    body = json.dumps({"room": "room-3", "transcript": "will pay monday"}).encode()
+    request = post(body, sign(body, SECRET))
+    async with sql_client.worker([two_calls]):
+        handle = await sql_client.start(two_calls, "d-3", id="debtor-room-3")
+        await wait_status(handle, bridge.Status.WAITING)
+        async with livekit_app(sql_client, replay_url) as before_restart:
+            assert (await before_restart.post("/hooks/livekit", **request)).status_code == 202
+        async with livekit_app(sql_client, replay_url) as after_restart:
+            replay = await after_restart.post("/hooks/livekit", **request)
+        assert replay.status_code == 401, replay.text
+        assert "replay" in replay.json()["error"]
+        assert await handle.result(timeout=20) == [{"transcript": "will pay monday"}, None]
+
+
+def test_seen_signatures_are_kept_for_their_window_then_pruned(replay_url: str) -> None:
+    seen = _SeenSignatures(replay_url)
+    try:
+        assert seen.claim("aa", expires_at=100.0, now=10.0)
+        assert not seen.claim("aa", expires_at=100.0, now=50.0)  # inside its window
+        assert seen.claim("bb", expires_at=300.0, now=200.0)  # "aa" is past its window now
+        with seen.engine.connect() as conn:
+            kept = conn.execute(sqlalchemy.select(seen_signatures.c.signature)).scalars().all()
+        assert kept == ["bb"]
+        seen.forget("bb")  # a request that failed after verification may be sent again
+        assert seen.claim("bb", expires_at=300.0, now=200.0)
+    finally:
+        seen.engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_an_unknown_run_gets_a_bare_404_and_the_log_a_masked_reason(
+    pg_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Defect 3 of #13: the 404 carried the journal's URL, password included, to the sender.
+    The server here trusts every local connection, so any password opens it."""
+    url = pg_database.replace("://postgres@", "://postgres:S3cret@")
+    assert "S3cret" in url
+    client = await bridge.connect({"backend": "sql", "sql": fast_sql(url)})
+    try:
+        body = json.dumps({"room": "nobody", "transcript": "x"}).encode()
+        with caplog.at_level(logging.INFO, logger="bridge.bus.webhooks"):
+            async with livekit_app(client, url) as app:
+                response = await app.post("/hooks/livekit", **post(body, sign(body, SECRET)))
+    finally:
+        await client.close()
+    assert response.status_code == 404
+    assert response.json() == {"error": "no such workflow"}
+    [record] = [r for r in caplog.records if r.name == "bridge.bus.webhooks"]
+    assert "'debtor-nobody'" in record.getMessage()
+    assert "postgres:***@" in record.getMessage()
+    assert "S3cret" not in caplog.text

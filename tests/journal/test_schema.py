@@ -66,11 +66,11 @@ def _tables(path: Path) -> set[str]:
 
 def _version_1_db(monkeypatch: pytest.MonkeyPatch, open_db: Callable[[], Store]) -> None:
     """A journal written by a durable-bridge whose schema was version 1, with two runs."""
-    monkeypatch.setattr(_schema, "SCHEMA_VERSION", 1)
-    monkeypatch.setattr(_schema, "MIGRATIONS", {})
+    monkeypatch.setattr(_schema.SCHEMA, "version", 1)
+    monkeypatch.setattr(_schema.SCHEMA, "migrations", {})
     store = open_db()
-    assert store.create_workflow("run-1", "wf_one", {"x": 1})
-    assert store.create_workflow("run-2", "wf_two", {"y": [1, 2]})
+    assert store.create_run("run-1", "wf_one", {"x": 1})
+    assert store.create_run("run-2", "wf_two", {"y": [1, 2]})
     assert store.schema_version() == 1
     store.close()
 
@@ -80,8 +80,8 @@ def test_fresh_database_gets_the_current_version(
     db_path: Path, open_db: Callable[[], Store]
 ) -> None:
     store = open_db()
-    assert store.schema_version() == _schema.SCHEMA_VERSION
-    assert _raw_version(db_path) == _schema.SCHEMA_VERSION
+    assert store.schema_version() == _schema.SCHEMA.version
+    assert _raw_version(db_path) == _schema.SCHEMA.version
     assert _tables(db_path) >= TABLES
 
 
@@ -89,17 +89,17 @@ def test_reopening_keeps_the_version_and_the_rows(
     db_path: Path, open_db: Callable[[], Store]
 ) -> None:
     store = open_db()
-    store.create_workflow("kept", "wf", {"a": 1})
+    store.create_run("kept", "wf", {"a": 1})
     store.close()
     again = open_db()
-    assert again.schema_version() == _schema.SCHEMA_VERSION
-    row = again.get_workflow("kept")
+    assert again.schema_version() == _schema.SCHEMA.version
+    row = again.get_run("kept")
     assert row.name == "wf" and row.input == '{"a":1}'
 
 
 def test_current_schema_needs_no_migration() -> None:
     # Every version below the current one has a migration to the next.
-    assert all(v in _schema.MIGRATIONS for v in range(1, _schema.SCHEMA_VERSION))
+    assert all(v in _schema.SCHEMA.migrations for v in range(1, _schema.SCHEMA.version))
 
 
 # -- migrating an older database ------------------------------------------------------------
@@ -116,8 +116,8 @@ def test_older_database_is_migrated(
         )
         conn.exec_driver_sql("CREATE TABLE bridge_labels (workflow_id TEXT, label TEXT)")
 
-    monkeypatch.setattr(_schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(_schema, "MIGRATIONS", {1: add_priority})
+    monkeypatch.setattr(_schema.SCHEMA, "version", 2)
+    monkeypatch.setattr(_schema.SCHEMA, "migrations", {1: add_priority})
     store = open_db()
     assert calls == [1]
     assert store.schema_version() == 2
@@ -125,17 +125,17 @@ def test_older_database_is_migrated(
     assert "priority" in _columns(db_path, "bridge_workflows")
     assert "bridge_labels" in _tables(db_path)
     # Existing rows are intact and still usable.
-    one, two = store.get_workflow("run-1"), store.get_workflow("run-2")
+    one, two = store.get_run("run-1"), store.get_run("run-2")
     assert (one.name, one.input, one.status) == ("wf_one", '{"x":1}', "PENDING")
     assert (two.name, two.input) == ("wf_two", '{"y":[1,2]}')
-    assert store.create_workflow("run-3", "wf_one", {})
+    assert store.create_run("run-3", "wf_one", {})
     store.close()
 
     # Opening again runs nothing: the database is at the current version.
     again = open_db()
     assert calls == [1]
     assert again.schema_version() == 2
-    assert {r.id for r in again.list_workflows(None, 10)} == {"run-1", "run-2", "run-3"}
+    assert {r.id for r in again.list_runs(None, 10)} == {"run-1", "run-2", "run-3"}
 
 
 def test_migrations_run_in_order(
@@ -151,8 +151,8 @@ def test_migrations_run_in_order(
 
         return migrate
 
-    monkeypatch.setattr(_schema, "SCHEMA_VERSION", 4)
-    monkeypatch.setattr(_schema, "MIGRATIONS", {3: step(3), 1: step(1), 2: step(2)})
+    monkeypatch.setattr(_schema.SCHEMA, "version", 4)
+    monkeypatch.setattr(_schema.SCHEMA, "migrations", {3: step(3), 1: step(1), 2: step(2)})
     store = open_db()
     assert calls == [1, 2, 3]
     assert store.schema_version() == 4
@@ -169,8 +169,8 @@ def test_failed_migration_changes_nothing(
         conn.exec_driver_sql("ALTER TABLE bridge_workflows ADD COLUMN half TEXT")
         raise RuntimeError("migration 1 -> 2 broke")
 
-    monkeypatch.setattr(_schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(_schema, "MIGRATIONS", {1: half_done})
+    monkeypatch.setattr(_schema.SCHEMA, "version", 2)
+    monkeypatch.setattr(_schema.SCHEMA, "migrations", {1: half_done})
     with pytest.raises((RuntimeError, bridge.StorageError), match="broke"):
         open_db()
     # One transaction: the half-applied migration was rolled back.
@@ -178,11 +178,11 @@ def test_failed_migration_changes_nothing(
     assert _columns(db_path, "bridge_workflows") == before
 
     calls: list[int] = []
-    monkeypatch.setattr(_schema, "MIGRATIONS", {1: lambda conn: calls.append(1)})
+    monkeypatch.setattr(_schema.SCHEMA, "migrations", {1: lambda conn: calls.append(1)})
     store = open_db()
     assert calls == [1]
     assert store.schema_version() == 2
-    assert store.get_workflow("run-1").name == "wf_one"
+    assert store.get_run("run-1").name == "wf_one"
 
 
 def test_newer_database_is_refused_and_left_alone(
@@ -190,8 +190,8 @@ def test_newer_database_is_refused_and_left_alone(
 ) -> None:
     _version_1_db(monkeypatch, open_db)
     calls: list[int] = []
-    monkeypatch.setattr(_schema, "SCHEMA_VERSION", 0)
-    monkeypatch.setattr(_schema, "MIGRATIONS", {0: lambda conn: calls.append(0)})
+    monkeypatch.setattr(_schema.SCHEMA, "version", 0)
+    monkeypatch.setattr(_schema.SCHEMA, "migrations", {0: lambda conn: calls.append(0)})
     with pytest.raises(bridge.StorageError, match="upgrade durable-bridge"):
         open_db()
     assert calls == []

@@ -22,12 +22,12 @@ import pytest
 import bridge
 from bridge.backend import Status
 from bridge.bus import WORKFLOW_COMPLETED, WORKFLOW_FAILED
-from bridge.bus._ramp import on_new_engine
 from bridge.bus.envelope import Event
 from bridge.bus.memory import MemoryTransport
-from bridge.bus.router import EngineState, Router
 from bridge.bus.triggers import Dispatcher
 from bridge.errors import WorkflowNotFoundError
+from bridge.migrate._ramp import on_new_engine
+from bridge.migrate.router import EngineState, Router
 from bridge.testing import ledger
 from examples import debtor as example
 

@@ -17,12 +17,12 @@ import pytest
 from typer.testing import CliRunner
 
 import bridge
-from bridge.bus._ramp import BUCKETS, bucket, on_new_engine
-from bridge.bus._routing_table import OPEN, RoutingTable
-from bridge.bus.router import EngineState, Router
 from bridge.cli import app
 from bridge.config import RouterSettings
 from bridge.errors import WorkflowNotFoundError
+from bridge.migrate._ramp import BUCKETS, bucket, on_new_engine
+from bridge.migrate._routing_table import OPEN, RoutingTable
+from bridge.migrate.router import EngineState, Router
 from tests import wfs
 from tests.conftest import ROOT
 
@@ -45,7 +45,8 @@ def test_bucket_is_sha256_of_workflow_and_key() -> None:
 def test_bucket_is_the_same_in_every_process() -> None:
     """Python's hash() is salted per process; the ramp must not be."""
     code = (
-        "from bridge.bus._ramp import bucket; print([bucket('debtor', f'k{i}') for i in range(20)])"
+        "from bridge.migrate._ramp import bucket;"
+        "print([bucket('debtor', f'k{i}') for i in range(20)])"
     )
     outputs = set()
     for seed in ("1", "2"):

@@ -18,12 +18,12 @@ import pytest
 from typer.testing import CliRunner
 
 import bridge
-from bridge.bus import shadow
-from bridge.bus._diff import diff_values, strip
 from bridge.cli import app
+from bridge.migrate import shadow
+from bridge.migrate.compare import diff_values, strip
 from tests import ledger
 from tests.conftest import ROOT, Workers, fast_sql
-from tests.shadow_wfs import FEE_CENTS, checkout
+from tests.shadow_wfs import FEE_CENTS, checkout, greet, send
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -246,7 +246,7 @@ def test_sample_decision_is_stable_and_only_grows() -> None:
     assert 0.25 < len(at[30]) / len(ids) < 0.35
     # The same answer in another interpreter (no per-process hash seed).
     code = (
-        "from bridge.bus.shadow import sampled;"
+        "from bridge.migrate.shadow import sampled;"
         f"print(','.join(i for i in {ids[:200]!r} if sampled(i, 30)))"
     )
     other = subprocess.run(
@@ -288,7 +288,7 @@ async def test_router_shadows_a_rule_with_shadow_true(
 ) -> None:
     """`[migrate.checkout] from = "sql", to = "langgraph", shadow = true`: callers get the
     primary's result through the router; the router's hook shadows the run on langgraph."""
-    from bridge.bus.router import Router
+    from bridge.migrate.router import Router
 
     config = {
         **sql_settings,
@@ -380,3 +380,36 @@ def test_a_diff_names_each_differing_leaf() -> None:
     ]
     with pytest.raises(bridge.ConfigError, match=r"ignore=\['at'\]"):
         shadow.configure(checkout, ignore="at")
+
+
+async def test_a_worker_without_migrate_rules_answers_a_shadow_run(
+    sql_settings: dict[str, Any], ledger_path: str, store_url: str, tmp_path: Path
+) -> None:
+    """A worker process whose settings have no [migrate] rules, running code that never
+    imports bridge.migrate, still answers a shadow run from the store: the shadow
+    interceptor is an entry point of every worker, and side effects never run."""
+    from bridge.migrate._shadow_store import Plan
+    from bridge.migrate.compare import Step
+
+    sid = shadow.shadow_id("greet-1")
+    args = send.shape.encode_args((ledger_path, "ann"), {})
+    store = shadow.ShadowStore(store_url)
+    try:
+        store.begin(
+            Plan(sid, "greet-1", greet.name, (), {0: Step(0, "activity", send.name, args, "ok")}),
+            primary_engine="sql",
+            candidate_engine="sql",
+        )
+    finally:
+        store.close()
+    worker_settings = {**sql_settings, "router": {"url": store_url}}
+    assert "migrate" not in worker_settings
+    workers = Workers(worker_settings, tmp_path)
+    try:
+        workers.start("tests.shadow_wfs")
+        async with await bridge.connect(sql_settings) as client:
+            handle = await client.start(greet, ledger_path, "ann", id=sid)
+            assert await handle.result(timeout=30) == "ok"  # the recorded answer
+    finally:
+        workers.close()
+    assert ledger.counts(ledger_path) == {}  # `send` never ran

@@ -11,9 +11,12 @@ Each scenario runs once per backend (`test_signal[sql]`, `test_signal[mybackend]
 marked `requires(capability)` is skipped, and reported as skipped by capability, on a
 backend whose `Backend.capabilities` does not list it. Failure messages start with the
 scenario and say what differed.
+
+Installed plugins add scenarios of their own through the `bridge_test_scenarios` hook (the
+OpenAI Agents adapter adds `test_agent_loop_with_tools`); they run in the same way.
 """
 
-from bridge.testing.suite._agents import test_agent_loop_with_tools
+from bridge.testing._plugins import contributed_scenarios
 from bridge.testing.suite._crash import test_crash_resume_at_every_step_boundary
 from bridge.testing.suite._steps import (
     test_codec_round_trip,
@@ -48,6 +51,10 @@ __all__ = [
     "test_patched",
     "test_non_determinism_detection",
     "test_codec_round_trip",
-    "test_agent_loop_with_tools",
     "test_crash_resume_at_every_step_boundary",
 ]
+
+# The plugins' scenarios and fixtures, so that `from bridge.testing.suite import *` runs them.
+_contributed = contributed_scenarios(__all__)
+globals().update(_contributed)
+__all__ += list(_contributed)

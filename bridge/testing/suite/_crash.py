@@ -13,7 +13,7 @@ from bridge.testing import _workflows as wf
 from bridge.testing.crash import KillPoint, crash_and_resume
 from bridge.testing.hookspecs import TestEnvironment
 from bridge.testing.ledger import Ledger
-from bridge.testing.suite._support import times
+from bridge.testing.scenario import times
 
 __all__ = ["test_crash_resume_at_every_step_boundary"]
 

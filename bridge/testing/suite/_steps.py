@@ -15,7 +15,7 @@ from bridge.history import EventType
 from bridge.testing import _workflows as wf
 from bridge.testing.faults import FaultPlan
 from bridge.testing.ledger import Ledger
-from bridge.testing.suite._support import new_id, result_of, times
+from bridge.testing.scenario import new_id, result_of, times
 
 __all__ = [
     "test_codec_round_trip",

@@ -9,7 +9,7 @@ import pytest
 
 import bridge
 from bridge.testing import _workflows as wf
-from bridge.testing.suite._support import new_id, result_of, wait_for_status
+from bridge.testing.scenario import new_id, result_of, wait_for_status
 from bridge.workflow import WorkflowDefinition
 
 __all__ = ["test_non_determinism_detection", "test_patched"]

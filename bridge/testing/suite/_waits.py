@@ -13,7 +13,7 @@ from bridge.history import EventType
 from bridge.testing import _workflows as wf
 from bridge.testing.fixtures import WorkerProcesses
 from bridge.testing.ledger import Ledger
-from bridge.testing.suite._support import new_id, result_of, times, wait_for_status
+from bridge.testing.scenario import new_id, result_of, times, wait_for_status
 
 __all__ = [
     "test_cancellation",

@@ -91,12 +91,12 @@ async def test_now_uuid_random_are_replay_safe(sql_url: str) -> None:
 
 def test_a_step_decided_twice_is_reported_and_never_overwritten(sql_url: str) -> None:
     from backends.sql import open_store
-    from bridge._replay import StepRecord
     from bridge.config import SqlSettings
+    from bridge.journal.context import StepRecord
 
     store = open_store(SqlSettings(url=sql_url))
     try:
-        store.create_workflow("w", "wf", {})
+        store.create_run("w", "wf", {})
         first = StepRecord(
             workflow_id="w",
             idx=0,
@@ -133,13 +133,12 @@ def test_start_and_claim_on_each_database(
         from bridge.config import SqlSettings
 
         store: Any = open_sql(SqlSettings(url=url))
-        create = store.create_workflow
     else:
         from backends.langgraph import open_store as open_lg
         from bridge.config import LangGraphSettings
 
         store = open_lg(LangGraphSettings(url=url))
-        create = store.create_run
+    create = store.create_run
     name = f"claim-{uuid.uuid4().hex[:8]}"  # the PostgreSQL database is shared by the session
     try:
         for i in range(5):

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -417,14 +418,77 @@ async def test_bridge_replay_checks_a_recorded_history(
     recorded.write_text((await handle.fetch_history()).to_json())
     env = settings_env(temporal_settings)
 
-    same = _cli(["replay", str(recorded), "tests.backends.temporal.test_temporal:REPLAY_V1"], env, ROOT)
+    same = _cli(
+        ["replay", str(recorded), "tests.backends.temporal.test_temporal:REPLAY_V1"], env, ROOT
+    )
     assert same.returncode == 0, same.stderr
     assert "no non-determinism" in same.stdout
 
-    changed = _cli(["replay", str(recorded), "tests.backends.temporal.test_temporal:REPLAY_V2"], env, ROOT)
+    changed = _cli(
+        ["replay", str(recorded), "tests.backends.temporal.test_temporal:REPLAY_V2"], env, ROOT
+    )
     assert changed.returncode == 1
     assert "diverged" in changed.stderr and "at step 1" in changed.stderr
-    assert "activity 'stamp'" in changed.stderr and "a timer" in changed.stderr
+    assert "activity 'stamp'" in changed.stderr and "asks for sleep 'sleep'" in changed.stderr
+
+
+@bridge.activity
+async def stamp_loudly(label: str) -> str:
+    return label.upper()
+
+
+async def _two_stamps(ctx: bridge.Context) -> list[str]:
+    return [await ctx.run(stamp, "a"), await ctx.run(stamp, "b")]
+
+
+async def _second_stamp_renamed(ctx: bridge.Context) -> list[str]:
+    return [await ctx.run(stamp, "a"), await ctx.run(stamp_loudly, "b")]
+
+
+async def _second_stamp_reargued(ctx: bridge.Context) -> list[str]:
+    return [await ctx.run(stamp, "a"), await ctx.run(stamp, "c"), await ctx.run(stamp, "b")]
+
+
+TWO_STAMPS = WorkflowDefinition(_two_stamps, name="stamps")
+SECOND_STAMP_RENAMED = WorkflowDefinition(_second_stamp_renamed, name="stamps")
+SECOND_STAMP_REARGUED = WorkflowDefinition(_second_stamp_reargued, name="stamps")
+
+
+@pytest.mark.parametrize(
+    ("changed", "recorded", "asked"),
+    [
+        # Temporal's message names no event for a changed activity type: it said step 2.
+        (SECOND_STAMP_RENAMED, "activity 'stamp'", "activity 'stamp_loudly'"),
+        # Temporal does not compare arguments; it noticed only the extra step 2.
+        (
+            SECOND_STAMP_REARGUED,
+            'activity \'stamp\' with arguments {"label":"b"}',
+            'activity \'stamp\' with arguments {"label":"c"}',
+        ),
+    ],
+    ids=["activity-type", "arguments"],
+)
+async def test_replay_names_the_step_where_the_code_changed(
+    temporal_settings: dict[str, Any],
+    changed: WorkflowDefinition[..., Any],
+    recorded: str,
+    asked: str,
+) -> None:
+    """Defect 9 of #13: step 1 changed between the recorded run and the replay."""
+    client = await bridge.connect(temporal_settings)
+    try:
+        async with client.worker([TWO_STAMPS]):
+            run = f"stamps-{uuid.uuid4().hex[:8]}"
+            assert await client.execute(TWO_STAMPS, id=run, timeout=20) == ["a", "b"]
+        history = await client.backend.export_history(run)
+        with pytest.raises(bridge.NonDeterminismError) as caught:
+            await client.backend.replay(history, changed)
+    finally:
+        await client.close()
+    assert caught.value.step == 1, str(caught.value)
+    assert "diverged from its journal at step 1" in str(caught.value)
+    assert caught.value.recorded.startswith(recorded), caught.value.recorded
+    assert caught.value.current.startswith(asked), caught.value.current
 
 
 # -- the dev server -------------------------------------------------------------------------

@@ -28,26 +28,25 @@ from typing import Any, Protocol
 
 from bridge.backend import Status, WorkflowDescription
 from bridge.bus._completion import CompletionWatcher
-from bridge.bus._ramp import on_new_engine
-from bridge.bus._routing_table import Route, RoutingTable
 from bridge.bus.transport import Transport
 from bridge.client import Client, WorkflowHandle, connect
-from bridge.config import MigrationRule, Settings, load_settings
+from bridge.config import Settings, load_settings
 from bridge.errors import ConfigError, WorkflowNotFoundError
 from bridge.history import HistoryEvent
+from bridge.migrate._ramp import on_new_engine
+from bridge.migrate._routing_table import Route, RoutingTable
+from bridge.migrate.rule import MigrationRule
 from bridge.plugins import registry
 from bridge.workflow import WorkflowDefinition, as_workflow
 
 __all__ = ["EngineState", "EngineStatus", "Router", "ShadowHook"]
 
-log = logging.getLogger("bridge.bus")
-
-#: The module whose `on_primary_started` is the default shadow hook (see `ShadowHook`).
+log = logging.getLogger("bridge.migrate")
 
 
 class ShadowHook(Protocol):
     """Called after a shadowed workflow's run was created on its primary (`from`) engine.
-    The shadow runner (`bridge.bus.shadow`) replays the same input on the rule's `to` engine
+    The shadow runner (`bridge.migrate.shadow`) replays the same input on the rule's `to` engine
     once the primary is done; the router only routes."""
 
     async def __call__(
@@ -82,7 +81,7 @@ class EngineStatus:
 def _default_shadow_hook() -> ShadowHook:
     # Imported on use: shadow mode's store and answer tables cost nothing to a router
     # without shadow rules.
-    from bridge.bus.shadow import on_primary_started
+    from bridge.migrate.shadow import on_primary_started
 
     return on_primary_started
 
@@ -160,7 +159,7 @@ class Router:
         """Wait for the shadow runs started from here (they use this router's clients),
         then close every connection."""
         if any(rule.shadow for rule in self.settings.migrate.values()):
-            from bridge.bus.shadow import drain
+            from bridge.migrate.shadow import drain
 
             await drain()
         if self.watcher is not None:

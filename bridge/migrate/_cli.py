@@ -1,16 +1,13 @@
 """`bridge migrate ...`: the migration router seen from a shell.
 
 `status` shows, per workflow type and engine, how many runs are open and whether the engine
-is Active, Draining or Drained. Other `migrate` commands register themselves on
-`migrate_app` from their own modules (`report`: `bridge/_cli_migrate_report.py`), imported
-at the end of this one.
+is Active, Draining or Drained; `report` (the shadow comparison, `_cli_report.py`) is
+added here. `bridge/cli.py` mounts `migrate_app` as `bridge migrate`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated
@@ -19,9 +16,10 @@ import typer
 from rich.table import Table
 
 from bridge.config import load_settings
+from bridge.migrate._cli_report import report
 
 if TYPE_CHECKING:
-    from bridge.bus.router import Router
+    from bridge.migrate.router import Router
 
 __all__ = ["migrate_app"]
 
@@ -46,10 +44,10 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="The rows as JSON.")] = False,
 ) -> None:
     """Per workflow type and engine: open runs and Active / Draining / Drained."""
-    # Imported here: `bridge --help` should not load the event bus, and bridge.cli imports
+    # Imported here: `bridge --help` should not load the router, and bridge.cli imports
     # this module (so importing bridge.cli at the top would be circular).
-    from bridge.bus.router import Router
     from bridge.cli import out
+    from bridge.migrate.router import Router
 
     async def body() -> list[dict[str, object]]:
         router = await Router.connect(load_settings())
@@ -100,7 +98,5 @@ def _rule_text(router: Router, workflow: str) -> str:
     return f"{rule.from_} -> {rule.to} {rule.ramp:g}%"
 
 
-# `bridge migrate report` (the shadow comparison) lives in its own module and adds itself
-# to migrate_app with @migrate_app.command("report").
-if importlib.util.find_spec("bridge._cli_migrate_report") is not None:
-    importlib.import_module("bridge._cli_migrate_report")
+# After `status`, so `bridge migrate --help` lists the commands in the order they are used.
+migrate_app.command("report")(report)

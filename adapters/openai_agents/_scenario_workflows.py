@@ -1,9 +1,10 @@
-"""The agent-loop scenario: an OpenAI Agents SDK agent with two tools and a ScriptedModel.
+"""The workflow of the adapter's conformance scenario (`adapters.openai_agents.testing`):
+an OpenAI Agents SDK agent with two tools and a ScriptedModel.
 
-Imported only by the agent scenario (it needs the `openai-agents` extra); the agent, its
-model and tools live at module level because Temporal's sandbox re-imports this module.
-The model is offline: turn 1 calls `search_web`, turn 2 calls `extract_content` twice in
-parallel, turn 3 answers.
+Apart from the scenario module because Temporal's sandbox re-imports the module a workflow
+lives in, for every run: this one imports no pytest, and the agent, its model and tools live
+at module level. The model is offline: turn 1 calls `search_web`, turn 2 calls
+`extract_content` twice in parallel, turn 3 answers.
 """
 
 from __future__ import annotations

@@ -1,28 +1,23 @@
-"""A LangGraph thread as the neutral history (`bridge.history`).
-
-The journal is read from both places it lives: finished steps are the step tasks' writes
-in LangGraph's checkpoints, and waits, patch markers and retry attempts are the bridge's
-own rows. Events are the sql backend's, so `bridge history ID` shows the same timeline on
-both backends.
-"""
+"""The SQL journal as the neutral history (`bridge.history`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from bridge import codec
-from bridge._replay import StepRecord
 from bridge.backend import Status
 from bridge.history import EventType as E
 from bridge.history import HistoryEvent, utc
+from bridge.journal.context import StepRecord
 
 _SCHEDULED = {"activity": E.STEP_SCHEDULED, "compensation": E.COMPENSATION_SCHEDULED}
 _COMPLETED = {"activity": E.STEP_COMPLETED, "compensation": E.COMPENSATION_COMPLETED}
 _FAILED = {"activity": E.STEP_FAILED, "compensation": E.COMPENSATION_FAILED}
 
 
-def _wait_events(r: StepRecord) -> list[HistoryEvent]:
-    finished = utc(r.finished_at or r.started_at)
+def _step_events(r: StepRecord) -> list[HistoryEvent]:
+    if r.kind == "patch":
+        return [HistoryEvent(E.PATCH_MARKER, utc(r.started_at), step=r.idx, name=r.name)]
     if r.kind == "sleep":
         events = [
             HistoryEvent(
@@ -35,25 +30,33 @@ def _wait_events(r: StepRecord) -> list[HistoryEvent]:
             )
         ]
         if r.status == "completed":
-            events.append(HistoryEvent(E.TIMER_FIRED, finished, step=r.idx, name=r.name))
+            events.append(
+                HistoryEvent(
+                    E.TIMER_FIRED, utc(r.finished_at or r.started_at), step=r.idx, name=r.name
+                )
+            )
         return events
-    events = [
-        HistoryEvent(E.SIGNAL_WAITING, utc(r.started_at), step=r.idx, name=r.name, args=r.args)
-    ]
-    if r.status == "completed":
-        events.append(
-            HistoryEvent(E.SIGNAL_RECEIVED, finished, step=r.idx, name=r.name, result=r.output)
-        )
-    elif r.status == "timed_out":
-        events.append(HistoryEvent(E.SIGNAL_TIMED_OUT, finished, step=r.idx, name=r.name))
-    return events
-
-
-def _step_events(r: StepRecord) -> list[HistoryEvent]:
-    if r.kind == "patch":
-        return [HistoryEvent(E.PATCH_MARKER, utc(r.started_at), step=r.idx, name=r.name)]
-    if r.kind in ("sleep", "signal"):
-        return _wait_events(r)
+    if r.kind == "signal":
+        events = [
+            HistoryEvent(E.SIGNAL_WAITING, utc(r.started_at), step=r.idx, name=r.name, args=r.args)
+        ]
+        if r.status == "completed":
+            events.append(
+                HistoryEvent(
+                    E.SIGNAL_RECEIVED,
+                    utc(r.finished_at or r.started_at),
+                    step=r.idx,
+                    name=r.name,
+                    result=r.output,
+                )
+            )
+        elif r.status == "timed_out":
+            events.append(
+                HistoryEvent(
+                    E.SIGNAL_TIMED_OUT, utc(r.finished_at or r.started_at), step=r.idx, name=r.name
+                )
+            )
+        return events
     events = [
         HistoryEvent(
             _SCHEDULED[r.kind], utc(r.started_at), step=r.idx, name=r.name, attempt=1, args=r.args
@@ -91,25 +94,32 @@ def _step_events(r: StepRecord) -> list[HistoryEvent]:
     return events
 
 
-def build_history(run: Any, steps: list[StepRecord]) -> list[HistoryEvent]:
-    """Events of one run from its runs row and its whole journal (sorted by index)."""
+def build_history(workflow: Any, steps: list[StepRecord]) -> list[HistoryEvent]:
+    """Events of one run from its workflow row and journal rows."""
     events = [
         HistoryEvent(
-            E.WORKFLOW_STARTED, utc(run.created_at), name=run.name, args=codec.loads(run.input)
+            E.WORKFLOW_STARTED,
+            utc(workflow.created_at),
+            name=workflow.name,
+            args=codec.loads(workflow.input),
         )
     ]
     for r in steps:
         events.extend(_step_events(r))
-    status = Status(run.status)
-    end = utc(run.updated_at)
+    status = Status(workflow.status)
+    end = utc(workflow.updated_at)
     if status is Status.COMPLETED:
         events.append(
-            HistoryEvent(E.WORKFLOW_COMPLETED, end, name=run.name, result=codec.loads(run.result))
+            HistoryEvent(
+                E.WORKFLOW_COMPLETED, end, name=workflow.name, result=codec.loads(workflow.result)
+            )
         )
     elif status is Status.FAILED:
         events.append(
-            HistoryEvent(E.WORKFLOW_FAILED, end, name=run.name, error=codec.loads(run.error))
+            HistoryEvent(
+                E.WORKFLOW_FAILED, end, name=workflow.name, error=codec.loads(workflow.error)
+            )
         )
     elif status is Status.CANCELLED:
-        events.append(HistoryEvent(E.WORKFLOW_CANCELLED, end, name=run.name))
+        events.append(HistoryEvent(E.WORKFLOW_CANCELLED, end, name=workflow.name))
     return events

@@ -1,4 +1,9 @@
-"""Helpers the scenarios share: waiting with a timeout that names the scenario."""
+"""Helpers for writing a conformance scenario: waiting with a timeout that names the scenario.
+
+Shared by the suite's own scenarios and those a plugin adds (`bridge_test_scenarios`), so
+a plugin's failure messages read like the suite's. Imports nothing of the suite, so a
+plugin module can import it while the suite is collecting the plugins' scenarios.
+"""
 
 from __future__ import annotations
 

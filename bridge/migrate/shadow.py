@@ -8,8 +8,8 @@ The primary (the old engine) has run and its result is what callers got. `shadow
 2. writes those steps to the shadow store as the answers of run `shadow:<primary id>`;
 3. starts that run on the candidate engine (its own namespace: the candidate client's own
    settings, database, task queue) with the same input, and delivers the same signals;
-4. every activity attempt of the shadow run is answered from the answers by
-   `bridge._execute.run_attempt`, in whichever worker process runs it: never executed;
+4. every side-effecting activity attempt of the shadow run is answered from the answers by
+   the `ShadowAnswers` interceptor, in whichever worker process runs it: never executed;
    a step the primary did not record that way fails the shadow run at that step;
 5. compares the two runs step by step and their outputs, after the workflow's `ignore`
    paths and `compare` hook (`configure()`), and stores the outcome for
@@ -26,27 +26,28 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from bridge._execute import SHADOW_PREFIX
-from bridge.bus._diff import Compare, RunView, compare_runs, read_run, unshadow_run
-from bridge.bus._shadow_answer import (
+from bridge.client import Client
+from bridge.errors import ConfigError, WorkflowBlockedError
+from bridge.migrate._shadow_answer import (
+    SHADOW_PREFIX,
     ShadowAnswersMissingError,
     ShadowDivergenceError,
     forget,
     remember,
+    unshadow,
     use_store,
 )
-from bridge.bus._shadow_store import RUNNING, Plan, ShadowRecord, ShadowStore
-from bridge.client import Client
-from bridge.config import MigrationRule
-from bridge.errors import ConfigError, WorkflowBlockedError
+from bridge.migrate._shadow_store import RUNNING, Plan, ShadowRecord, ShadowStore
+from bridge.migrate.compare import Compare, RunView, differences, read_run
+from bridge.migrate.rule import MigrationRule
 from bridge.workflow import WorkflowDefinition, lookup_workflow
 
 if TYPE_CHECKING:
-    from bridge.bus.router import Router
+    from bridge.migrate.router import Router
 
 __all__ = [
     "ERROR",
@@ -56,6 +57,7 @@ __all__ = [
     "ShadowConfig",
     "ShadowDivergenceError",
     "ShadowOutcome",
+    "SHADOW_PREFIX",
     "ShadowStore",
     "config_for",
     "configure",
@@ -305,12 +307,43 @@ def _verdict(first: RunView, second: RunView, config: ShadowConfig) -> tuple[str
     ]
     if missing:
         return ERROR, None, str((missing[0].error or {}).get("message", ""))
-    result = compare_runs(first, second, ignore=config.ignore, compare=config.compare)
-    return (MATCHED if result.matched else MISMATCHED), result.first_step, result.diff
+    found = differences(
+        first.trajectory(), second.trajectory(), ignore=config.ignore, compare=config.compare
+    )
+    if not found:
+        return MATCHED, None, ""
+    return MISMATCHED, found[0].step, "\n".join(d.explain() for d in found)
+
+
+def unshadow_run(run: RunView, shadow_id: str, primary_id: str) -> RunView:
+    """`run` (the shadow run) with its own id read as the primary's everywhere: a workflow
+    that passes `ctx.workflow_id` on is not a behaviour change."""
+
+    def u(value: Any) -> Any:
+        return unshadow(value, shadow_id, primary_id)
+
+    steps = {
+        i: replace(
+            s,
+            args=u(s.args),
+            result=u(s.result),
+            error=u(s.error),
+            failures=tuple(u(f) for f in s.failures),
+        )
+        for i, s in run.steps.items()
+    }
+    return replace(
+        run,
+        input=u(run.input),
+        result=u(run.result),
+        error=u(run.error),
+        steps=steps,
+        signals=tuple((n, u(p)) for n, p in run.signals),
+    )
 
 
 # -- the router's hook ----------------------------------------------------------------------
-log = logging.getLogger("bridge.bus")
+log = logging.getLogger("bridge.migrate")
 
 _pending: set[asyncio.Task[ShadowOutcome | None]] = set()
 
@@ -323,7 +356,7 @@ async def on_primary_started(
     workflow_id: str,
     rule: MigrationRule,
 ) -> None:
-    """The migration router's shadow hook (`bridge.bus.router.ShadowHook`): returns at once
+    """The migration router's shadow hook (`bridge.migrate.router.ShadowHook`): returns at once
     and shadows `workflow_id` on `rule.to` in the background once its primary on
     `rule.from_` has finished. `drain()` waits for those shadows."""
     if not sampled(workflow_id, rule.sample):

@@ -28,8 +28,8 @@ from sqlalchemy import (
 )
 
 from bridge import codec
-from bridge.bus._diff import StepView
 from bridge.bus._sql import create_bus_engine, insert_for, translate
+from bridge.migrate.compare import Step
 
 __all__ = ["RUNNING", "Plan", "ShadowRecord", "ShadowStore"]
 
@@ -48,7 +48,7 @@ shadow_runs = Table(
     Column("candidate_engine", String(255), nullable=False),
     # JSON: the `ignore` paths (the answering worker needs them to match arguments).
     Column("ignore_paths", Text, nullable=False),
-    # JSON: the primary's steps (StepView dicts), the answers.
+    # JSON: the primary's settled steps (`Step.to_dict()`), the answers.
     Column("steps", Text, nullable=False),
     # running, matched, mismatched or error.
     Column("status", String(16), nullable=False),
@@ -65,13 +65,13 @@ _PG_SCHEMA_LOCK_KEY = 0x62727368
 
 @dataclass(frozen=True)
 class Plan:
-    """What answers a shadow run: the primary's steps by index and the ignore paths."""
+    """What answers a shadow run: the primary's settled steps by index and the ignore paths."""
 
     shadow_id: str
     workflow_id: str
     workflow: str
     ignore: tuple[str, ...]
-    steps: dict[int, StepView]
+    steps: dict[int, Step]
 
 
 @dataclass(frozen=True)
@@ -141,13 +141,14 @@ class ShadowStore:
             row = conn.execute(query).first()
         if row is None:
             return None
-        steps = [StepView.from_dict(d) for d in codec.loads(row.steps)]
+        # Rows of release 0.1 also list steps still open; a shadow run has no answer there.
+        steps = [Step.from_dict(d) for d in codec.loads(row.steps) if d.get("status") != "open"]
         return Plan(
             shadow_id=shadow_id,
             workflow_id=row.workflow_id,
             workflow=row.workflow,
             ignore=tuple(codec.loads(row.ignore_paths)),
-            steps={s.idx: s for s in steps},
+            steps={s.index: s for s in steps if s.index is not None},
         )
 
     def finish(self, shadow_id: str, *, status: str, first_step: int | None, diff: str) -> None:

@@ -1,7 +1,7 @@
 """`bridge migrate report`: how shadow runs compared with their primaries.
 
-Registers itself on `migrate_app` (`bridge/_cli_migrate.py` imports this module at its end).
-Reads the shadow store (`bridge.bus.shadow`), by default in the router's database.
+`bridge/migrate/_cli.py` adds it to the `migrate` command group. Reads the shadow store
+(`bridge.migrate.shadow`), by default in the router's database.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bridge._cli_migrate import migrate_app
 from bridge.config import load_settings
 
 __all__ = ["report"]
@@ -21,7 +20,6 @@ __all__ = ["report"]
 _STYLE = {"matched": "green", "mismatched": "red", "error": "red", "running": "yellow"}
 
 
-@migrate_app.command("report")
 def report(
     workflow: Annotated[
         str | None, typer.Option("--workflow", "-w", help="Only runs of this workflow type.")
@@ -38,10 +36,10 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="The outcomes as JSON.")] = False,
 ) -> None:
     """Shadow runs: matched or mismatched with their primary, with a readable diff."""
-    # Imported here: `bridge --help` should not load the event bus, and bridge.cli imports
-    # this module's parent (so importing bridge.cli at the top would be circular).
-    from bridge.bus.shadow import ShadowStore, outcomes
+    # Imported here: `bridge --help` should not load shadow mode, and bridge.cli imports
+    # this module (so importing bridge.cli at the top would be circular).
     from bridge.cli import out
+    from bridge.migrate.shadow import ShadowStore, outcomes
 
     shadows = ShadowStore(store or load_settings().router.url)
     try:
@@ -54,7 +52,7 @@ def report(
     if not rows:
         out.print(
             f"no shadow runs in {shadows.url}: set shadow = true in a [migrate.WORKFLOW] "
-            "table of bridge.toml, or call bridge.bus.shadow.shadow()",
+            "table of bridge.toml, or call bridge.migrate.shadow.shadow()",
             markup=False,
         )
         return

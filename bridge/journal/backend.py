@@ -1,0 +1,164 @@
+"""The `Backend` every journal backend shares: start, describe, wait, signal, cancel, list.
+
+A backend subclasses `JournalBackend` with class-level knobs (`name`, its settings
+`section`, its worker class) and `open_store()`; the langgraph backend also overrides
+`journal(id)` to merge LangGraph's task writes into the history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from bridge import codec, interceptors
+from bridge.backend import Backend, Status, WorkflowDescription
+from bridge.config import JournalSettings, Settings
+from bridge.errors import TimeoutWaitingError
+from bridge.history import HistoryEvent, utc
+from bridge.journal.context import StepRecord
+from bridge.journal.history import build_history
+from bridge.journal.store import JournalStore
+from bridge.journal.worker import JournalWorker
+from bridge.workflow import WorkflowDefinition
+
+# A waiter re-reads the run (a worker in another process may finish it) after a pause
+# that starts short and doubles up to a cap, so hundreds of waiters cost little; a local
+# worker wakes its run's waiters at once instead.
+_WAIT_POLL_FIRST = 0.02
+_WAIT_POLL_MAX = 0.25
+
+
+class JournalBackend(Backend):
+    """A backend whose runs live in a `JournalStore`; see the module docstring."""
+
+    #: The settings section of this backend ("sql", "langgraph").
+    section: ClassVar[str]
+    worker_class: ClassVar[type[JournalWorker]]
+    capabilities = frozenset(
+        {
+            "signals",
+            "signal_timeout",
+            "durable_sleep",
+            "gather",
+            "patched",
+            "compensation",
+            "cancellation",
+            "multi_worker",
+            "history_export",
+            "crash_resume",
+            "idempotent_start",
+            "non_determinism_detection",
+        }
+    )
+
+    def __init__(self, *, settings: Settings) -> None:
+        super().__init__(settings=settings)
+        self.journal_settings: JournalSettings = getattr(settings, self.section)
+        #: The interceptor chain of this client or worker (`bridge.interceptors`).
+        self.interceptors = interceptors.load(settings)
+        self.store = self.open_store(self.interceptors)
+        self._workers: set[JournalWorker] = set()
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    def open_store(self, chain: Sequence[interceptors.Interceptor]) -> JournalStore:
+        """The store on `journal_settings`, calling `chain` in its transactions."""
+        raise NotImplementedError
+
+    def journal(self, id: str) -> list[StepRecord]:
+        """Run `id`'s whole journal, for its history."""
+        return self.store.load_steps(id)
+
+    # -- in-process wake-ups ------------------------------------------------------------
+    def attach(self, worker: JournalWorker) -> None:
+        self._workers.add(worker)
+
+    def detach(self, worker: JournalWorker) -> None:
+        self._workers.discard(worker)
+
+    def _wake_workers(self) -> None:
+        for w in self._workers:
+            w.wake()
+
+    def notify(self, id: str) -> None:
+        """A local worker finished or parked run `id`: wake its local waiters."""
+        for fut in self._waiters.pop(id, []):
+            if not fut.done():
+                fut.set_result(None)
+
+    # -- Backend ------------------------------------------------------------------------
+    async def start(
+        self, workflow: WorkflowDefinition[..., Any], args: dict[str, Any], *, id: str
+    ) -> bool:
+        created = self.store.create_run(id, workflow.name, args)
+        self._wake_workers()
+        return created
+
+    async def describe(self, id: str) -> WorkflowDescription:
+        return self._describe(self.store.get_run(id))
+
+    async def wait(self, id: str, *, timeout: float | None) -> WorkflowDescription:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = _WAIT_POLL_FIRST
+        while True:
+            desc = await self.describe(id)
+            if desc.status.is_terminal or desc.blocked:
+                return desc
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutWaitingError(
+                    f"workflow {id!r} is still {desc.status.value.lower()} after {timeout}s"
+                )
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(id, []).append(fut)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        fut, pause if remaining is None else min(pause, remaining)
+                    )
+            finally:
+                pending = self._waiters.get(id, [])
+                if fut in pending:
+                    pending.remove(fut)
+                if not pending:
+                    self._waiters.pop(id, None)
+            pause = min(pause * 2, _WAIT_POLL_MAX)
+
+    async def signal(self, id: str, name: str, payload: Any) -> None:
+        self.store.add_signal(id, name, payload)
+        self._wake_workers()
+
+    async def cancel(self, id: str) -> None:
+        self.store.request_cancel(id)
+        self._wake_workers()
+
+    async def history(self, id: str) -> list[HistoryEvent]:
+        run = self.store.get_run(id)
+        return build_history(run, self.journal(id))
+
+    async def list(
+        self, *, status: Status | None = None, limit: int = 100
+    ) -> list[WorkflowDescription]:
+        return [self._describe(r) for r in self.store.list_runs(status, limit)]
+
+    def worker(self, *, workflows: Sequence[WorkflowDefinition[..., Any]]) -> JournalWorker:
+        return self.worker_class(self, workflows)
+
+    async def close(self) -> None:
+        self.store.close()
+
+    def _describe(self, row: Any) -> WorkflowDescription:
+        return WorkflowDescription(
+            id=row.id,
+            name=row.name,
+            status=Status(row.status),
+            created_at=utc(row.created_at),
+            updated_at=utc(row.updated_at),
+            backend=self.name,
+            result=codec.loads(row.result),
+            error=codec.loads(row.error),
+            waiting_for=row.waiting_for,
+            blocked=bool(row.blocked),
+        )

@@ -1,0 +1,131 @@
+"""The journal's tables, made once for every journal-keeping backend under its own names.
+
+One row per run, one row per durable operation (the journal, keyed by run and index, as in
+DBOS), one row per pending timer and one per delivered signal, plus a meta table holding the
+schema version. Times are epoch seconds (floats) so SQLite and PostgreSQL store them alike;
+JSON is stored as text.
+
+Each backend calls `journal_schema` with its own names (the sql backend `bridge_` and
+`workflows`, the langgraph backend `bridge_lg_` and `runs`), so both journals can share one
+PostgreSQL database. The names on disk must never change: databases written by earlier
+releases exist (tests/journal/test_schema_snapshot.py pins them). A change to a table is a
+new version with a migration in the backend's `MIGRATIONS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+#: One schema step, run inside the transaction that opens an older database.
+Migration = Callable[[Connection], None]
+
+
+@dataclass
+class JournalSchema:
+    """A backend's journal tables, its schema version and the migrations up to it.
+
+    `migrations[n]` takes a database from version n to n+1; they run in order, in one
+    transaction, when a database with an older version is opened.
+    """
+
+    metadata: MetaData
+    meta: Table
+    runs: Table
+    steps: Table
+    timers: Table
+    signals: Table
+    version: int = 1
+    migrations: dict[int, Migration] = field(default_factory=dict)
+
+
+def journal_schema(
+    prefix: str, runs: str, *, version: int, migrations: dict[int, Migration]
+) -> JournalSchema:
+    """The tables `{prefix}meta`, `{prefix}{runs}`, `{prefix}steps`, `{prefix}timers` and
+    `{prefix}signals`, with their keys and indexes named after them."""
+    metadata = MetaData()
+    runs_name = f"{prefix}{runs}"
+    return JournalSchema(
+        metadata=metadata,
+        meta=Table(
+            f"{prefix}meta",
+            metadata,
+            Column("key", String(64), primary_key=True),
+            Column("value", Text, nullable=False),
+        ),
+        runs=Table(
+            runs_name,
+            metadata,
+            Column("id", String(255), primary_key=True),
+            Column("name", String(255), nullable=False),
+            Column("status", String(16), nullable=False),
+            Column("input", Text, nullable=False),
+            Column("result", Text),
+            Column("error", Text),
+            Column("created_at", Float, nullable=False),
+            Column("updated_at", Float, nullable=False),
+            Column("lease_owner", String(255)),
+            Column("lease_expires_at", Float),
+            Column("executions", Integer, nullable=False, default=0),
+            Column("cancel_requested", Boolean, nullable=False, default=False),
+            Column("waiting_for", String(255)),
+            Column("blocked", Boolean, nullable=False, default=False),
+            Index(f"ix_{runs_name}_status_name", "status", "name"),
+        ),
+        steps=Table(
+            f"{prefix}steps",
+            metadata,
+            Column("workflow_id", String(255), nullable=False),
+            Column("idx", Integer, nullable=False),
+            Column("kind", String(16), nullable=False),
+            Column("name", String(255), nullable=False),
+            Column("status", String(16), nullable=False),
+            Column("digest", String(32), nullable=False),
+            Column("args", Text),
+            Column("output", Text),
+            Column("error", Text),
+            Column("attempt", Integer, nullable=False),
+            Column("attempts", Text),
+            Column("started_at", Float, nullable=False),
+            Column("finished_at", Float),
+            Column("fire_at", Float),
+            PrimaryKeyConstraint("workflow_id", "idx", name=f"pk_{prefix}steps"),
+        ),
+        timers=Table(
+            f"{prefix}timers",
+            metadata,
+            Column("workflow_id", String(255), nullable=False),
+            Column("idx", Integer, nullable=False),
+            Column("fire_at", Float, nullable=False),
+            PrimaryKeyConstraint("workflow_id", "idx", name=f"pk_{prefix}timers"),
+            Index(f"ix_{prefix}timers_fire_at", "fire_at"),
+        ),
+        signals=Table(
+            f"{prefix}signals",
+            metadata,
+            Column("seq", Integer, primary_key=True, autoincrement=True),
+            Column("workflow_id", String(255), nullable=False),
+            Column("name", String(255), nullable=False),
+            Column("payload", Text),
+            Column("created_at", Float, nullable=False),
+            Column("consumed_step", Integer),
+            Index(f"ix_{prefix}signals_pending", "workflow_id", "name", "consumed_step"),
+        ),
+        version=version,
+        migrations=migrations,
+    )
