@@ -77,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "bench.before_after", *(argv or sys.argv[1:])])
     started = dt.datetime.now()
     figures: dict[tuple[str, str, str], list[float]] = {}
+    # CPU per step (sequential only): no fsync in it, so it shows what the code costs even
+    # when the disk's latency swings from one run to the next.
+    cpu: dict[tuple[str, str, str], list[float]] = {}
     failures: list[str] = []
     for rep in range(args.repeat):
         order = list(trees) if rep % 2 == 0 else list(reversed(trees))
@@ -92,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             continue
                         key = (module.rsplit(".", 1)[1], scenario, label)
                         figures.setdefault(key, []).append(_per_step(r))
+                        if "cpu_ms_per_step" in r.detail:
+                            cpu.setdefault(key, []).append(r.detail["cpu_ms_per_step"])
                         print(
                             f"{rep + 1} {label:6} {key[0]} {scenario}: {_per_step(r):.4f} ms/step",
                             flush=True,
@@ -106,6 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             b, a = statistics.median(before), statistics.median(after)
             change = (a / b - 1) * 100
+            cb = cpu.get((engine, scenario, "before"), [])
+            ca = cpu.get((engine, scenario, "after"), [])
+            cpu_change = "-"
+            if cb and ca:
+                mb, ma = statistics.median(cb), statistics.median(ca)
+                cpu_change = f"{fmt(mb)} -> {fmt(ma)} ({(ma / mb - 1) * 100:+.1f}%)"
             rows.append(
                 [
                     engine,
@@ -114,10 +125,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                     fmt(a),
                     f"{change:+.1f}%",
                     "met" if change <= 5.0 else "NOT met",
+                    cpu_change,
                     str(len(after)),
                 ]
             )
-    header = ["engine", "scenario", "before ms/step", "after ms/step", "change", "<= +5%", "runs"]
+    header = [
+        "engine",
+        "scenario",
+        "before ms/step",
+        "after ms/step",
+        "change",
+        "<= +5%",
+        "CPU ms/step before -> after",
+        "runs",
+    ]
     table = markdown_table(header, rows)
     print(table)
     for f in failures:

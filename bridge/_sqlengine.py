@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -229,7 +227,11 @@ class SqliteDialect(Dialect):
         self._noun = noun
 
     def insert(self, table: Any) -> Any:
-        return sqlite_insert(table)
+        # Imported here, per dialect: a SQLite process never loads SQLAlchemy's PostgreSQL
+        # dialect (19 modules that every later full garbage collection would walk).
+        from sqlalchemy.dialects.sqlite import insert
+
+        return insert(table)
 
     def explain(self, exc: DBAPIError, action: str) -> str | None:
         return explain_sqlite_error(
@@ -260,7 +262,9 @@ class PostgresDialect(Dialect):
         self._lock_key = schema_lock_key
 
     def insert(self, table: Any) -> Any:
-        return pg_insert(table)
+        from sqlalchemy.dialects.postgresql import insert
+
+        return insert(table)
 
     def lock_schema(self, conn: Connection) -> None:
         # Concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL's catalog;

@@ -15,6 +15,7 @@ by entry-point name, then those registered in code, the first one outermost.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -155,10 +156,24 @@ async def call_activity(
     last: Callable[[ActivityCall], Awaitable[Any]],
 ) -> Any:
     """Run `call` through the chain, ending in `last` (the real attempt)."""
-    if not interceptors:
-        return await last(call)
-    head, rest = interceptors[0], interceptors[1:]
-    return await head.execute_activity(call, lambda c: call_activity(rest, c, last))
+    chain = tuple(interceptors)
+    try:
+        run = _composed(chain, last)
+    except TypeError:  # an unhashable interceptor (a dataclass with eq): compose afresh
+        run = _composed.__wrapped__(chain, last)
+    return await run(call)
+
+
+@functools.lru_cache(maxsize=64)
+def _composed(
+    interceptors: tuple[Interceptor, ...], last: Callable[[ActivityCall], Awaitable[Any]]
+) -> Callable[[ActivityCall], Awaitable[Any]]:
+    """The chain as one callable, built once per (chain, end) instead of once per attempt:
+    every step of every run pays for the chain, so it costs one frame per interceptor."""
+    run = last
+    for interceptor in reversed(interceptors):
+        run = functools.partial(interceptor.execute_activity, next=run)
+    return run
 
 
 async def call_start(

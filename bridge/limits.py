@@ -48,6 +48,10 @@ def check_id(id: str, *, parameter: str = "id") -> None:
 def check_payload(data: Any, *, what: str) -> None:
     """Raise PayloadTooLargeError when JSON data `data` (already encoded by bridge.codec) is
     larger than every engine accepts; `what` names it in the error."""
+    if data is None or isinstance(data, bool | int | float):
+        return  # a scalar: most activity results, checked on every step
+    if isinstance(data, str) and len(data) * 6 + 2 <= MAX_PAYLOAD_BYTES:
+        return  # JSON spells a character in at most 6 bytes (\uXXXX)
     text = codec.dumps(data)
     # A character is at most 4 UTF-8 bytes: most payloads are decided without encoding.
     if len(text) * 4 <= MAX_PAYLOAD_BYTES:
