@@ -38,7 +38,6 @@ from adapters.openai_agents._errors import (
     ModelNotFoundError,
     NonRetryableModelError,
     ScriptError,
-    UnjournaledToolWarning,
 )
 from adapters.openai_agents._model import DurableModel
 from adapters.openai_agents._model_activity import MODEL_CALL
@@ -71,8 +70,7 @@ __all__ = [
     "Script",
     "Reply",
     "ScriptedCall",
-    # Errors and warnings
-    "UnjournaledToolWarning",
+    # Errors
     "ModelNotFoundError",
     "NonRetryableModelError",
     "BlobMissingError",

@@ -150,15 +150,44 @@ def _real_model_available() -> bool:
     )
 
 
-def resolve_model(name: str | None) -> Model:
+#: Model and ModelProvider objects that workflow code put on its agents or run configs, by
+#: the key its journaled requests name (`source`). Workflow code registers them each time it
+#: builds a durable agent (a replay after a crash included), in the process whose worker
+#: runs the call: every backend runs a run's model calls in the process that runs its
+#: workflow code, so the object itself never has to cross a process or enter the journal.
+_sources: dict[str, Model | ModelProvider] = {}
+
+
+def register_source(key: str, source: Model | ModelProvider) -> dict[str, str]:
+    """Keep `source` for model calls that name `key`; what the journaled request records."""
+    _sources[key] = source
+    kind = "provider" if isinstance(source, ModelProvider) else "object"
+    return {kind: key}
+
+
+def resolve_model(name: str | None, source: dict[str, str] | None = None) -> Model:
     """The model a durable call of `name` runs on in this worker.
 
-    Order: the configured provider; a ScriptedModel registered under `name`; OpenAI when a
-    key or base URL is configured. Names are resolved here, in the worker, as Temporal's
-    integration does, so the journal holds a name and never a client object.
+    Order: the Model or ModelProvider object the workflow's agent named (`source`); the
+    configured provider; a ScriptedModel registered under `name`; OpenAI when a key or base
+    URL is configured. Names are resolved here, in the worker, as Temporal's integration
+    does, so the journal holds a name and never a client object.
     """
     from adapters.openai_agents._scripted import registered_scripted_model
 
+    if source:
+        (kind, key), *_ = source.items()
+        found = _sources.get(key)
+        if found is None:
+            raise ModelNotFoundError(
+                f"the model call names the {kind} {key!r}, which no workflow code in this "
+                f"process has registered; the agent's model object is registered when the "
+                f"workflow builds its durable run, so run model calls in the process that "
+                f"runs the workflow (every bridge worker does)"
+            )
+        if isinstance(found, ModelProvider):
+            return found.get_model(name)
+        return found
     name = name or current_settings().default_model
     if _state.provider is not None:
         return _state.provider.get_model(name)

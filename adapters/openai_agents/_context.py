@@ -21,11 +21,10 @@ __all__ = ["AgentRun", "current_run", "workflow_context"]
 
 @dataclass(eq=False)
 class AgentRun:
-    """One `run_agent` call: its workflow, what it has sent by reference, what it warned."""
+    """One durable agent run: its workflow and what it has sent by reference."""
 
     ctx: Context
     chain: ConversationChain = field(default_factory=ConversationChain)
-    warned_tools: set[str] = field(default_factory=set)
 
 
 _current_run: contextvars.ContextVar[AgentRun | None] = contextvars.ContextVar(

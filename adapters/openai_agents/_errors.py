@@ -1,4 +1,4 @@
-"""The errors and the warning the OpenAI Agents adapter raises, each naming what to do."""
+"""The errors the OpenAI Agents adapter raises, each naming what to do."""
 
 from __future__ import annotations
 
@@ -9,12 +9,7 @@ __all__ = [
     "ModelNotFoundError",
     "NonRetryableModelError",
     "ScriptError",
-    "UnjournaledToolWarning",
 ]
-
-
-class UnjournaledToolWarning(UserWarning):
-    """A plain `@function_tool` in a durable run: it runs inside workflow code, unjournaled."""
 
 
 class ModelNotFoundError(BridgeError, NonRetryableError):

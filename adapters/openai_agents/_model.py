@@ -41,8 +41,17 @@ __all__ = ["DurableModel"]
 class DurableModel(Model):
     """Runs each `get_response` as the journaled step `openai_agents.model_call`."""
 
-    def __init__(self, *, model_name: str | None, run: AgentRun, timeout: float | None) -> None:
+    def __init__(
+        self,
+        *,
+        model_name: str | None,
+        run: AgentRun,
+        timeout: float | None,
+        source: dict[str, str] | None = None,
+    ) -> None:
         self.model_name = model_name
+        #: Where the worker finds a model that is not resolved by name (`_config.resolve_model`).
+        self.source = source
         self._run = run
         self._timeout = timeout
 
@@ -86,6 +95,7 @@ class DurableModel(Model):
             "previous_response_id": previous_response_id,
             "conversation_id": conversation_id,
             "timeout": self._timeout,
+            "source": self.source,
             "tracing": None if tracing is ModelTracing.DISABLED else tracing.value,
         }
         request.update({k: v for k, v in optional.items() if v is not None})

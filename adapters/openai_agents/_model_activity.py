@@ -77,7 +77,7 @@ async def model_call(request: dict[str, Any]) -> dict[str, Any]:
     model_input: str | list[Any] = (
         conversation["text"] if "text" in conversation else store.resolve_conversation(conversation)
     )
-    model = _config.resolve_model(request.get("model"))
+    model = _config.resolve_model(request.get("model"), request.get("source"))
     call = model.get_response(
         system_instructions=spec["system_instructions"],
         input=model_input,

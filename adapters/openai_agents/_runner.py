@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import warnings
 from datetime import timedelta
 from typing import Any
 
@@ -36,7 +35,10 @@ from agents import (
     RunContextWrapper,
     RunHooks,
     RunResult,
+    RunResultStreaming,
+    RunState,
     Session,
+    Tool,
     TResponseInputItem,
     UserError,
 )
@@ -45,13 +47,14 @@ from agents.models import get_default_model_settings
 from agents.run import DEFAULT_MAX_TURNS, AgentRunner
 from agents.run_error_handlers import RunErrorHandlers
 
+from adapters.openai_agents._config import register_source
 from adapters.openai_agents._context import (
     AgentRun,
     reset_current_run,
     set_current_run,
     workflow_context,
 )
-from adapters.openai_agents._errors import UnjournaledToolWarning
+from adapters.openai_agents._function_tool import journaled_function_tool
 from adapters.openai_agents._model import DurableModel
 from adapters.openai_agents._scripted import ScriptedModel
 from adapters.openai_agents._tool import activity_of
@@ -59,7 +62,7 @@ from bridge.activity import seconds
 from bridge.errors import BridgeError, OutsideWorkflowError
 from bridge.workflow import Context
 
-__all__ = ["approval_signal", "run_agent"]
+__all__ = ["BridgeAgentRunner", "approval_signal", "run_agent"]
 
 log = logging.getLogger("bridge.openai_agents")
 
@@ -69,14 +72,71 @@ def approval_signal(tool_name: str) -> str:
     return f"approval:{tool_name}"
 
 
+class BridgeAgentRunner(AgentRunner):
+    """The SDK's default runner in a process that runs bridge workflows (see `_install.py`).
+
+    `Runner.run` from workflow code is `run_agent`; from anywhere else it is the runner that
+    was the default before (the SDK's own, or one a user installed), so plain SDK code and
+    unit tests behave exactly as without the bridge.
+    """
+
+    def __init__(self, *, fallback: AgentRunner | None = None) -> None:
+        super().__init__()
+        self._fallback = fallback if fallback is not None else AgentRunner()
+
+    async def run(
+        self,
+        starting_agent: Agent[Any],
+        input: str | list[TResponseInputItem] | RunState[Any],
+        **kwargs: Any,
+    ) -> RunResult:
+        if workflow_context() is None:
+            return await self._fallback.run(starting_agent, input, **kwargs)
+        return await run_agent(starting_agent, input, **kwargs)
+
+    def run_sync(
+        self,
+        starting_agent: Agent[Any],
+        input: str | list[TResponseInputItem] | RunState[Any],
+        **kwargs: Any,
+    ) -> RunResult:
+        if workflow_context() is not None:
+            raise UserError(
+                f"Runner.run_sync(agent {starting_agent.name!r}) was called from workflow "
+                f"code, which already runs in an event loop; use `await Runner.run(...)`"
+            )
+        return self._fallback.run_sync(starting_agent, input, **kwargs)
+
+    def run_streamed(
+        self,
+        starting_agent: Agent[Any],
+        input: str | list[TResponseInputItem] | RunState[Any],
+        **kwargs: Any,
+    ) -> RunResultStreaming:
+        ctx = workflow_context()
+        if ctx is None:
+            return self._fallback.run_streamed(starting_agent, input, **kwargs)
+        _refuse_session(kwargs.get("session"), starting_agent)
+        run = AgentRun(ctx=ctx)
+        converter = _Converter(run, _run_config(kwargs.get("run_config")))
+        agent = converter.agent(starting_agent)
+        options = {**kwargs, "run_config": converter.run_config}
+        # The streamed loop runs in a task the SDK creates now, so it inherits this run.
+        token = set_current_run(run)
+        try:
+            return AgentRunner().run_streamed(agent, input, **options)
+        finally:
+            reset_current_run(token)
+
+
 async def run_agent(
     starting_agent: Agent[Any],
-    input: str | list[TResponseInputItem],
+    input: str | list[TResponseInputItem] | RunState[Any],
     *,
     context: Any = None,
-    max_turns: int = DEFAULT_MAX_TURNS,
+    max_turns: int | None = DEFAULT_MAX_TURNS,
     hooks: RunHooks[Any] | None = None,
-    run_config: RunConfig | None = None,
+    run_config: RunConfig | dict[str, Any] | None = None,
     error_handlers: RunErrorHandlers[Any] | None = None,
     previous_response_id: str | None = None,
     auto_previous_response_id: bool = False,
@@ -100,16 +160,12 @@ async def run_agent(
             f"call it from an @bridge.workflow function, which journals its model and tool "
             f"calls (outside a workflow, use agents.Runner.run)"
         )
-    if session is not None:
-        raise UserError(
-            "run_agent does not take a session: the workflow's journal already keeps the "
-            "conversation; pass the previous result's to_input_list() as input instead"
-        )
+    _refuse_session(session, starting_agent)
     wait = seconds(approval_timeout, what="run_agent approval_timeout")
     run = AgentRun(ctx=ctx)
     token = set_current_run(run)
     try:
-        converter = _Converter(run, run_config)
+        converter = _Converter(run, _run_config(run_config))
         agent = converter.agent(starting_agent)
         options: dict[str, Any] = {
             "context": context,
@@ -144,6 +200,23 @@ async def run_agent(
         raise
     finally:
         reset_current_run(token)
+
+
+def _refuse_session(session: Session | None, agent: Agent[Any]) -> None:
+    if session is not None:
+        raise UserError(
+            f"a session was passed to the run of agent {agent.name!r} in a bridge workflow, "
+            f"where its reads and writes would not be journaled; the workflow's journal "
+            f"already keeps the conversation: pass the previous result's to_input_list() as "
+            f"input instead"
+        )
+
+
+def _run_config(run_config: RunConfig | dict[str, Any] | None) -> RunConfig | None:
+    """`RunOptions` allows a dict for the run config, as the SDK's own runner does."""
+    if isinstance(run_config, dict):
+        return RunConfig(**run_config)
+    return run_config
 
 
 def _bridge_cause(exc: BaseException) -> BridgeError | None:
@@ -191,16 +264,15 @@ class _Converter:
         self._run = run
         self._seen: dict[int, Agent[Any]] = {}
         rc = run_config or RunConfig(tracing_disabled=True)
+        # A provider given in the run config resolves this run's model names, as in the SDK
+        # (the SDK's default MultiProvider leaves them to the worker's configuration).
+        self._provider: dict[str, str] | None = None
         if type(rc.model_provider) is not MultiProvider:
-            raise UserError(
-                "run_config.model_provider would be ignored: in a durable run the worker "
-                "resolves model names; pass the provider to adapters.openai_agents.configure("
-                "model_provider=...) where the worker starts"
-            )
-        self._override: str | None = None
+            self._provider = register_source(_type_key(rc.model_provider), rc.model_provider)
+        self._override: tuple[str | None, dict[str, str] | None] | None = None
         self._override_is_model = False
         if rc.model is not None:
-            self._override = _model_name(rc.model, where="run_config.model")
+            self._override = self._model(rc.model, key="run_config")
             self._override_is_model = isinstance(rc.model, Model)
         rc_settings = rc.model_settings
         self._rc_timeout = rc_settings.timeout if rc_settings is not None else None
@@ -209,6 +281,22 @@ class _Converter:
             model=None,  # every agent carries its durable model (with this name) instead
             model_settings=_without_retry(rc_settings) if rc_settings is not None else None,
         )
+
+    def _model(
+        self, model: str | Model | None, *, key: str
+    ) -> tuple[str | None, dict[str, str] | None]:
+        """What a durable call journals: a model name, and where the worker finds the model
+        when it is not the worker's to resolve by name (a Model object on the agent, or the
+        run config's provider), never a client object."""
+        if isinstance(model, ScriptedModel):
+            return model.name, None
+        if isinstance(model, Model):
+            name = getattr(model, "model", None)
+            return (
+                name if isinstance(name, str) else type(model).__name__,
+                register_source(f"{_type_key(model)}@{key}", model),
+            )
+        return model, self._provider
 
     def agent(self, agent: Agent[Any]) -> Agent[Any]:
         known = self._seen.get(id(agent))
@@ -221,22 +309,23 @@ class _Converter:
                 f"agent {agent.name!r} has MCP servers, whose calls would run unjournaled in "
                 f"workflow code; wrap what they do in bridge activities (activity_as_tool)"
             )
-        name = (
+        name, source = (
             self._override
             if self._override is not None
-            else _model_name(agent.model, where=f"agent {agent.name!r}")
+            else self._model(agent.model, key=f"agent:{agent.name}")
         )
         settings = self._settings(agent)
         durable = dataclasses.replace(agent)
         self._seen[id(agent)] = durable  # before the handoffs: they may lead back here
         durable.model = DurableModel(
             model_name=name,
+            source=source,
             run=self._run,
             timeout=self._rc_timeout if self._rc_timeout is not None else settings.timeout,
         )
         durable.model_settings = _without_retry(settings)
         durable.handoffs = [self._handoff(h) for h in agent.handoffs]
-        self._warn_plain_tools(agent)
+        durable.tools = [self._tool(t, agent) for t in agent.tools]
         return durable
 
     def _settings(self, agent: Agent[Any]) -> ModelSettings:
@@ -252,7 +341,7 @@ class _Converter:
             return (
                 ModelSettings()
                 if self._override_is_model
-                else get_default_model_settings(self._override)
+                else get_default_model_settings(self._override[0])
             )
         return implicit
 
@@ -266,35 +355,20 @@ class _Converter:
 
         return dataclasses.replace(handoff, on_invoke_handoff=on_invoke)
 
-    def _warn_plain_tools(self, agent: Agent[Any]) -> None:
-        for tool in agent.tools:
-            if not isinstance(tool, FunctionTool) or activity_of(tool) is not None:
-                continue
-            if tool.name in self._run.warned_tools:
-                continue
-            self._run.warned_tools.add(tool.name)
-            warnings.warn(
-                f"tool {tool.name!r} of agent {agent.name!r} in workflow "
-                f"{self._run.ctx.workflow_id!r} is a plain function tool: it runs inside the "
-                f"workflow code, is not journaled and runs again on every replay; make it a "
-                f"bridge activity and pass activity_as_tool(...) to the agent",
-                UnjournaledToolWarning,
-                stacklevel=4,
-            )
+    def _tool(self, tool: Tool, agent: Agent[Any]) -> Tool:
+        """Plain function tools become journaled steps; activity tools already are, and an
+        `agent.as_tool()` runs a nested run whose model calls are journaled themselves."""
+        if (
+            not isinstance(tool, FunctionTool)
+            or activity_of(tool) is not None
+            or tool._is_agent_tool
+        ):
+            return tool
+        return journaled_function_tool(tool, agent=agent.name)
 
 
-def _model_name(model: str | Model | None, *, where: str) -> str | None:
-    """What a durable call journals: a name the worker resolves, never a client object."""
-    if model is None or isinstance(model, str):
-        return model
-    if isinstance(model, ScriptedModel):
-        return model.name
-    raise UserError(
-        f"{where} is a {type(model).__name__} object; a durable run journals a model name that "
-        f"the worker resolves: give the model's name (e.g. model='gpt-4o-mini') and, for a "
-        f"custom client, pass model_provider= to adapters.openai_agents.configure() where the "
-        f"worker starts"
-    )
+def _type_key(obj: object) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def _without_retry(settings: ModelSettings) -> ModelSettings:

@@ -7,8 +7,9 @@ any function tool. What the wrapper adds over `temporalio.openai_agents.workflow
 
 - the call is `ctx.run(activity, ...)` on whichever backend runs the workflow, with the
   activity's own retry policy and timeout, and needs no separate worker registration;
-- the result reaches the model as JSON from `bridge.codec` (a dataclass arrives as its
-  fields, not as its Python repr);
+- the result is journaled as JSON and decoded back to the activity's declared return type
+  before the SDK sees it, so `tool_use_behavior` functions, `StopAtTools` and what the model
+  reads are exactly as with the plain function (live or replayed);
 - outside a workflow it refuses to run by default, because silently running a "durable"
   tool non-durably is the bug users report against peer integrations (strict=False opts in).
 """
@@ -25,7 +26,6 @@ from agents import FunctionTool, RunContextWrapper, function_tool
 from agents.tool import ToolErrorFunction, default_tool_error_function
 
 from adapters.openai_agents._context import workflow_context
-from bridge import codec
 from bridge._execute import run_attempt
 from bridge.activity import ActivityDefinition, as_activity
 from bridge.errors import (
@@ -87,7 +87,7 @@ def activity_as_tool(
         )
 
     @functools.wraps(defn.fn)
-    async def invoke(*args: Any, **kwargs: Any) -> str:
+    async def invoke(*args: Any, **kwargs: Any) -> Any:
         ctx = workflow_context()
         if ctx is None:
             if strict:
@@ -107,8 +107,8 @@ def activity_as_tool(
                 attempt=1,
                 interceptors=(),
             )
-            return _model_text(defn, defn.shape.decode_result(out))
-        return _model_text(defn, await ctx.run(defn, *args, **kwargs))
+            return defn.shape.decode_result(out)
+        return await ctx.run(defn, *args, **kwargs)
 
     # The schema is the activity's (minus the idempotency key the runtime supplies).
     invoke.__signature__ = defn.shape.signature  # type: ignore[attr-defined]
@@ -129,13 +129,6 @@ def activity_as_tool(
 def activity_of(tool: Any) -> ActivityDefinition[..., Any] | None:
     """The activity behind a tool made by `activity_as_tool`, else None."""
     return getattr(getattr(tool, "__wrapped__", None), _MARK, None)
-
-
-def _model_text(defn: ActivityDefinition[..., Any], value: Any) -> str:
-    """A string result as is (JSON would only add quotes); anything else as codec JSON."""
-    if isinstance(value, str):
-        return value
-    return codec.encode(value, defn.shape.return_type, where=f"tool {defn.name!r} result")
 
 
 def _stop_on_fatal(report: ToolErrorFunction) -> ToolErrorFunction:

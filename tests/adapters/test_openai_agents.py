@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import subprocess
 import sys
 import time
@@ -38,7 +37,6 @@ from adapters.openai_agents import (
     Script,
     ScriptedModel,
     ScriptedModelProvider,
-    UnjournaledToolWarning,
     activity_as_tool,
     approval_signal,
     blob_store,
@@ -166,12 +164,11 @@ async def test_same_agent_same_history_on_every_backend(request: pytest.FixtureR
         ], name
         # One model call per turn, none repeated.
         assert RESEARCH_MODEL.invocations(id) == [0, 1, 2], name
-        # Results reach the model as bridge.codec JSON, not as str(result).
+        # Results reach the model as with the plain SDK: the typed result (decoded from the
+        # journal back to list[Source]) as text.
         outputs = tool_outputs(RESEARCH_MODEL, id)
-        assert json.loads(outputs[0]) == [
-            {"url": "https://example.com/otters/0", "title": "otters #0"},
-            {"url": "https://example.com/otters/1", "title": "otters #1"},
-        ]
+        sources = [Source(f"https://example.com/otters/{i}", f"otters #{i}") for i in (0, 1)]
+        assert outputs[0] == str(sources)
         assert outputs[1:] == [
             "the text of https://example.com/otters/0",
             "the text of https://example.com/otters/1",
@@ -646,18 +643,15 @@ async def counting(ctx: bridge.Context) -> str:
     return str((await run_agent(plain_agent, "count")).final_output)
 
 
-async def test_plain_function_tool_is_warned_about_once_per_run(client: bridge.Client) -> None:
+async def test_plain_function_tool_is_a_journaled_step(client: bridge.Client) -> None:
     id = f"plain-{client.backend_name}"
-    with pytest.warns(UnjournaledToolWarning) as caught:
-        async with client.worker([counting]):
-            assert await client.execute(counting, id=id, timeout=60) == "done"
-    mine = [w for w in caught if id in str(w.message)]
-    assert len(mine) == 1, [str(w.message) for w in caught]
-    assert "'word_count'" in str(mine[0].message) and "activity_as_tool" in str(mine[0].message)
-    # It ran (twice, in workflow code), but no step records it.
+    async with client.worker([counting]):
+        assert await client.execute(counting, id=id, timeout=60) == "done"
+    # The model saw what it sees from the plain SDK: the int result as text.
     outputs = tool_outputs(PLAIN_MODEL, id)
     assert (outputs[0], outputs[-1]) == ("3", "2")
-    assert "word_count" not in bridge.history.step_sequence(await client.history(id))
+    steps = bridge.history.step_sequence(await client.history(id))
+    assert steps.count("openai_agents.function_tool") == 2, steps
 
 
 # -- outside a workflow ---------------------------------------------------------------------
@@ -763,7 +757,6 @@ ADAPTER_ALL = [
     "ScriptedCall",
     "ScriptedModel",
     "ScriptedModelProvider",
-    "UnjournaledToolWarning",
     "activity_as_tool",
     "approval_signal",
     "blob_store",
