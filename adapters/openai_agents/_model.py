@@ -20,7 +20,6 @@ from agents import (
     ModelTracing,
     Tool,
     TResponseInputItem,
-    UserError,
 )
 from agents.items import TResponseStreamEvent
 from openai.types.responses.response_prompt_param import ResponsePromptParam
@@ -33,13 +32,15 @@ from adapters.openai_agents._model_activity import (
     describe_tool,
     model_call_activity,
 )
+from adapters.openai_agents._stream_events import decode_event
 from bridge import codec
 
 __all__ = ["DurableModel"]
 
 
 class DurableModel(Model):
-    """Runs each `get_response` as the journaled step `openai_agents.model_call`."""
+    """Runs each `get_response` (and each `stream_response`) as the journaled step
+    `openai_agents.model_call`."""
 
     def __init__(
         self,
@@ -55,7 +56,7 @@ class DurableModel(Model):
         self._run = run
         self._timeout = timeout
 
-    async def get_response(
+    def _request(
         self,
         system_instructions: str | None,
         input: str | list[TResponseInputItem],
@@ -68,7 +69,7 @@ class DurableModel(Model):
         previous_response_id: str | None,
         conversation_id: str | None,
         prompt: ResponsePromptParam | None,
-    ) -> ModelResponse:
+    ) -> dict[str, Any]:
         chain = self._run.chain
         spec = {
             "system_instructions": system_instructions,
@@ -99,11 +100,18 @@ class DurableModel(Model):
             "tracing": None if tracing is ModelTracing.DISABLED else tracing.value,
         }
         request.update({k: v for k, v in optional.items() if v is not None})
-        data = await self._run.ctx.run(model_call_activity(), request)
-        return decode_response(data)
+        return request
 
-    def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[TResponseStreamEvent]:
-        raise UserError(
-            "durable agent runs are not streamed: run_agent runs the agent with Runner.run, "
-            "each model call one journaled step"
-        )
+    async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
+        request = self._request(*args, **kwargs)
+        return decode_response(await self._run.ctx.run(model_call_activity(), request))
+
+    async def stream_response(  # type: ignore[override]
+        self, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        """The model's stream events, recorded whole as one journaled step: they arrive when
+        the call has finished (not token by token), the same on every replay."""
+        request = {**self._request(*args, **kwargs), "stream": True}
+        data = await self._run.ctx.run(model_call_activity(), request)
+        for event in data["events"]:
+            yield decode_event(event)

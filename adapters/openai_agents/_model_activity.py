@@ -18,6 +18,7 @@ backend (on Temporal it is served by the backend's neutral activity shim, so the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
 from agents import (
@@ -35,11 +36,12 @@ from agents import (
     Usage,
     WebSearchTool,
 )
-from agents.items import TResponseOutputItem
+from agents.items import TResponseOutputItem, TResponseStreamEvent
 from openai import APIStatusError
 
 from adapters.openai_agents import _config
 from adapters.openai_agents._errors import NonRetryableModelError
+from adapters.openai_agents._stream_events import encode_event
 from bridge import codec
 from bridge.activity import ActivityDefinition, activity
 
@@ -78,7 +80,7 @@ async def model_call(request: dict[str, Any]) -> dict[str, Any]:
         conversation["text"] if "text" in conversation else store.resolve_conversation(conversation)
     )
     model = _config.resolve_model(request.get("model"), request.get("source"))
-    call = model.get_response(
+    arguments: dict[str, Any] = dict(
         system_instructions=spec["system_instructions"],
         input=model_input,
         model_settings=codec.from_jsonable(
@@ -94,10 +96,20 @@ async def model_call(request: dict[str, Any]) -> dict[str, Any]:
     )
     timeout = request.get("timeout")
     try:
+        if request.get("stream"):
+            # The whole stream is the step's result: the workflow yields these events, the
+            # same live and on replay (see _stream_events.py).
+            collect = _collect(model.stream_response(**arguments))
+            return {"events": await (asyncio.wait_for(collect, timeout) if timeout else collect)}
+        call = model.get_response(**arguments)
         response = await (asyncio.wait_for(call, timeout) if timeout else call)
     except APIStatusError as exc:
         _raise_for_status(exc, request.get("model"))
     return encode_response(response)
+
+
+async def _collect(stream: AsyncIterator[TResponseStreamEvent]) -> list[dict[str, Any]]:
+    return [encode_event(event) async for event in stream]
 
 
 def _raise_for_status(exc: APIStatusError, model: str | None) -> NoReturn:

@@ -13,7 +13,10 @@ until `bridge signal ID approval:<tool> true` (or `false`, or
 `{"approved": false, "message": "why"}`) arrives. A rejection reaches the model as the
 tool's result, as in the SDK.
 
-Streaming, sessions and MCP servers are not durable yet and are refused with a clear error.
+`Runner.run_streamed` in workflow code streams too: each model call is one journaled step
+whose result is the model's stream events, yielded when the call has finished and the same
+on every replay. Sessions and MCP servers are not durable yet and are refused with a clear
+error.
 """
 
 from __future__ import annotations

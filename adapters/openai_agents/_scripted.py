@@ -41,7 +41,6 @@ from agents import (
     Tool,
     TResponseInputItem,
     Usage,
-    UserError,
 )
 from agents.items import TResponseStreamEvent
 from agents.util._transforms import transform_string_function_style
@@ -53,6 +52,7 @@ from openai.types.responses import (
 from openai.types.responses.response_prompt_param import ResponsePromptParam
 
 from adapters.openai_agents._errors import ScriptError
+from adapters.openai_agents._stream_events import events_of
 from bridge import codec
 from bridge.activity import activity_info, registering
 from bridge.errors import OutsideWorkflowError
@@ -300,8 +300,13 @@ class ScriptedModel(Model):
             status="completed",
         )
 
-    def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[TResponseStreamEvent]:
-        raise UserError(f"ScriptedModel {self.name!r} does not stream; use Runner.run")
+    async def stream_response(  # type: ignore[override]
+        self, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        """The scripted answer as the Responses API would stream it (one text delta per
+        part), so `Runner.run_streamed` works offline."""
+        for event in events_of(await self.get_response(*args, **kwargs), model=self.name):
+            yield event
 
 
 class ScriptedModelProvider(ModelProvider):

@@ -20,6 +20,7 @@ from agents import (
     Model,
     ModelProvider,
     ModelResponse,
+    RawResponsesStreamEvent,
     RunConfig,
     RunContextWrapper,
     Runner,
@@ -29,6 +30,7 @@ from agents import (
     function_tool,
     set_tracing_disabled,
 )
+from openai.types.responses import ResponseTextDeltaEvent
 from pydantic import BaseModel
 
 import bridge
@@ -241,6 +243,44 @@ async def test_a_run_config_model_provider_resolves_the_names(client: bridge.Cli
     assert bridge.history.step_sequence(history) == [MODEL_CALL]
     request = next(e.args["request"] for e in history if e.name == MODEL_CALL and e.args)
     assert request["model"] == "house-model" and set(request["source"]) == {"provider"}
+
+
+# -- streaming --------------------------------------------------------------------------------
+STREAM_MODEL = ScriptedModel(
+    [Script.tool_call("get_weather", {"city": "Oslo"}), Script.text("Oslo is mild today.")],
+    name="u-stream",
+)
+streaming_agent = Agent(name="streamer", model=STREAM_MODEL, tools=[get_weather])
+
+
+async def stream_text(agent: Agent[Any]) -> str:
+    """What the SDK's routing example does: print the text deltas of a streamed run."""
+    result = Runner.run_streamed(agent, input="Weather in Oslo?")
+    deltas = []
+    async for event in result.stream_events():
+        if isinstance(event, RawResponsesStreamEvent) and isinstance(
+            event.data, ResponseTextDeltaEvent
+        ):
+            deltas.append(event.data.delta)
+    return f"{''.join(deltas)}|{result.final_output}"
+
+
+@bridge.workflow(name="u_streamed")
+async def streamed(ctx: bridge.Context) -> str:
+    return await stream_text(streaming_agent)
+
+
+async def test_run_streamed_unchanged_streams_from_journaled_steps(client: bridge.Client) -> None:
+    id = f"streamed-{client.backend_name}"
+    async with client.worker([streamed]):
+        out = await client.execute(streamed, id=id, timeout=60)
+    assert out == "Oslo is mild today.|Oslo is mild today."
+    steps = bridge.history.step_sequence(await client.history(id))
+    assert steps == [MODEL_CALL, FUNCTION_TOOL, MODEL_CALL], steps
+    assert weather_calls() == ["Oslo"]
+    # The same program outside a workflow (the plain SDK) gives the same.
+    plain = streaming_agent.clone(model=ScriptedModel(STREAM_MODEL.steps, name="u-stream-p"))
+    assert await stream_text(plain) == out
 
 
 # -- refusals name what is refused and what to do -------------------------------------------
