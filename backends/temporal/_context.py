@@ -135,6 +135,16 @@ class TemporalContext(Context):
     def attempt(self) -> int:
         return self._attempt
 
+    @property
+    def is_replaying(self) -> bool:
+        """Temporal's own answer: True while the worker re-applies history it already has.
+
+        `is_replaying_history_events` rather than `is_replaying`: the two agree for workflow
+        code, and the former is not made True by a query or update validator running during
+        a replay, which is not a re-execution of the journal.
+        """
+        return workflow.unsafe.is_replaying_history_events()
+
     def _take_index(self) -> int:
         idx = self._next
         self._next += 1
@@ -328,7 +338,7 @@ async def execute(signals: dict[str, deque[Any]], args: Sequence[Any]) -> Any:
         raise
     except Exception as exc:
         raise temporalio.exceptions.ApplicationError(
-            str(exc), type=type(exc).__name__, non_retryable=True
+            _message(exc, defn.name), type=type(exc).__name__, non_retryable=True
         ) from None
     finally:
         # A run dropped from a stopped worker's cache is closed later by the garbage
@@ -336,6 +346,24 @@ async def execute(signals: dict[str, deque[Any]], args: Sequence[Any]) -> Any:
         # own task Context, which nothing else sees, so there is nothing to reset then.
         with contextlib.suppress(ValueError):
             _current_context.reset(token)
+
+
+def _message(exc: Exception, workflow_name: str) -> str:
+    """What the run's failure says. Temporal's workflow event loop answers what it cannot do
+    deterministically (threads, sockets, subprocesses: `asyncio.to_thread`, an HTTP client)
+    with asyncio's bare `NotImplementedError()`, which would reach the user as an empty
+    message; say what happened and where to move the code instead."""
+    text = str(exc)
+    if text:
+        return text
+    if isinstance(exc, NotImplementedError):
+        return (
+            f"workflow {workflow_name!r} called an asyncio operation that Temporal's workflow "
+            f"event loop does not provide (a thread, a socket or a subprocess: "
+            f"asyncio.to_thread, an HTTP client, a sync tool run in a thread); do that work "
+            f"in a bridge activity (ctx.run), whose calls are journaled steps"
+        )
+    return f"{type(exc).__name__} raised with no message in workflow {workflow_name!r}"
 
 
 async def _call(

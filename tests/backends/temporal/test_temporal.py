@@ -186,6 +186,25 @@ async def test_signals_to_unknown_or_finished_runs(temporal_settings: dict[str, 
         await client.signal("finished-1", "approve", True)
 
 
+@bridge.workflow(name="t_uses_a_thread")
+async def uses_a_thread(ctx: bridge.Context) -> int:
+    return await asyncio.to_thread(len, "abc")
+
+
+async def test_what_the_workflow_loop_cannot_do_is_named_not_an_empty_error(
+    temporal_settings: dict[str, Any],
+) -> None:
+    """asyncio's bare NotImplementedError() from Temporal's workflow event loop (a thread, a
+    socket) reaches the user as what happened and what to do, never as an empty message."""
+    client = await bridge.connect(temporal_settings)
+    async with client.worker([uses_a_thread]):
+        with pytest.raises(bridge.WorkflowFailedError) as caught:
+            await client.execute(uses_a_thread, id="thread-1", timeout=20)
+    message = str(caught.value)
+    assert "NotImplementedError" in message and "asyncio.to_thread" in message, message
+    assert "bridge activity" in message, message
+
+
 async def test_an_id_used_by_another_workflow_is_refused(
     temporal_settings: dict[str, Any],
 ) -> None:
