@@ -30,7 +30,10 @@ def install() -> None:
     from agents.run import get_default_agent_runner, set_default_agent_runner
 
     from adapters.openai_agents._runner import BridgeAgentRunner
+    from adapters.openai_agents._tracing import prepare_tracing
 
+    # Here, where the worker starts: inside Temporal's sandbox the SDK's lazy set-up fails.
+    prepare_tracing()
     current = get_default_agent_runner()
     if isinstance(current, BridgeAgentRunner):
         return

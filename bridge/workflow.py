@@ -47,6 +47,23 @@ class Context(abc.ABC):
         Not replay-safe: use it for logging, not to choose a path.
         """
 
+    @property
+    def is_replaying(self) -> bool:
+        """True while workflow code re-executes what the journal already holds.
+
+        That is, the next step the code would take is already recorded (its outcome, or a
+        wait that began), so the code running now ran before, in an earlier execution;
+        False once the code runs past the journal, live. Framework glue reads it to keep
+        side effects that are not steps (an agent's hooks, exported trace spans) from
+        happening again on every replay. Never choose a workflow path by it: the path
+        must be the same on replay and live.
+
+        Not abstract, so a backend written before it existed keeps working; the default
+        (False: always live) suits a backend that never re-executes workflow code, and a
+        backend that replays overrides it.
+        """
+        return False
+
     @abc.abstractmethod
     def run(self, activity: ActivityDefinition[P, R], *args: Any, **kwargs: Any) -> Awaitable[R]:
         """Run `activity` as a journaled step; its index is taken when `run` is called."""

@@ -21,6 +21,7 @@ re-imports this module for every run.
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import os
@@ -160,7 +161,8 @@ def _search(items: list[Any]) -> Any:
 
 
 def _extract_each(items: list[Any]) -> Any:
-    urls = json.loads(_outputs(items)[_calls(items, "search_web")[-1]["call_id"]])
+    # The model reads a tool's result as the SDK shows it: str() of the list of URLs.
+    urls = ast.literal_eval(_outputs(items)[_calls(items, "search_web")[-1]["call_id"]])
     return Script.tool_calls(*(("extract_content", {"url": u}) for u in urls))
 
 

@@ -8,6 +8,7 @@ the plain `Runner.run` inside a workflow still finds the workflow through bridge
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from dataclasses import dataclass, field
 
@@ -41,7 +42,10 @@ def set_current_run(run: AgentRun | None) -> contextvars.Token[AgentRun | None]:
 
 
 def reset_current_run(token: contextvars.Token[AgentRun | None]) -> None:
-    _current_run.reset(token)
+    # A Temporal run evicted from a stopped worker's cache is closed later by the garbage
+    # collector, in another Context, where the token does not apply and nothing is to reset.
+    with contextlib.suppress(ValueError):
+        _current_run.reset(token)
 
 
 def _in_activity() -> bool:

@@ -58,6 +58,7 @@ from adapters.openai_agents._context import (
     workflow_context,
 )
 from adapters.openai_agents._function_tool import journaled_function_tool
+from adapters.openai_agents._hooks import replay_safe, replay_safe_agent_hooks
 from adapters.openai_agents._model import DurableModel
 from adapters.openai_agents._scripted import ScriptedModel
 from adapters.openai_agents._tool import activity_of
@@ -123,7 +124,11 @@ class BridgeAgentRunner(AgentRunner):
         run = AgentRun(ctx=ctx)
         converter = _Converter(run, _run_config(kwargs.get("run_config")))
         agent = converter.agent(starting_agent)
-        options = {**kwargs, "run_config": converter.run_config}
+        options = {
+            **kwargs,
+            "run_config": converter.run_config,
+            "hooks": replay_safe(kwargs.get("hooks")),
+        }
         # The streamed loop runs in a task the SDK creates now, so it inherits this run.
         token = set_current_run(run)
         try:
@@ -153,8 +158,9 @@ async def run_agent(
     signal; when it passes the tool call is rejected (default: wait as long as it takes).
     Model calls are retried and timed out by the worker's `AgentSettings` (the activity's
     policy), so `ModelSettings.retry` is not used here; `ModelSettings.timeout` bounds one
-    attempt. SDK tracing is off when no `run_config` is given, because a replayed run would
-    export its spans again on every replay.
+    attempt. SDK tracing and the run's hooks work as in the SDK, replay-safe: spans and
+    hook calls of steps answered from the journal are not made again (`_tracing.py`,
+    `_hooks.py`).
     """
     ctx = workflow_context()
     if ctx is None:
@@ -173,7 +179,7 @@ async def run_agent(
         options: dict[str, Any] = {
             "context": context,
             "max_turns": max_turns,
-            "hooks": hooks,
+            "hooks": replay_safe(hooks),
             "run_config": converter.run_config,
             "error_handlers": error_handlers,
             "previous_response_id": previous_response_id,
@@ -266,7 +272,7 @@ class _Converter:
     def __init__(self, run: AgentRun, run_config: RunConfig | None) -> None:
         self._run = run
         self._seen: dict[int, Agent[Any]] = {}
-        rc = run_config or RunConfig(tracing_disabled=True)
+        rc = run_config or RunConfig()
         # A provider given in the run config resolves this run's model names, as in the SDK
         # (the SDK's default MultiProvider leaves them to the worker's configuration).
         self._provider: dict[str, str] | None = None
@@ -319,6 +325,7 @@ class _Converter:
         )
         settings = self._settings(agent)
         durable = dataclasses.replace(agent)
+        durable.hooks = replay_safe_agent_hooks(agent.hooks)
         self._seen[id(agent)] = durable  # before the handoffs: they may lead back here
         durable.model = DurableModel(
             model_name=name,

@@ -128,6 +128,9 @@ class JournaledContext(Context):
         self._id = workflow_id
         self._journal = journal
         self._steps = {s.idx: s for s in steps}
+        # Indices below this were recorded before this execution began (a final outcome, a
+        # retrying step, a wait begun): code that runs before taking them ran before.
+        self._replay_until = max(self._steps, default=-1) + 1
         self._next = 0
         self._clock = started_at
         seed = int.from_bytes(hashlib.sha256(workflow_id.encode()).digest()[:8], "big")
@@ -147,6 +150,13 @@ class JournaledContext(Context):
     @property
     def attempt(self) -> int:
         return self._attempt
+
+    @property
+    def is_replaying(self) -> bool:
+        """True until the code takes the last index the journal held when this execution
+        began. A step or wait written during this execution does not count: the code
+        before it is running for the first time."""
+        return self._next < self._replay_until
 
     # -- journal plumbing -------------------------------------------------------------
     def _take_index(self) -> int:

@@ -311,3 +311,27 @@ async def test_run_sync_and_sessions_in_a_workflow_are_refused_clearly(
         assert "Runner.run_sync" in refused and "await Runner.run" in refused
         refused = await client.execute(session_inside, id="session", timeout=60)
         assert "session" in refused and "to_input_list()" in refused
+
+
+def test_a_streamed_event_missing_a_required_field_is_read_as_the_client_reads_it() -> None:
+    """An OpenAI-compatible server may leave out what the openai types require (here the
+    response's created_at, model, tools...): the client accepts such a stream live, so the
+    journaled events must decode too, nested objects included."""
+    from adapters.openai_agents._stream_events import decode_event
+
+    message = {
+        "type": "message",
+        "id": "m",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": "hi", "annotations": []}],
+    }
+    event = decode_event(
+        {
+            "type": "response.completed",
+            "sequence_number": 1,
+            "response": {"id": "r", "object": "response", "output": [message]},
+        }
+    )
+    assert event.type == "response.completed"
+    assert event.response.output[0].content[0].text == "hi"
