@@ -371,9 +371,18 @@ def list_(
 def history(
     id: str,
     as_json: Annotated[bool, typer.Option("--json", help="The neutral history as JSON.")] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Print events as they are journaled until the run ends."
+        ),
+    ] = False,
     backend: BackendOption = None,
 ) -> None:
     """Show the event timeline of workflow ID."""
+    if follow:
+        _run(_settings(backend), lambda c: _follow(c, id, as_json=as_json))
+        return
     events = _run(_settings(backend), lambda c: c.history(id))
     if as_json:
         print(to_json(events))
@@ -530,6 +539,24 @@ def _detail(e: HistoryEvent) -> str:
     if e.args is not None:
         return _short(e.args)
     return ""
+
+
+async def _follow(client: Client, id: str, *, as_json: bool) -> None:
+    """One line per event (JSON lines with --json), printed as it arrives: a table cannot be
+    drawn before its last row is known."""
+    async for e in client.follow(id):
+        if as_json:
+            print(json.dumps(e.to_dict(), ensure_ascii=False), flush=True)
+            continue
+        step = "" if e.step is None else f" step {e.step}"
+        name = f" {e.name}" if e.name else ""
+        attempt = "" if e.attempt is None else f" attempt {e.attempt}"
+        out.print(
+            f"{e.time.strftime('%H:%M:%S.%f')[:-3]} {e.type.value}{step}{name}{attempt}"
+            f"  {_detail(e)}",
+            style=_EVENT_STYLE.get(e.type),
+            highlight=False,
+        )
 
 
 def _timeline(events: Iterable[HistoryEvent]) -> Table:

@@ -6,8 +6,9 @@ with the parameter's name, before anything reaches an engine.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -195,6 +196,27 @@ class Client:
 
     async def history(self, id: str) -> list[HistoryEvent]:
         return await self.backend.history(id)
+
+    async def follow(self, id: str, *, poll: float = 0.5) -> AsyncIterator[HistoryEvent]:
+        """The events of run `id` as they are journaled, those so far first, until it ends.
+
+        Polls the history (every engine can give it; none pushes it to a client), so an
+        event shows up within `poll` seconds of being journaled. A running agent's model
+        calls, tool calls and streamed model events (each streamed call's events are its
+        step's result) can be followed this way from another process.
+        """
+        seen: set[str] = set()
+        while True:
+            # The status first: once final, one more read of the history has every event.
+            final = (await self.backend.describe(id)).status.is_terminal
+            for event in await self.backend.history(id):
+                key = codec.dumps(event.to_dict())
+                if key not in seen:
+                    seen.add(key)
+                    yield event
+            if final:
+                return
+            await asyncio.sleep(poll)
 
     async def list(
         self, *, status: Status | str | None = None, limit: int = 100

@@ -158,6 +158,27 @@ def test_start_signal_and_worker(cli: Cli) -> None:
     assert "worker stopped" in stderr
 
 
+def test_history_follow_prints_events_as_they_happen_until_the_run_ends(cli: Cli) -> None:
+    cli("start", "cli_flows:greet_when_told", "--id", "f1")
+    follower = cli.popen("history", "f1", "--follow", "--json")
+    worker = cli.popen("worker", "--module", "cli_flows")
+    try:
+        assert follower.stdout is not None
+        # The run's start arrives while it still waits for its signal...
+        first = json.loads(follower.stdout.readline())
+        assert first["type"] == "workflow_started"
+        assert follower.poll() is None
+        cli("signal", "f1", "name", '"Ada"')
+        # ...and the follower ends by itself once the run has ended.
+        rest, stderr = follower.communicate(timeout=60)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=60)
+    assert follower.returncode == 0, stderr
+    types = [json.loads(line)["type"] for line in rest.splitlines()]
+    assert types[-1] == "workflow_completed" and "signal_received" in types, types
+
+
 def test_signal_to_unknown_id_is_one_error_line(cli: Cli) -> None:
     proc = cli("signal", "no-such-id", "go", ok=False)
     assert_one_error_line(proc, "no-such-id")
