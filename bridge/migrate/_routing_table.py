@@ -4,10 +4,15 @@ A route is written *before* the run is started on its engine, with insert-or-ign
 routers racing to start one id agree on its engine (the first row wins), and a crash between
 the two writes leaves a route whose retried start goes to the same engine. A route is never
 moved: that is what lets in-flight runs drain where they started.
+
+A route whose start failed routes nothing, and counted as an open run it would keep its
+engine "Draining" forever: the router removes it when its engine does not have the run
+(`forget`), at once after a failed start and in `refresh()` for routes left by a crash.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     case,
+    delete,
     func,
     select,
     text,
@@ -62,6 +68,9 @@ class Route:
     workflow: str
     engine: str
     status: str
+    created_at: float = 0.0
+    #: True when this claim wrote the route (the first start of the id), False when it existed.
+    claimed_now: bool = False
 
     @property
     def is_open(self) -> bool:
@@ -97,8 +106,10 @@ class RoutingTable:
                 status=OPEN,
                 created_at=time.time(),
             )
-            conn.execute(stmt.on_conflict_do_nothing(index_elements=["workflow_id"]))
-            return self._get(conn, workflow_id)  # type: ignore[return-value]
+            inserted = conn.execute(stmt.on_conflict_do_nothing(index_elements=["workflow_id"]))
+            route = self._get(conn, workflow_id)
+            assert route is not None  # inserted now or before, in this transaction's view
+            return dataclasses.replace(route, claimed_now=inserted.rowcount == 1)
 
     def get(self, workflow_id: str) -> Route | None:
         with translate(self._where, f"looking up {workflow_id!r}"), self._engine.begin() as conn:
@@ -112,6 +123,24 @@ class RoutingTable:
                 .where(routes.c.workflow_id == workflow_id, routes.c.status == OPEN)
                 .values(status=status, closed_at=time.time())
             )
+
+    def forget(self, workflow_id: str) -> bool:
+        """Delete the open route of `workflow_id`, whose engine does not have the run (its
+        start failed, or a router died before starting it); True if one was deleted. A
+        closed route is a fact about a finished run and is kept."""
+        with translate(self._where, f"forgetting {workflow_id!r}"), self._engine.begin() as conn:
+            deleted = conn.execute(
+                delete(routes).where(routes.c.workflow_id == workflow_id, routes.c.status == OPEN)
+            )
+            return deleted.rowcount == 1
+
+    def list_routes(self, *, only_open: bool = False, limit: int = 100) -> list[Route]:
+        """Routes, newest first (`migrate routes`)."""
+        query = select(routes).order_by(routes.c.created_at.desc()).limit(limit)
+        if only_open:
+            query = query.where(routes.c.status == OPEN)
+        with translate(self._where, "listing routes"), self._engine.begin() as conn:
+            return [_route(row) for row in conn.execute(query)]
 
     def open_routes(self, *, workflows: Iterable[str] | None = None) -> list[Route]:
         """Every route whose run has not been seen finished, oldest first."""
@@ -146,4 +175,5 @@ def _route(row: object) -> Route:
         workflow=mapping["workflow"],
         engine=mapping["engine"],
         status=mapping["status"],
+        created_at=mapping["created_at"],
     )

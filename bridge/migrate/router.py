@@ -43,6 +43,10 @@ __all__ = ["EngineState", "EngineStatus", "Router", "ShadowHook"]
 
 log = logging.getLogger("bridge.migrate")
 
+#: How long a route may wait for its run to exist before `refresh()` takes it for the route
+#: of a start that died (a router killed between writing the route and starting the run).
+STARTING_GRACE_S = 60.0
+
 
 class ShadowHook(Protocol):
     """Called after a shadowed workflow's run was created on its primary (`from`) engine.
@@ -230,7 +234,12 @@ class Router:
         # whose retried start goes to the same engine, and racing routers agree on one.
         route = self.table.claim(run_id, defn.name, chosen)
         client = await self.client(route.engine)
-        handle = await client.start(defn, *args, id=run_id)
+        try:
+            handle = await client.start(defn, *args, id=run_id)
+        except BaseException:
+            if route.claimed_now:
+                await self._forget_if_absent(client, run_id)
+            raise
         if self.watcher is not None:
             self.watcher.watch(client, run_id, engine=route.engine)
         rule = self.rule(defn.name)
@@ -288,19 +297,64 @@ class Router:
             )
         return len(routes)
 
+    async def close_route(self, id: str) -> str:
+        """Close the route of run `id` by hand (`bridge migrate routes --close`), asking its
+        engine first; what was done, as a sentence. A run still open is refused: closing its
+        route would let its engine be retired under it."""
+        route = self.table.get(id)
+        if route is None:
+            raise WorkflowNotFoundError(
+                f"no route for {id!r} in the routing table {self.table.url}"
+            )
+        if not route.is_open:
+            return f"the route of {id!r} is already closed ({route.status})"
+        client = await self.client(route.engine)
+        try:
+            desc = await client.describe(id)
+        except WorkflowNotFoundError:
+            self.table.forget(id)
+            return f"removed the route of {id!r}: engine {route.engine!r} has no such run"
+        if not desc.status.is_terminal:
+            raise ConfigError(
+                f"run {id!r} is still {desc.status.value} on engine {route.engine!r}; its "
+                f"route stays open (cancel the run with `bridge cancel {id}`, or wait for it)"
+            )
+        self.table.close_route(id, desc.status.value)
+        return f"closed the route of {id!r}: the run is {desc.status.value} on {route.engine!r}"
+
+    async def _forget_if_absent(self, client: Client, id: str) -> bool:
+        """Remove the route of `id` unless its engine has the run (a start can fail after
+        the engine created it: a lost reply); True if removed."""
+        try:
+            await client.describe(id)
+        except WorkflowNotFoundError:
+            return self.table.forget(id)
+        except Exception:
+            log.warning("could not ask the engine about %r; its route stays open", id)
+        return False
+
     def _closed(self, id: str, status: Status) -> None:
         self.table.close_route(id, status.value)
 
     # -- status ----------------------------------------------------------------------------
     async def refresh(self) -> int:
         """Ask the owning engines about every open route and close those whose run finished
-        (for routers that ran without a completion watcher); the number closed."""
+        (for routers that ran without a completion watcher), and remove those whose run was
+        never started (`STARTING_GRACE_S` after the route was written); the number closed
+        or removed."""
         closed = 0
         for route in self.table.open_routes():
+            client = await self.client(route.engine)
             try:
-                desc = await (await self.client(route.engine)).describe(route.workflow_id)
+                desc = await client.describe(route.workflow_id)
             except WorkflowNotFoundError:
-                continue  # routed, not started (yet): still open
+                # Routed, not started: a start in progress, or one that died between the
+                # route and the start. Past the grace period it routes nothing.
+                if time.time() - route.created_at > STARTING_GRACE_S and self.table.forget(
+                    route.workflow_id
+                ):
+                    closed += 1
+                continue
             if desc.status.is_terminal:
                 self.table.close_route(route.workflow_id, desc.status.value)
                 closed += 1
