@@ -527,6 +527,53 @@ class SqlOutbox:
             for sub, body, attempts, error, dead_at in rows
         ]
 
+    async def replay_dead_letters(
+        self, subscription: str, event_ids: Sequence[str] | None = None
+    ) -> int:
+        """Deliver dead letters of `subscription` again (those of `event_ids`, or all), as
+        fresh deliveries with a new count of attempts; how many. A letter moves back in the
+        transaction that deletes it, so it is never both dead and pending, nor lost."""
+        return await self._take_dead_letters(subscription, event_ids, replay=True)
+
+    async def drop_dead_letters(
+        self, subscription: str, event_ids: Sequence[str] | None = None
+    ) -> int:
+        """Delete dead letters of `subscription` (those of `event_ids`, or all) for good; how
+        many. The events stay in the outbox for other subscriptions."""
+        return await self._take_dead_letters(subscription, event_ids, replay=False)
+
+    async def _take_dead_letters(
+        self, subscription: str, event_ids: Sequence[str] | None, *, replay: bool
+    ) -> int:
+        dl, e = s.dead_letters, s.events
+        chosen = select(dl.c.event_seq).where(dl.c.subscription == subscription)
+        if event_ids is not None:
+            chosen = chosen.join(e, e.c.seq == dl.c.event_seq).where(e.c.id.in_(list(event_ids)))
+        async with self.transaction() as conn:
+            seqs = [row[0] for row in conn.execute(chosen)]
+            if not seqs:
+                return 0
+            if replay:
+                now = self.clock()
+                conn.execute(
+                    insert_for(conn, s.deliveries),
+                    [
+                        {
+                            "subscription": subscription,
+                            "event_seq": seq,
+                            "attempts": 0,
+                            "visible_at": now,
+                            "lease_token": None,
+                            "last_error": None,
+                        }
+                        for seq in seqs
+                    ],
+                )
+            conn.execute(
+                delete(dl).where(dl.c.subscription == subscription, dl.c.event_seq.in_(seqs))
+            )
+        return len(seqs)
+
     async def backlog(self, subscription: str) -> int:
         """Deliveries of `subscription` not yet acked or dead (ready, leased or delayed)."""
         d = s.deliveries
