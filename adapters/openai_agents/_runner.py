@@ -15,8 +15,8 @@ tool's result, as in the SDK.
 
 `Runner.run_streamed` in workflow code streams too: each model call is one journaled step
 whose result is the model's stream events, yielded when the call has finished and the same
-on every replay. Sessions and MCP servers are not durable yet and are refused with a clear
-error.
+on every replay. A session's reads and writes (`_session.py`) and an agent's MCP requests
+(`_mcp.py`) are journaled steps too.
 """
 
 from __future__ import annotations
@@ -59,8 +59,10 @@ from adapters.openai_agents._context import (
 )
 from adapters.openai_agents._function_tool import journaled_function_tool
 from adapters.openai_agents._hooks import replay_safe, replay_safe_agent_hooks
+from adapters.openai_agents._mcp import durable_mcp_server
 from adapters.openai_agents._model import DurableModel
 from adapters.openai_agents._scripted import ScriptedModel
+from adapters.openai_agents._session import durable_session
 from adapters.openai_agents._tool import activity_of
 from bridge.activity import seconds
 from bridge.errors import BridgeError, OutsideWorkflowError
@@ -120,12 +122,13 @@ class BridgeAgentRunner(AgentRunner):
         ctx = workflow_context()
         if ctx is None:
             return self._fallback.run_streamed(starting_agent, input, **kwargs)
-        _refuse_session(kwargs.get("session"), starting_agent)
+        session = durable_session(kwargs.get("session"), agent=starting_agent.name)
         run = AgentRun(ctx=ctx)
         converter = _Converter(run, _run_config(kwargs.get("run_config")))
         agent = converter.agent(starting_agent)
         options = {
             **kwargs,
+            "session": session,
             "run_config": converter.run_config,
             "hooks": replay_safe(kwargs.get("hooks")),
         }
@@ -169,7 +172,7 @@ async def run_agent(
             f"call it from an @bridge.workflow function, which journals its model and tool "
             f"calls (outside a workflow, use agents.Runner.run)"
         )
-    _refuse_session(session, starting_agent)
+    session = durable_session(session, agent=starting_agent.name)
     wait = seconds(approval_timeout, what="run_agent approval_timeout")
     run = AgentRun(ctx=ctx)
     token = set_current_run(run)
@@ -185,6 +188,7 @@ async def run_agent(
             "previous_response_id": previous_response_id,
             "auto_previous_response_id": auto_previous_response_id,
             "conversation_id": conversation_id,
+            "session": session,
         }
         # AgentRunner itself, not Runner.run: a process-wide runner swap (Temporal's
         # OpenAIAgentsPlugin installs one) must not take over a bridge run.
@@ -209,16 +213,6 @@ async def run_agent(
         raise
     finally:
         reset_current_run(token)
-
-
-def _refuse_session(session: Session | None, agent: Agent[Any]) -> None:
-    if session is not None:
-        raise UserError(
-            f"a session was passed to the run of agent {agent.name!r} in a bridge workflow, "
-            f"where its reads and writes would not be journaled; the workflow's journal "
-            f"already keeps the conversation: pass the previous result's to_input_list() as "
-            f"input instead"
-        )
 
 
 def _run_config(run_config: RunConfig | dict[str, Any] | None) -> RunConfig | None:
@@ -313,11 +307,6 @@ class _Converter:
             return known
         if isinstance(agent.model, DurableModel):
             return agent
-        if agent.mcp_servers:
-            raise UserError(
-                f"agent {agent.name!r} has MCP servers, whose calls would run unjournaled in "
-                f"workflow code; wrap what they do in bridge activities (activity_as_tool)"
-            )
         name, source = (
             self._override
             if self._override is not None
@@ -336,6 +325,7 @@ class _Converter:
         durable.model_settings = _without_retry(settings)
         durable.handoffs = [self._handoff(h) for h in agent.handoffs]
         durable.tools = [self._tool(t, agent) for t in agent.tools]
+        durable.mcp_servers = [durable_mcp_server(s) for s in agent.mcp_servers]
         return durable
 
     def _settings(self, agent: Agent[Any]) -> ModelSettings:

@@ -1,0 +1,170 @@
+"""A session of the Agents SDK inside a workflow: each of its reads and writes a journaled step.
+
+`Runner.run(agent, input, session=SQLiteSession(...))` reads the conversation so far from
+the session before the first turn and appends what the run said after each turn. Run
+unchanged inside a workflow, a replay would read the session again (seeing the turns its
+first execution already added, so the model would be asked something new) and append them
+once more. `durable_session` wraps the user's session so that `get_items`, `add_items`,
+`pop_item` and `clear_session` are the steps `openai_agents.session_get_items`,
+`openai_agents.session_add_items`, `openai_agents.session_pop_item` and
+`openai_agents.session_clear`: a replay reads what the first execution read and writes
+nothing twice.
+
+The step's activity calls the user's session object, handed over by workflow code (by
+workflow id and `session_id`) while the step runs, as plain function tools are: every
+backend runs a run's activities in the process that runs its workflow code. The items
+travel and are journaled as JSON, as the SDK's own sessions store them. On Temporal this
+also moves the session's I/O (SQLiteSession uses a thread) out of the sandbox.
+
+Not wrapped, and refused by name: `OpenAIConversationsSession` and sessions that compact
+themselves (`run_compaction`): the SDK treats them by their type and private hooks, which a
+wrapper would hide, and compaction calls a model outside the journal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents import Session, TResponseInputItem, UserError
+from agents.memory import OpenAIConversationsSession
+from agents.memory.session import is_openai_responses_compaction_aware_session
+
+from adapters.openai_agents._context import workflow_context
+from adapters.openai_agents._mcp import HandOver
+from bridge import codec
+from bridge.activity import ActivityDefinition, RetryPolicy, activity, activity_info
+from bridge.errors import NonRetryableError, OutsideWorkflowError
+from bridge.workflow import Context
+
+__all__ = [
+    "SESSION_ADD_ITEMS",
+    "SESSION_CLEAR",
+    "SESSION_GET_ITEMS",
+    "SESSION_POP_ITEM",
+    "DurableSession",
+    "durable_session",
+]
+
+SESSION_GET_ITEMS = "openai_agents.session_get_items"
+SESSION_ADD_ITEMS = "openai_agents.session_add_items"
+SESSION_POP_ITEM = "openai_agents.session_pop_item"
+SESSION_CLEAR = "openai_agents.session_clear"
+
+_live = HandOver()
+
+
+class SessionUnavailableError(OutsideWorkflowError, NonRetryableError):
+    """The step of a session call ran in a process without the workflow's session."""
+
+
+def _session(request: dict[str, Any]) -> Session:
+    found = _live.get((activity_info().workflow_id, request["session"]))
+    if found is None:
+        raise SessionUnavailableError(
+            f"the session {request['session']!r} of this step was not handed over by workflow "
+            f"code in this process; an agent's session is called by the worker that runs its "
+            f"workflow"
+        )
+    (session,) = found
+    return session  # type: ignore[no-any-return]
+
+
+# Reads and clearing may be tried again (a locked SQLite file, a dropped connection); a write
+# or a pop is tried once, because one that failed after it took effect would take it twice.
+@activity(name=SESSION_GET_ITEMS, retry=RetryPolicy(max_attempts=3, initial_interval=0.2))
+async def session_get_items(request: dict[str, Any]) -> list[Any]:
+    """The session's items (the latest `limit` of them), as the session returns them."""
+    session = _session(request)
+    limit = request["limit"]
+    # The SDK's own call shape: without a limit, no argument (a custom session may take none).
+    items = await (session.get_items() if limit is None else session.get_items(limit))
+    return _jsonable(items)
+
+
+@activity(name=SESSION_ADD_ITEMS, retry=RetryPolicy(max_attempts=1))
+async def session_add_items(request: dict[str, Any]) -> None:
+    """Append the run's items to the session."""
+    await _session(request).add_items(request["items"])
+
+
+@activity(name=SESSION_POP_ITEM, retry=RetryPolicy(max_attempts=1))
+async def session_pop_item(request: dict[str, Any]) -> Any:
+    """Remove and return the session's latest item."""
+    return _jsonable(await _session(request).pop_item())
+
+
+@activity(name=SESSION_CLEAR, retry=RetryPolicy(max_attempts=3, initial_interval=0.2))
+async def session_clear(request: dict[str, Any]) -> None:
+    """Clear the session."""
+    await _session(request).clear_session()
+
+
+def _jsonable(value: Any) -> Any:
+    return codec.to_jsonable(value, where="session items")
+
+
+class DurableSession:
+    """The user's session seen from workflow code: every call a journaled step.
+
+    Outside workflow code (called from inside an activity, say) it is the user's session.
+    The run context `wrapper` that a custom session may opt into is not passed on: it is a
+    live object of workflow code, and the step's answer must not depend on it.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.session_id = session.session_id
+        self.session_settings = getattr(session, "session_settings", None)
+        # How the SDK matches items it already saved (ids ignored or not) follows the session.
+        self._ignore_ids_for_matching = getattr(session, "_ignore_ids_for_matching", False)
+
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+        ctx = workflow_context()
+        if ctx is None:
+            return await (
+                self.session.get_items() if limit is None else self.session.get_items(limit)
+            )
+        request = {"session": self.session_id, "limit": limit}
+        return await self._step(ctx, session_get_items, request)  # type: ignore[no-any-return]
+
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
+        ctx = workflow_context()
+        if ctx is None:
+            return await self.session.add_items(items)
+        request = {"session": self.session_id, "items": _jsonable(items)}
+        await self._step(ctx, session_add_items, request)
+
+    async def pop_item(self) -> TResponseInputItem | None:
+        ctx = workflow_context()
+        if ctx is None:
+            return await self.session.pop_item()
+        request = {"session": self.session_id}
+        return await self._step(ctx, session_pop_item, request)  # type: ignore[no-any-return]
+
+    async def clear_session(self) -> None:
+        ctx = workflow_context()
+        if ctx is None:
+            return await self.session.clear_session()
+        await self._step(ctx, session_clear, {"session": self.session_id})
+
+    async def _step(
+        self, ctx: Context, step: ActivityDefinition[..., Any], request: dict[str, Any]
+    ) -> Any:
+        with _live.holding((ctx.workflow_id, self.session_id), (self.session,)):
+            return await ctx.run(step, request)
+
+
+def durable_session(session: Session | None, *, agent: str) -> Session | None:
+    """`session` with its calls journaled, for the run of agent `agent` in workflow code."""
+    if session is None or isinstance(session, DurableSession):
+        return session
+    if isinstance(session, OpenAIConversationsSession) or (
+        is_openai_responses_compaction_aware_session(session)
+    ):
+        raise UserError(
+            f"the session {type(session).__name__} passed to the run of agent {agent!r} in a "
+            f"bridge workflow cannot be journaled (the SDK treats it by its type and compacts "
+            f"it with model calls of its own); pass a plain session such as SQLiteSession, or "
+            f"the previous result's to_input_list() as input"
+        )
+    return DurableSession(session)
