@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from adapters.openai_agents._blobs import ConversationChain
 from bridge.activity import activity_info
 from bridge.errors import OutsideWorkflowError
 from bridge.workflow import Context, current_context
 
-__all__ = ["AgentRun", "current_run", "workflow_context"]
+__all__ = ["AgentRun", "HandOver", "current_run", "workflow_context"]
 
 
 @dataclass(eq=False)
@@ -66,3 +68,35 @@ def workflow_context() -> Context | None:
         return None
     run = current_run()
     return run.ctx if run is not None else current_context()
+
+
+class HandOver:
+    """Live objects handed from workflow code to the step it is running, in this process.
+
+    Keyed by (workflow id, name), each entry a tuple of objects. An entry lives while at
+    least one step of its key runs, so two concurrent steps of the same server or session
+    share it and the table does not grow with the runs a worker has served.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], list[Any]] = {}
+
+    @contextlib.contextmanager
+    def holding(self, key: tuple[str, str], value: tuple[Any, ...]) -> Iterator[None]:
+        """Make `value` findable under `key` for the duration of the block."""
+        entry = self._entries.get(key)
+        if entry is None:
+            self._entries[key] = [value, 1]
+        else:
+            entry[0], entry[1] = value, entry[1] + 1
+        try:
+            yield
+        finally:
+            entry = self._entries[key]
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._entries[key]
+
+    def get(self, key: tuple[str, str]) -> tuple[Any, ...] | None:
+        entry = self._entries.get(key)
+        return None if entry is None else entry[0]

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agents import FunctionTool
 from agents.tool_context import ToolContext
 from pydantic import BaseModel
 
-from adapters.openai_agents._context import workflow_context
+from adapters.openai_agents._context import HandOver, workflow_context
 from bridge import codec
 from bridge.activity import RetryPolicy, activity, activity_info
 from bridge.errors import NonRetryableError, OutsideWorkflowError
@@ -39,10 +38,9 @@ FUNCTION_TOOL = "openai_agents.function_tool"
 
 _MARK = "__bridge_journaled__"
 
-Invoke = Callable[[ToolContext[Any], str], Awaitable[Any]]
 
 #: Calls handed from workflow code to the step's activity, by (workflow id, call key).
-_live: dict[tuple[str, str], tuple[Invoke, ToolContext[Any]]] = {}
+_live = HandOver()
 
 
 class FunctionToolUnavailableError(OutsideWorkflowError, NonRetryableError):
@@ -77,13 +75,9 @@ def journaled_function_tool(tool: FunctionTool, *, agent: str) -> FunctionTool:
         if ctx is None:
             return await original(tool_context, arguments)
         call = f"{agent}/{tool.name}/{tool_context.tool_call_id}"
-        key = (ctx.workflow_id, call)
-        _live[key] = (original, tool_context)
-        try:
-            request = {"tool": tool.name, "agent": agent, "call": call, "arguments": arguments}
+        request = {"tool": tool.name, "agent": agent, "call": call, "arguments": arguments}
+        with _live.holding((ctx.workflow_id, call), (original, tool_context)):
             return _decode(await ctx.run(function_tool_call, request))
-        finally:
-            _live.pop(key, None)
 
     setattr(invoke, _MARK, True)
     return dataclasses.replace(tool, on_invoke_tool=invoke)

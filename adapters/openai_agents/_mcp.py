@@ -31,9 +31,8 @@ run diverge from its journal.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agents import RunContextWrapper, UserError
@@ -45,7 +44,7 @@ from agents.mcp._logging import get_mcp_server_log_name
 from mcp import types as mcp_types
 from mcp.shared import exceptions as mcp_exceptions
 
-from adapters.openai_agents._context import workflow_context
+from adapters.openai_agents._context import HandOver, workflow_context
 from bridge.activity import RetryPolicy, activity, activity_info
 from bridge.errors import NonRetryableError, OutsideWorkflowError
 
@@ -54,7 +53,6 @@ __all__ = [
     "MCP_LIST_TOOLS",
     "MCP_REQUEST",
     "DurableMCPServer",
-    "HandOver",
     "durable_mcp_server",
 ]
 
@@ -66,38 +64,6 @@ MCP_REQUEST = "openai_agents.mcp_request"
 #: supports both.
 _MCP_V2 = hasattr(mcp_exceptions, "MCPError")
 _MCPError: Any = mcp_exceptions.MCPError if _MCP_V2 else mcp_exceptions.McpError  # type: ignore[attr-defined]
-
-
-class HandOver:
-    """Live objects handed from workflow code to the step it is running, in this process.
-
-    Keyed by (workflow id, name), each entry a tuple of objects. An entry lives while at
-    least one step of its key runs, so two concurrent steps of the same server or session
-    share it and the table does not grow with the runs a worker has served.
-    """
-
-    def __init__(self) -> None:
-        self._entries: dict[tuple[str, str], list[Any]] = {}
-
-    @contextlib.contextmanager
-    def holding(self, key: tuple[str, str], value: tuple[Any, ...]) -> Iterator[None]:
-        """Make `value` findable under `key` for the duration of the block."""
-        entry = self._entries.get(key)
-        if entry is None:
-            self._entries[key] = [value, 1]
-        else:
-            entry[0], entry[1] = value, entry[1] + 1
-        try:
-            yield
-        finally:
-            entry = self._entries[key]
-            entry[1] -= 1
-            if entry[1] == 0:
-                del self._entries[key]
-
-    def get(self, key: tuple[str, str]) -> tuple[Any, ...] | None:
-        entry = self._entries.get(key)
-        return None if entry is None else entry[0]
 
 
 _live = HandOver()

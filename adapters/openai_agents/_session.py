@@ -29,8 +29,7 @@ from agents import Session, TResponseInputItem, UserError
 from agents.memory import OpenAIConversationsSession
 from agents.memory.session import is_openai_responses_compaction_aware_session
 
-from adapters.openai_agents._context import workflow_context
-from adapters.openai_agents._mcp import HandOver
+from adapters.openai_agents._context import HandOver, workflow_context
 from bridge import codec
 from bridge.activity import ActivityDefinition, RetryPolicy, activity, activity_info
 from bridge.errors import NonRetryableError, OutsideWorkflowError
