@@ -15,9 +15,13 @@ from bridge.errors import (
     BridgeError,
     CompensationError,
     ConfigError,
+    InvalidIdError,
     NonDeterminismError,
     NonRetryableError,
     NotRegisteredError,
+    PayloadTooLargeError,
+    QueryFailedError,
+    QueryNotFoundError,
     SerializationError,
     StorageError,
     UnknownBackendError,
@@ -29,7 +33,7 @@ from bridge.errors import (
     WorkflowNotFoundError,
 )
 from bridge.history import EventType, HistoryEvent
-from bridge.workflow import Context, WorkflowDefinition, workflow
+from bridge.workflow import Context, Signal, WorkflowDefinition, workflow
 
 __all__ = [
     # Declaring work
@@ -37,6 +41,7 @@ __all__ = [
     "workflow",
     "RetryPolicy",
     "Context",
+    "Signal",
     "activity_info",
     "ActivityInfo",
     "ActivityDefinition",
@@ -70,6 +75,10 @@ __all__ = [
     "CompensationError",
     "StorageError",
     "NotRegisteredError",
+    "InvalidIdError",
+    "PayloadTooLargeError",
+    "QueryNotFoundError",
+    "QueryFailedError",
     "WorkflowFailedError",
     "WorkflowCancelledError",
     "WorkflowBlockedError",

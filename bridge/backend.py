@@ -131,6 +131,19 @@ class Backend(abc.ABC):
         """
         raise ConfigError(f"the {self.name} backend has no local server to start")
 
+    async def query(self, id: str, name: str, args: Sequence[Any]) -> Any:
+        """Answer query `name` (with JSON `args`) of run `id` from the run's state, changing
+        nothing; the answer as JSON data. Unknown names raise NotRegisteredError naming
+        the run, the name and the run's queries (`bridge.workflow.answer_query`).
+
+        Not abstract, so a backend written before queries existed keeps working, hence the
+        default.
+        """
+        raise ConfigError(
+            f"the {self.name} backend does not support queries (query {name!r} of workflow "
+            f"{id!r}); use a backend that does (sql, langgraph, temporal)"
+        )
+
     async def replay(self, history: str, workflow: WorkflowDefinition[..., Any]) -> int:
         """Replay a history recorded by this engine (its own JSON export) against the current
         code of `workflow`; the number of events replayed, or NonDeterminismError.

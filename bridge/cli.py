@@ -30,6 +30,7 @@ from bridge import codec
 from bridge._cli_compat import compat
 from bridge._redact import mask
 from bridge.backend import Status, WorkflowDescription
+from bridge.bus._cli import bus_app
 from bridge.client import Client, connect
 from bridge.config import Settings, load_settings
 from bridge.errors import BridgeError
@@ -56,6 +57,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(migrate_app, name="migrate")
+app.add_typer(bus_app, name="bus")
 app.command("compat")(compat)
 
 
@@ -297,6 +299,29 @@ def signal_(
     payload = _parse_json(payload_json, what="PAYLOAD_JSON")
     _run(_settings(backend), lambda c: c.signal(id, name, payload))
     out.print(f"signal {name!r} sent to {id}", markup=False)
+
+
+@app.command()
+def query(
+    id: str,
+    name: str,
+    args_json: Annotated[str | None, typer.Argument(metavar="[ARGS_JSON]")] = None,
+    module: Annotated[
+        list[str] | None,
+        typer.Option("--module", "-m", help="Module defining workflows (repeatable)."),
+    ] = None,
+    backend: BackendOption = None,
+) -> None:
+    """Ask workflow ID's query NAME (ARGS_JSON as for `run`) and print the answer as JSON.
+
+    The embedded backends answer a run no worker holds by replaying its journal here, so
+    the workflow's module is imported (--module, or `workflows` in the settings).
+    """
+    settings = _settings(backend)
+    for name_ in [*(module or []), *settings.workflows]:
+        _import_module(name_)
+    args = _workflow_args(args_json)
+    _print_json(_run(settings, lambda c: c.query(id, name, *args)))
 
 
 @app.command()

@@ -58,6 +58,9 @@ class WorkflowHandle:
     async def cancel(self) -> None:
         await self.client.cancel(self.id)
 
+    async def query(self, name: str, *args: Any) -> Any:
+        return await self.client.query(self.id, name, *args)
+
     async def describe(self) -> WorkflowDescription:
         return await self.client.describe(self.id)
 
@@ -190,6 +193,18 @@ class Client:
 
     async def cancel(self, id: str) -> None:
         await self.backend.cancel(id)
+
+    async def query(self, id: str, name: str, *args: Any) -> Any:
+        """Ask run `id`'s query handler `name` (set by `ctx.set_query_handler`) with `args`;
+        its answer as JSON data. Answered from the run's state, live or replayed, running
+        or finished; a query never changes a run. An unknown name raises
+        NotRegisteredError naming the run's queries."""
+        data = [
+            codec.to_jsonable(a, where=f"argument {i} of query {name!r}")
+            for i, a in enumerate(args)
+        ]
+        limits.check_payload(data, what=f"the arguments of query {name!r} to workflow {id!r}")
+        return await self.backend.query(id, name, data)
 
     async def describe(self, id: str) -> WorkflowDescription:
         return await self.backend.describe(id)

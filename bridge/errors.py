@@ -209,3 +209,11 @@ class PayloadTooLargeError(SerializationError, ValueError):
     """Arguments, a signal payload or an activity result are larger than the engines accept
     (`bridge.limits`); nothing was written. A SerializationError, so an activity whose result
     is too large fails at once instead of repeating its side effect on every retry."""
+
+
+class QueryNotFoundError(NotRegisteredError):
+    """A query named a handler the run has not set (yet): the message lists the ones it has."""
+
+
+class QueryFailedError(BridgeError):
+    """A query handler raised; the run is unchanged (queries never change a run)."""

@@ -6,26 +6,79 @@ import abc
 import contextvars
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from bridge import codec
 from bridge._signature import CallShape
 from bridge.activity import ActivityDefinition, registering
-from bridge.errors import ConfigError, NotRegisteredError
+from bridge.errors import ConfigError, NotRegisteredError, QueryFailedError, QueryNotFoundError
 
 __all__ = [
     "Context",
+    "Signal",
     "WorkflowDefinition",
+    "answer_query",
     "current_context",
     "lookup_workflow",
     "registered_workflows",
+    "signal_names",
     "workflow",
 ]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Signal:
+    """The signal a multi-name `ctx.wait_for_signal([...])` received: which one, and its
+    payload (None when it was sent without one, which a timeout, answered with None
+    itself, can then not be mistaken for)."""
+
+    name: str
+    payload: Any = None
+
+
+def signal_names(name: str | Sequence[str], *, where: str) -> tuple[str, ...] | None:
+    """The names a wait takes: None for the single-name form (`"approval"`), the names of
+    the multi-name form (`["approve", "reject"]`) otherwise; refused when empty."""
+    if isinstance(name, str):
+        return None
+    names = tuple(name)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(
+            f"{where}: wait_for_signal takes a signal name or a non-empty list of names, "
+            f"not {name!r}"
+        )
+    return names
+
+
+def answer_query(
+    handlers: dict[str, Callable[..., Any]], workflow_id: str, name: str, args: Sequence[Any]
+) -> Any:
+    """Call query handler `name` of run `workflow_id` with `args`; its answer as JSON data.
+
+    The one place every backend answers a query, so an unknown name and a failing handler
+    read the same on every engine.
+    """
+    handler = handlers.get(name)
+    if handler is None:
+        known = ", ".join(sorted(handlers)) or "(none yet)"
+        raise QueryNotFoundError(
+            f"workflow {workflow_id!r} has no query {name!r}; its queries: {known}. A query "
+            f"exists once the run's code has called ctx.set_query_handler({name!r}, fn)"
+        )
+    try:
+        value = handler(*args)
+    except Exception as exc:
+        raise QueryFailedError(
+            f"query {name!r} of workflow {workflow_id!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
+    return codec.to_jsonable(value, where=f"the answer of query {name!r}")
 
 
 class Context(abc.ABC):
@@ -83,9 +136,74 @@ class Context(abc.ABC):
     async def sleep(self, duration: float | timedelta) -> None:
         """A durable timer: survives restarts, holds no worker while it waits."""
 
+    @overload
+    async def wait_for_signal(
+        self, name: str, *, timeout: float | timedelta | None = None
+    ) -> Any: ...
+    @overload
+    async def wait_for_signal(
+        self, name: Sequence[str], *, timeout: float | timedelta | None = None
+    ) -> Signal | None: ...
     @abc.abstractmethod
-    async def wait_for_signal(self, name: str, *, timeout: float | timedelta | None = None) -> Any:
-        """Wait for the next signal `name` and return its payload; None when `timeout` passes."""
+    async def wait_for_signal(
+        self, name: str | Sequence[str], *, timeout: float | timedelta | None = None
+    ) -> Any:
+        """Wait for the next signal `name` and return its payload; None when `timeout` passes.
+
+        Given several names (`["approve", "reject"]`), wait for the first of them to arrive
+        and return a `Signal(name, payload)`, or None on timeout: a signal sent without a
+        payload is then `Signal(name, None)`, never taken for a timeout. Signals sent
+        before the wait are kept and taken oldest first.
+        """
+
+    async def wait_condition(
+        self, condition: Callable[[], bool], *, timeout: float | timedelta | None = None
+    ) -> bool:
+        """Wait until `condition()` (over workflow state) is true: True then, False when
+        `timeout` passes first. Temporal's `workflow.wait_condition`, replay-safe everywhere.
+
+        The condition is re-evaluated whenever the workflow's state may have changed (a
+        step of another branch finished, a signal was taken, the run was woken by a signal
+        and replayed); it must be a pure function of workflow state. Its outcome is
+        journaled, so a replay answers as the first execution did.
+
+        Not abstract, so a backend written before it existed keeps working; such a backend
+        refuses it with this error.
+        """
+        raise ConfigError(
+            f"ctx.wait_condition is not supported by {type(self).__name__} (workflow "
+            f"{self.workflow_id!r}); use a backend that provides it (sql, langgraph, temporal)"
+        )
+
+    def set_query_handler(self, name: str, handler: Callable[..., Any] | None) -> None:
+        """Publish `handler` as read-only query `name` of this run (None removes it).
+
+        Temporal's `workflow.set_query_handler`, with a function rather than a method
+        (bridge workflows are functions): it closes over the workflow's local state and
+        answers `client.query(id, name, *args)` (or `bridge query ID NAME`) with JSON data.
+        It must be a plain (not async) function that reads state and changes nothing: it
+        may run on a replay of the run's journal, in the caller's process, where no step
+        can be taken. Set handlers early in the workflow: a query sees those set by the
+        point the run has reached.
+        """
+        if handler is not None and (inspect.iscoroutinefunction(handler) or not callable(handler)):
+            raise ConfigError(
+                f"query handler {name!r} of workflow {self.workflow_id!r} must be a plain "
+                f"function (queries read state, they do not await), not {handler!r}"
+            )
+        handlers = self.query_handlers
+        if handler is None:
+            handlers.pop(name, None)
+        else:
+            handlers[name] = handler
+
+    @property
+    def query_handlers(self) -> dict[str, Callable[..., Any]]:
+        """The query handlers this run has set so far, by name (the backend answers with them)."""
+        found: dict[str, Callable[..., Any]] | None = self.__dict__.get("_bridge_queries")
+        if found is None:
+            found = self.__dict__["_bridge_queries"] = {}
+        return found
 
     @abc.abstractmethod
     def now(self) -> datetime:

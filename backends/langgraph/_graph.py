@@ -10,8 +10,11 @@ LangGraph thread whose id is the workflow id. Inside it:
   returns the step's journal record (name, argument digest, result or error), which
   becomes LangGraph's task write. The durable saver commits that write before the
   workflow continues (`_saver.py`).
-- `ctx.sleep` and `ctx.wait_for_signal` are `interrupt()`. The worker answers an interrupt
-  with `Command(resume=...)` once the bridge's timer is due or a signal has arrived,
+- `ctx.sleep` and `ctx.wait_for_signal` (one name or several) are `interrupt()`, and so is a
+  `ctx.wait_condition` that nothing in the execution can make true any more (a condition
+  that waits for another branch's wait does not interrupt: that branch's interrupt ends
+  the execution, and the condition is evaluated again when it resumes). The worker answers
+  an interrupt with `Command(resume=...)` once the bridge's timer is due or a signal has arrived,
   having first written the answer to the bridge's journal, so it is the same if the
   resume has to be repeated after a crash.
 - Everything else of `JournaledContext` (step numbering, divergence checks, patches,
@@ -29,7 +32,7 @@ import asyncio
 import contextlib
 import contextvars
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, NoReturn
@@ -49,6 +52,7 @@ from bridge.errors import NonDeterminismError
 from bridge.journal.context import (
     ACTIVITY,
     COMPLETED,
+    CONDITION,
     FAILED,
     SIGNAL,
     SLEEP,
@@ -61,8 +65,10 @@ from bridge.journal.context import (
     Suspend,
     _describe_step,
     drive,
+    signal_label,
+    signal_value,
 )
-from bridge.workflow import WorkflowDefinition
+from bridge.workflow import WorkflowDefinition, signal_names
 
 #: Marks a task write as a bridge journal record (and the record format's version).
 RECORD_MARK = "bridge_step"
@@ -70,6 +76,9 @@ RECORD_MARK = "bridge_step"
 WAIT_MARK = "bridge_wait"
 
 _FINAL = (COMPLETED, FAILED)
+#: The output of a condition's row while it waits on an interrupt of its own (see
+#: `GraphContext._condition_parks`); kept when the worker settles the row.
+PAUSED = {"paused": True}
 
 
 def record_to_json(rec: StepRecord) -> dict[str, Any]:
@@ -192,7 +201,12 @@ class GraphContext(JournaledContext):
         digest: str,
         future: Awaitable[Any],
     ) -> Any:
-        out = await future
+        self._inflight += 1
+        try:
+            out = await future
+        finally:
+            self._inflight -= 1
+            self._progress()
         self._saver.raise_failure(self._id)  # the result must be on disk before going on
         rec = record_from_json(out)
         if rec is None or (rec.idx, rec.kind, rec.name, rec.digest) != (
@@ -242,25 +256,44 @@ class GraphContext(JournaledContext):
             await self._write(rec)  # the timer is armed before the thread stops
         self._pause(rec)
 
-    async def wait_for_signal(self, name: str, *, timeout: float | timedelta | None = None) -> Any:
+    async def wait_for_signal(self, name: Any, *, timeout: float | timedelta | None = None) -> Any:
+        names = signal_names(name, where=f"workflow {self._id!r}")
         secs = seconds(timeout, what="wait_for_signal timeout")
+        label = signal_label(name, names)
         idx = self._take_index()
-        rec = self._recorded(idx, SIGNAL, name, None, None)
+        rec = self._recorded(idx, SIGNAL, label, None, None)
         if rec is None:
-            now = time.time()
-            rec = StepRecord(
-                workflow_id=self._id,
-                idx=idx,
-                kind=SIGNAL,
-                name=name,
-                status=WAITING,
-                args={"timeout": secs},
-                started_at=now,
-                fire_at=None if secs is None else now + secs,
-            )
+            rec = self._signal_wait(idx, label, names, secs)
             await self._write(rec)
         answer = self._pause(rec)
-        return None if answer["status"] == TIMED_OUT else answer["output"]
+        if answer["status"] == TIMED_OUT:
+            return None
+        self._progress()
+        return signal_value(names, answer["output"])
+
+    async def wait_condition(
+        self, condition: Callable[[], bool], *, timeout: float | timedelta | None = None
+    ) -> bool:
+        """The journal's condition wait, except that a condition which interrupted (see
+        `_condition_parks`) interrupts again on every replay, answered or not, because
+        LangGraph pairs answers with interrupts by their order."""
+        rec = self._steps.get(self._next)
+        if rec is None or rec.kind != CONDITION or rec.output != PAUSED:
+            return await super().wait_condition(condition, timeout=timeout)
+        idx = self._take_index()
+        self._recorded(idx, CONDITION, CONDITION, None, None)
+        return self._pause(rec)["status"] == COMPLETED
+
+    async def _condition_parks(self, rec: StepRecord) -> bool:
+        """Nothing in this execution can change the state any more. When another branch
+        interrupted, that interrupt ends the execution and the condition is evaluated
+        again when it is answered; otherwise the condition interrupts itself, and the
+        worker answers it when its timer is due (False) or a cancel comes."""
+        if self.interrupt is not None:
+            raise Suspend(wake_at=rec.fire_at, waiting_for="a condition")
+        rec = replace(rec, output=PAUSED)
+        await self._write(rec)
+        return self._pause(rec)["status"] == COMPLETED
 
     def _pause(self, rec: StepRecord) -> dict[str, Any]:
         """One `interrupt()`: LangGraph's answer to this wait, or Suspend until there is one.
@@ -275,7 +308,7 @@ class GraphContext(JournaledContext):
         except GraphInterrupt as exc:
             if self.interrupt is None:
                 self.interrupt = exc
-            waiting_for = None if rec.kind == SLEEP else rec.name
+            waiting_for = {SLEEP: None, CONDITION: "a condition"}.get(rec.kind, rec.name)
             raise Suspend(wake_at=rec.fire_at, waiting_for=waiting_for) from None
         if not isinstance(answer, dict) or answer.get(WAIT_MARK) != rec.idx:
             raise NonDeterminismError(

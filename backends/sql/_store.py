@@ -16,7 +16,7 @@ from sqlalchemy import select
 from backends.sql._schema import SCHEMA
 from bridge.config import SqlSettings
 from bridge.interceptors import Interceptor
-from bridge.journal.context import SIGNAL, SLEEP, WAITING, StepRecord
+from bridge.journal.context import WAIT_KINDS, WAITING, StepRecord
 from bridge.journal.store import JournalStore, step_row
 
 
@@ -114,7 +114,7 @@ class Store(JournalStore):
 
 def _plain(r: StepRecord) -> bool:
     """A step row that arms or settles no timer (most of them)."""
-    return r.status != WAITING and r.kind not in (SLEEP, SIGNAL)
+    return r.status != WAITING and r.kind not in WAIT_KINDS
 
 
 def open_store(settings: SqlSettings, *, interceptors: Sequence[Interceptor] = ()) -> Store:

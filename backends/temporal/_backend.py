@@ -28,6 +28,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowHistory,
     WorkflowHistoryEventFilterType,
+    WorkflowQueryFailedError,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -41,7 +42,9 @@ from backends.temporal._workflow import BridgeWorkflow
 from bridge.backend import Backend, Status, WorkflowDescription
 from bridge.config import Settings
 from bridge.errors import (
+    BridgeError,
     ConfigError,
+    NotRegisteredError,
     StorageError,
     TimeoutWaitingError,
     WorkflowClosedError,
@@ -413,6 +416,29 @@ class TemporalBackend(Backend):
             await handle.signal(name, payload)
         except RPCError as exc:
             raise await self._closed_or_missing(exc, id, "signal") from None
+
+    async def query(self, id: str, name: str, args: Sequence[Any]) -> Any:
+        """A native Temporal query, answered by the workflow class's dynamic query handler
+        (`_workflow_class.py`) from the run's state; Temporal replays a run that no worker
+        caches (a finished one too), so a worker of the task queue must be running.
+
+        Temporal hands back only the failure's message, which `answer_query` wrote to name
+        the run, the query and the run's queries; an unknown name is told by that text."""
+        handle = await self._handle(id)
+        try:
+            return await handle.query(name, args=list(args))
+        except WorkflowQueryFailedError as exc:
+            if f"has no query {name!r}" in exc.message:
+                raise NotRegisteredError(exc.message) from None
+            raise BridgeError(f"query {name!r} of workflow {id!r} failed: {exc.message}") from None
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.DEADLINE_EXCEEDED:
+                raise StorageError(
+                    f"no worker answered query {name!r} of workflow {id!r} in time; start a "
+                    f"worker for task queue {self.settings.temporal.task_queue!r} "
+                    f"(`bridge worker`), which answers queries, finished runs' too"
+                ) from None
+            raise self._not_found(exc, id) from None
 
     async def cancel(self, id: str) -> None:
         # Temporal accepts a cancel request for a finished run without complaint; bridge

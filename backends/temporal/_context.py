@@ -2,11 +2,15 @@
 
 Temporal keeps the history itself, so nothing here journals: `ctx.run` is an activity,
 `ctx.sleep` a timer, `ctx.wait_for_signal` a wait on the signals the workflow received,
-`ctx.patched` Temporal's patch marker. Every step still takes the neutral step index (the
-same numbering as the sql journal) and writes it where the history keeps it: in the
-activity id, in the timer's summary, in the memo written when a signal wait begins and
-ends. `_history.py` reads those marks back into the neutral history, and the activity shim
-reads the index out of the activity id for the idempotency key.
+`ctx.wait_condition` Temporal's `workflow.wait_condition`, `ctx.patched` Temporal's patch
+marker, and `ctx.set_query_handler` fills the table the workflow class's dynamic query
+handler answers from (a native Temporal query: Temporal replays a run it no longer caches).
+
+Every step still takes the neutral step index (the same numbering as the sql journal) and
+writes it where the history keeps it: in the activity id, in the timer's summary, in the memo
+written when a signal wait begins and ends. `_history.py` reads those marks back into the
+neutral history, and the activity shim reads the index out of the activity id for the
+idempotency key.
 
 This module is passed through Temporal's sandbox: it holds no state of its own and calls
 only Temporal's deterministic workflow APIs.
@@ -18,7 +22,7 @@ import asyncio
 import contextlib
 import re
 from collections import deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,9 +35,17 @@ from backends.temporal import _registry
 from backends.temporal._converter import decode_payload
 from bridge.activity import ActivityDefinition, RetryPolicy, as_activity, seconds
 from bridge.errors import ActivityError, CompensationError
-from bridge.workflow import Context, WorkflowDefinition, _current_context, flatten_awaitables
+from bridge.workflow import (
+    Context,
+    Signal,
+    WorkflowDefinition,
+    _current_context,
+    answer_query,
+    flatten_awaitables,
+    signal_names,
+)
 
-__all__ = ["TemporalContext", "execute"]
+__all__ = ["RunState", "TemporalContext", "execute"]
 
 ACTIVITY, COMPENSATION = "activity", "compensation"
 
@@ -97,6 +109,32 @@ def failures_of(details: Sequence[Any]) -> list[dict[str, Any]]:
     return []
 
 
+class RunState:
+    """What the workflow class keeps for one run outside the workflow code: the signals it
+    received, per name until a wait takes them (numbered in arrival order, so a wait for
+    several names takes the oldest), and the query handlers the code has set."""
+
+    def __init__(self) -> None:
+        self._signals: dict[str, deque[tuple[int, Any]]] = {}
+        self._arrived = 0
+        self.queries: dict[str, Callable[..., Any]] = {}
+
+    def add_signal(self, name: str, payload: Any) -> None:
+        self._arrived += 1
+        self._signals.setdefault(name, deque()).append((self._arrived, payload))
+
+    def has_signal(self, names: Sequence[str]) -> bool:
+        return any(self._signals.get(n) for n in names)
+
+    def take_signal(self, names: Sequence[str]) -> tuple[str, Any]:
+        """The oldest received signal among `names` (one must be there), taken."""
+        name = min((n for n in names if self._signals.get(n)), key=lambda n: self._signals[n][0][0])
+        return name, self._signals[name].popleft()[1]
+
+    def answer(self, name: str, args: Sequence[Any]) -> Any:
+        return answer_query(self.queries, workflow.info().workflow_id, name, args)
+
+
 @dataclass(frozen=True)
 class _Options:
     defn: ActivityDefinition[..., Any]
@@ -111,14 +149,14 @@ class TemporalContext(Context):
     def __init__(
         self,
         *,
-        signals: dict[str, deque[Any]],
+        state: RunState,
         heartbeat_timeout: float,
         asked: dict[int, _registry.Asked] | None = None,
     ) -> None:
         info = workflow.info()
         self._id = info.workflow_id
         self._attempt = info.attempt
-        self._signals = signals
+        self._state = state
         self._heartbeat = timedelta(seconds=heartbeat_timeout)
         self._next = 0
         self._patches: dict[str, bool] = {}
@@ -134,6 +172,11 @@ class TemporalContext(Context):
     @property
     def attempt(self) -> int:
         return self._attempt
+
+    @property
+    def query_handlers(self) -> dict[str, Callable[..., Any]]:
+        """The run's table, which the workflow class's dynamic query handler reads."""
+        return self._state.queries
 
     @property
     def is_replaying(self) -> bool:
@@ -216,26 +259,50 @@ class TemporalContext(Context):
             self._asked[idx] = ("sleep", "sleep", {"seconds": secs})
         await workflow.sleep(secs, summary=timer_summary(idx, "sleep"))
 
-    async def wait_for_signal(self, name: str, *, timeout: float | timedelta | None = None) -> Any:
+    async def wait_for_signal(self, name: Any, *, timeout: float | timedelta | None = None) -> Any:
+        names = signal_names(name, where=f"workflow {self._id!r}")
         secs = seconds(timeout, what="wait_for_signal timeout")
+        wanted = (name,) if names is None else names
+        label = "|".join(wanted)  # the sql journal's label of a wait
         idx = self._take_index()
         if self._asked is not None:
-            self._asked[idx] = ("signal", name, {"timeout": secs})
-        queue = self._signals.setdefault(name, deque())
-        if not queue:
-            self._note_wait(idx, name, secs, WAITING)
+            args: dict[str, Any] = {"timeout": secs}
+            if names is not None:
+                args["names"] = list(names)
+            self._asked[idx] = ("signal", label, args)
+        state = self._state
+        if not state.has_signal(wanted):
+            self._note_wait(idx, label, secs, WAITING)
             try:
                 await workflow.wait_condition(
-                    lambda: bool(queue),
+                    lambda: state.has_signal(wanted),
                     timeout=secs,
                     timeout_summary=timer_summary(idx, "signal timeout"),
                 )
             except TimeoutError:
-                self._note_wait(idx, name, secs, TIMED_OUT)
+                self._note_wait(idx, label, secs, TIMED_OUT)
                 return None
-        payload = queue.popleft()
-        self._note_wait(idx, name, secs, RECEIVED)
-        return payload
+        got, payload = state.take_signal(wanted)
+        self._note_wait(idx, label, secs, RECEIVED)
+        return payload if names is None else Signal(name=got, payload=payload)
+
+    async def wait_condition(
+        self, condition: Callable[[], bool], *, timeout: float | timedelta | None = None
+    ) -> bool:
+        """Temporal's `workflow.wait_condition`: Temporal evaluates the condition after
+        every activation and keeps the timeout as a timer in the history. It takes a step
+        index, like the journal's condition row, so both number later steps alike."""
+        secs = seconds(timeout, what="wait_condition timeout")
+        idx = self._take_index()
+        if self._asked is not None:
+            self._asked[idx] = ("condition", "condition", {"timeout": secs})
+        try:
+            await workflow.wait_condition(
+                condition, timeout=secs, timeout_summary=timer_summary(idx, "condition timeout")
+            )
+        except TimeoutError:
+            return False
+        return True
 
     def _note_wait(self, idx: int, name: str, timeout: float | None, state: str) -> None:
         workflow.upsert_memo(
@@ -317,7 +384,7 @@ def _neutral_error(exc: temporalio.exceptions.ActivityError, name: str, step: in
     )
 
 
-async def execute(signals: dict[str, deque[Any]], args: Sequence[Any]) -> Any:
+async def execute(state: RunState, args: Sequence[Any]) -> Any:
     """Run the neutral workflow this Temporal run is for; its result as JSON data.
 
     An exception from workflow code fails the run (WorkflowFailedError, as on sql) instead of
@@ -328,7 +395,7 @@ async def execute(signals: dict[str, deque[Any]], args: Sequence[Any]) -> Any:
     info = workflow.info()
     defn, served = _registry.lookup(info.task_queue, info.workflow_type)
     ctx = TemporalContext(
-        signals=signals, heartbeat_timeout=served.heartbeat_timeout, asked=served.asked
+        state=state, heartbeat_timeout=served.heartbeat_timeout, asked=served.asked
     )
     data = decode_payload(args[0].payload, workflow.payload_converter) if args else {}
     token = _current_context.set(ctx)

@@ -11,7 +11,6 @@ modules into the sandbox and hands back this same class.
 
 # No `from __future__ import annotations` here: temporalio reads the signal handler's type
 # hints, and string annotations would be evaluated again on every look.
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,17 +31,26 @@ class BridgeWorkflow:
     """Runs the neutral workflow named by the Temporal workflow type."""
 
     def __init__(self) -> None:
-        # Signals queue per name until a wait takes them, so one sent early is kept.
-        self._signals: dict[str, deque[Any]] = {}
+        # Signals queue per name until a wait takes them, so one sent early is kept; query
+        # handlers are those the workflow code has set so far.
+        self._state = _context.RunState()
 
     @workflow.signal(dynamic=True)
     def _on_signal(self, name: str, args: Sequence[RawValue]) -> None:
         payload = decode_payload(args[0].payload, workflow.payload_converter) if args else None
-        self._signals.setdefault(name, deque()).append(payload)
+        self._state.add_signal(name, payload)
+
+    @workflow.query(dynamic=True)
+    def _on_query(self, name: str, args: Sequence[RawValue]) -> Any:
+        """Every query but Temporal's own (`__stack_trace`, ...): a native Temporal query,
+        answered by the handler `ctx.set_query_handler` set, read-only (Temporal refuses
+        commands from a query). An unknown name fails the query naming the run's queries."""
+        decoded = [decode_payload(a.payload, workflow.payload_converter) for a in args]
+        return self._state.answer(name, decoded)
 
     @workflow.run
     async def run(self, args: Sequence[RawValue]) -> Any:
-        return await _context.execute(self._signals, args)
+        return await _context.execute(self._state, args)
 
 
 # Where the sandbox looks for the class (temporalio reads `cls.__module__` for every run).

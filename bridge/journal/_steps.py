@@ -15,9 +15,9 @@ from sqlalchemy import Connection, Row, delete, select, text, update
 
 from bridge import codec
 from bridge.journal._database import JournalDatabase
-from bridge.journal.context import COMPLETED, SIGNAL, SLEEP, WAITING, StepRecord
+from bridge.journal.context import COMPLETED, WAIT_KINDS, WAITING, StepRecord
 
-_WAITS = (SLEEP, SIGNAL)
+_WAITS = WAIT_KINDS
 
 
 class StepStatements(JournalDatabase):
@@ -79,13 +79,16 @@ class StepStatements(JournalDatabase):
             self._upsert_steps(conn, records)
 
     def _take_signal(self, conn: Connection, record: StepRecord) -> tuple[bool, Any]:
-        """Consume the oldest pending signal named `record.name` for wait `record`."""
+        """Consume the oldest pending signal wait `record` takes (named `record.name`, or
+        one of the names of a multi-name wait). A multi-name wait's payload is recorded as
+        `{"name": ..., "payload": ...}`, so the replay knows which signal came."""
         sg = self.schema.signals
+        names = wait_names(record.name, record.args)
         row = conn.execute(
-            select(sg.c.seq, sg.c.payload)
+            select(sg.c.seq, sg.c.name, sg.c.payload)
             .where(
                 sg.c.workflow_id == record.workflow_id,
-                sg.c.name == record.name,
+                sg.c.name.in_(names),
                 sg.c.consumed_step.is_(None),
             )
             .order_by(sg.c.seq)
@@ -95,7 +98,10 @@ class StepStatements(JournalDatabase):
         if row is None:
             return False, None
         conn.execute(update(sg).where(sg.c.seq == row.seq).values(consumed_step=record.idx))
-        return True, codec.loads(row.payload)
+        payload = codec.loads(row.payload)
+        if _multi(record.args):
+            payload = {"name": row.name, "payload": payload}
+        return True, payload
 
     def take_signal(self, record: StepRecord) -> tuple[bool, Any]:
         """Write wait `record` completed with the oldest pending signal of its name, or as
@@ -113,6 +119,16 @@ class StepStatements(JournalDatabase):
                 )
             self._upsert_steps(conn, [record])
             return found, payload
+
+
+def _multi(args: Any) -> bool:
+    return isinstance(args, dict) and isinstance(args.get("names"), list)
+
+
+def wait_names(name: str, args: Any) -> list[str]:
+    """The signal names a signal wait's row takes: its own name, or a multi-name wait's
+    names (kept in its arguments; its name is only their label)."""
+    return [str(n) for n in args["names"]] if _multi(args) else [name]
 
 
 def step_row(r: StepRecord) -> dict[str, Any]:

@@ -18,11 +18,11 @@ from bridge.backend import Backend, Status, WorkflowDescription
 from bridge.config import JournalSettings, Settings
 from bridge.errors import TimeoutWaitingError
 from bridge.history import HistoryEvent, utc
-from bridge.journal.context import StepRecord
+from bridge.journal.context import StepRecord, replay_for_query
 from bridge.journal.history import build_history
 from bridge.journal.store import JournalStore
 from bridge.journal.worker import JournalWorker
-from bridge.workflow import WorkflowDefinition
+from bridge.workflow import WorkflowDefinition, answer_query, lookup_workflow
 
 # A waiter re-reads the run (a worker in another process may finish it) after a pause
 # that starts short and doubles up to a cap, so hundreds of waiters cost little; a local
@@ -133,6 +133,26 @@ class JournalBackend(Backend):
     async def cancel(self, id: str) -> None:
         self.store.request_cancel(id)
         self._wake_workers()
+
+    async def query(self, id: str, name: str, args: Sequence[Any]) -> Any:
+        """Answer query `name` from the run's live context when a worker of this process
+        executes it past its journal; otherwise (a run parked, finished, held by another
+        process, or being replayed) from a replay of its journal in this process, which
+        needs the workflow registered here and writes nothing."""
+        for worker in self._workers:
+            ctx = worker.context_of(id)
+            if ctx is not None and not ctx.is_replaying:
+                return answer_query(ctx.query_handlers, id, name, args)
+        run = self.store.get_run(id)
+        ctx = await replay_for_query(
+            lookup_workflow(run.name),
+            workflow_id=id,
+            steps=self.journal(id),
+            args=codec.loads(run.input),
+            started_at=run.created_at,
+            cancel_requested=bool(run.cancel_requested),
+        )
+        return answer_query(ctx.query_handlers, id, name, args)
 
     async def history(self, id: str) -> list[HistoryEvent]:
         run = self.store.get_run(id)

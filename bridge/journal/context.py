@@ -4,20 +4,27 @@ A run is executed by calling the workflow function from the top every time a wor
 it up. Each journaled operation takes the next index; if the journal has a row there, the
 recorded outcome is returned (after checking the step's name and argument digest), otherwise
 the operation runs live and its row is made durable *before* the workflow sees the result.
-Waiting (timers, signals) ends the execution with `Suspend`, so nothing is held in memory.
+Waiting (timers, signals, conditions) ends the execution with `Suspend`, so nothing is held
+in memory.
+
+The same context answers queries of runs no worker holds (`replay_for_query`): with
+`replay_only` it runs the workflow against the recorded rows and stops (`EndOfJournal`) at
+the first operation the journal has not decided, where a live run would take a step or
+wait; it writes nothing and runs no activity, so a query never changes a run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import random as _random
 import time
 import uuid as _uuid
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from bridge import codec
 from bridge._execute import error_info, is_retryable, run_attempt
@@ -30,21 +37,40 @@ from bridge.errors import (
     StorageError,
 )
 from bridge.history import utc
-from bridge.workflow import Context, WorkflowDefinition, _current_context, flatten_awaitables
+from bridge.workflow import (
+    Context,
+    Signal,
+    WorkflowDefinition,
+    _current_context,
+    flatten_awaitables,
+    signal_names,
+)
 
 if TYPE_CHECKING:
     from bridge.interceptors import Interceptor
 
-__all__ = ["JournaledContext", "Outcome", "RunJournal", "StepRecord", "Suspend", "drive"]
+__all__ = [
+    "EndOfJournal",
+    "JournaledContext",
+    "Outcome",
+    "RunJournal",
+    "StepRecord",
+    "Suspend",
+    "drive",
+    "replay_for_query",
+]
 
 # Step kinds and statuses as stored.
-ACTIVITY, SLEEP, SIGNAL, PATCH, COMPENSATION = (
+ACTIVITY, SLEEP, SIGNAL, PATCH, COMPENSATION, CONDITION = (
     "activity",
     "sleep",
     "signal",
     "patch",
     "compensation",
+    "condition",
 )
+#: Kinds whose rows are waits: a WAITING row arms a timer, settling it disarms the timer.
+WAIT_KINDS = (SLEEP, SIGNAL, CONDITION)
 COMPLETED, FAILED, RETRYING, WAITING, TIMED_OUT = (
     "completed",
     "failed",
@@ -53,6 +79,13 @@ COMPLETED, FAILED, RETRYING, WAITING, TIMED_OUT = (
     "timed_out",
 )
 FINAL_STEP_STATUSES = frozenset({COMPLETED, FAILED, TIMED_OUT})
+#: A wait answered with the run's cancellation (the langgraph backend's rows; the sql
+#: journal delivers a cancel at the next operation instead, and never writes it).
+WAIT_CANCELLED = "cancelled"
+# How many turns of the event loop a condition gives the run's other branches to reach
+# their next operation before it decides that nothing in this execution can change the
+# state it reads (each turn lets every ready task run once).
+_QUIET_TURNS = 3
 
 
 @dataclass(frozen=True)
@@ -105,6 +138,26 @@ class Suspend(BaseException):
         self.waiting_for = waiting_for
 
 
+class EndOfJournal(BaseException):
+    """Ends a replay-only execution (a query's) where a live run would go past its journal:
+    take a step, or wait. A BaseException for the same reason as `Suspend`."""
+
+
+class _NoWrites:
+    """The `RunJournal` of a replay-only execution: it runs nothing and writes nothing."""
+
+    interceptors: Sequence[Interceptor] = ()
+
+    async def write(self, *records: StepRecord) -> None:
+        raise EndOfJournal
+
+    def lease_ok(self) -> bool:
+        return True
+
+    async def take_signal(self, record: StepRecord) -> tuple[bool, Any]:
+        raise EndOfJournal
+
+
 def _describe_step(kind: str, name: str, args: Any) -> str:
     text = codec.dumps(args) if args is not None else ""
     if len(text) > 200:
@@ -124,6 +177,7 @@ class JournaledContext(Context):
         started_at: float,
         attempt: int,
         cancel_requested: bool = False,
+        replay_only: bool = False,
     ) -> None:
         self._id = workflow_id
         self._journal = journal
@@ -141,6 +195,12 @@ class JournaledContext(Context):
         self._unwritten: list[StepRecord] = []
         self._cancel_pending = cancel_requested
         self.cancelled_by_request = False
+        self._replay_only = replay_only
+        # What a waiting condition watches: operations begun or settled in this execution
+        # (`_ticks`), activity attempts under way (`_inflight`), and an event set at each.
+        self._ticks = 0
+        self._inflight = 0
+        self._changed: asyncio.Event | None = None
 
     # -- identity ---------------------------------------------------------------------
     @property
@@ -155,14 +215,35 @@ class JournaledContext(Context):
     def is_replaying(self) -> bool:
         """True until the code takes the last index the journal held when this execution
         began. A step or wait written during this execution does not count: the code
-        before it is running for the first time."""
-        return self._next < self._replay_until
+        before it is running for the first time. Always True on a query's replay, which
+        must leave no trace (no hook, no span) of code that already ran."""
+        return self._replay_only or self._next < self._replay_until
 
     # -- journal plumbing -------------------------------------------------------------
     def _take_index(self) -> int:
         idx = self._next
         self._next += 1
+        self._progress()
         return idx
+
+    def _progress(self) -> None:
+        """Something happened in this execution that may change workflow state: wake the
+        conditions that wait for the other branches."""
+        self._ticks += 1
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    def _beyond_journal(self) -> None:
+        """A replay-only execution stops here: the live run would go past its journal."""
+        if self._replay_only:
+            raise EndOfJournal
+
+    def _cancelled_wait(self) -> NoReturn:
+        """A wait the journal answered with the run's cancellation: deliver it, once."""
+        self._cancel_pending = False
+        self.cancelled_by_request = True
+        raise asyncio.CancelledError(f"workflow {self._id!r} was cancelled")
 
     def _recorded(
         self, idx: int, kind: str, name: str, digest: str | None, args: Any
@@ -197,6 +278,7 @@ class JournaledContext(Context):
         # A finished side effect's result is written even past the fence: dropping it
         # would make the next owner run the effect again, and the journal never lets a
         # later write overwrite an earlier final row (the store reports such a clash).
+        self._beyond_journal()  # never reached on a replay-only execution; a guard all the same
         if fenced:
             self._fence()
         pending, self._unwritten = self._unwritten, []
@@ -207,7 +289,7 @@ class JournaledContext(Context):
 
     async def flush(self) -> None:
         """Write buffered patch markers (called when an execution ends)."""
-        if self._unwritten:
+        if self._unwritten and not self._replay_only:
             pending, self._unwritten = self._unwritten, []
             await self._journal.write(*pending)
 
@@ -226,8 +308,14 @@ class JournaledContext(Context):
         digest = codec.digest(data)
         rec = self._recorded(idx, kind, defn.name, digest, data)
         if rec is None or rec.status not in (COMPLETED, FAILED):
-            rec = await self._attempts(idx, kind, defn, data, digest, rec)
-            await self._write(rec, fenced=rec.status != COMPLETED)
+            self._beyond_journal()
+            self._inflight += 1
+            try:
+                rec = await self._attempts(idx, kind, defn, data, digest, rec)
+                await self._write(rec, fenced=rec.status != COMPLETED)
+            finally:
+                self._inflight -= 1
+                self._progress()
         return self._settled(kind, defn, data, rec)
 
     def _settled(
@@ -343,6 +431,9 @@ class JournaledContext(Context):
             for t in tasks:
                 t.cancel()
             raise
+        ends = [t.exception() for t in tasks if isinstance(t.exception(), EndOfJournal)]
+        if ends:
+            raise ends[0]  # type: ignore[misc]  # a query's replay reached the journal's end
         suspends = [t.exception() for t in tasks if isinstance(t.exception(), Suspend)]
         if suspends:
             wakes = [s.wake_at for s in suspends if s.wake_at is not None]  # type: ignore[union-attr]
@@ -362,6 +453,9 @@ class JournaledContext(Context):
         rec = self._recorded(idx, SLEEP, "sleep", None, None)
         if rec is not None and rec.status == COMPLETED:
             return
+        if rec is not None and rec.status == WAIT_CANCELLED:
+            self._cancelled_wait()
+        self._beyond_journal()
         if rec is None:
             now = time.time()
             rec = StepRecord(
@@ -380,26 +474,21 @@ class JournaledContext(Context):
             return
         raise Suspend(wake_at=rec.fire_at, waiting_for=None)
 
-    async def wait_for_signal(self, name: str, *, timeout: float | timedelta | None = None) -> Any:
+    async def wait_for_signal(self, name: Any, *, timeout: float | timedelta | None = None) -> Any:
+        names = signal_names(name, where=f"workflow {self._id!r}")
         secs = seconds(timeout, what="wait_for_signal timeout")
+        label = signal_label(name, names)
         idx = self._take_index()
-        rec = self._recorded(idx, SIGNAL, name, None, None)
+        rec = self._recorded(idx, SIGNAL, label, None, None)
         if rec is not None and rec.status == COMPLETED:
-            return rec.output
+            return signal_value(names, rec.output)
         if rec is not None and rec.status == TIMED_OUT:
             return None
+        if rec is not None and rec.status == WAIT_CANCELLED:
+            self._cancelled_wait()
+        self._beyond_journal()
         if rec is None:
-            now = time.time()
-            rec = StepRecord(
-                workflow_id=self._id,
-                idx=idx,
-                kind=SIGNAL,
-                name=name,
-                status=WAITING,
-                args={"timeout": secs},
-                started_at=now,
-                fire_at=None if secs is None else now + secs,
-            )
+            rec = self._signal_wait(idx, label, names, secs)
         pending, self._unwritten = self._unwritten, []
         if pending:
             await self._journal.write(*pending)
@@ -407,11 +496,110 @@ class JournaledContext(Context):
         if got:
             self._clock = max(self._clock, time.time())
             self._steps[idx] = replace(rec, status=COMPLETED, output=payload)
-            return payload
+            self._progress()
+            return signal_value(names, payload)
         if rec.fire_at is not None and rec.fire_at <= time.time():
             await self._write(replace(rec, status=TIMED_OUT, finished_at=time.time()))
             return None
-        raise Suspend(wake_at=rec.fire_at, waiting_for=name)
+        raise Suspend(wake_at=rec.fire_at, waiting_for=label)
+
+    def _signal_wait(
+        self, idx: int, label: str, names: tuple[str, ...] | None, secs: float | None
+    ) -> StepRecord:
+        """The WAITING row of a signal wait begun now. A multi-name wait keeps its names in
+        `args`, which is where the store looks for the signals it may take."""
+        now = time.time()
+        args: dict[str, Any] = {"timeout": secs}
+        if names is not None:
+            args["names"] = list(names)
+        return StepRecord(
+            workflow_id=self._id,
+            idx=idx,
+            kind=SIGNAL,
+            name=label,
+            status=WAITING,
+            args=args,
+            started_at=now,
+            fire_at=None if secs is None else now + secs,
+        )
+
+    async def wait_condition(
+        self, condition: Callable[[], bool], *, timeout: float | timedelta | None = None
+    ) -> bool:
+        """A journaled wait (kind `condition`): True once `condition()` holds, False when the
+        timeout passes first; the outcome is recorded, so a replay answers the same.
+
+        While the condition is false, it is re-evaluated each time another branch of this
+        execution begins or settles an operation. Once nothing in the execution can change
+        the state any more (no activity under way, no branch left to run), the run parks
+        with the wait's timer armed; a signal to the run wakes it, the replay rebuilds the
+        state from the journal and evaluates the condition again at the same point.
+        """
+        secs = seconds(timeout, what="wait_condition timeout")
+        idx = self._take_index()
+        rec = self._recorded(idx, CONDITION, CONDITION, None, None)
+        if rec is not None and rec.status in (COMPLETED, TIMED_OUT):
+            return rec.status == COMPLETED
+        if rec is not None and rec.status == WAIT_CANCELLED:
+            self._cancelled_wait()
+        while True:
+            if condition():
+                if self._replay_only:
+                    return True  # as the live run would, which is all a query needs
+                await self._write(self._condition_row(idx, rec, secs, COMPLETED, output=True))
+                return True
+            self._beyond_journal()
+            if rec is None:
+                rec = self._condition_row(idx, None, secs, WAITING)
+                await self._write(rec)  # the timer is armed before the run can park
+                continue  # the write let other branches run: look again
+            if rec.fire_at is not None and rec.fire_at <= time.time():
+                await self._write(self._condition_row(idx, rec, secs, TIMED_OUT))
+                return False
+            if not await self._others_moved(rec.fire_at):
+                return await self._condition_parks(rec)
+
+    def _condition_row(
+        self, idx: int, rec: StepRecord | None, secs: float | None, status: str, output: Any = None
+    ) -> StepRecord:
+        now = time.time()
+        if rec is None:
+            rec = StepRecord(
+                workflow_id=self._id,
+                idx=idx,
+                kind=CONDITION,
+                name=CONDITION,
+                status=WAITING,
+                args={"timeout": secs},
+                started_at=now,
+                fire_at=None if secs is None else now + secs,
+            )
+        if status == WAITING:
+            return rec
+        return replace(rec, status=status, output=output, finished_at=now)
+
+    async def _others_moved(self, fire_at: float | None) -> bool:
+        """Wait until another branch of this execution may have changed workflow state:
+        True when one did (or the timeout came), False when none can any more."""
+        ticks = self._ticks
+        for _ in range(_QUIET_TURNS):
+            await asyncio.sleep(0)
+            if self._ticks != ticks:
+                return True
+        if not self._inflight:
+            return False
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        changed = self._changed
+        limit = None if fire_at is None else max(0.0, fire_at - time.time())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), limit)
+        return True
+
+    async def _condition_parks(self, rec: StepRecord) -> bool:
+        """Nothing in this execution can make the condition true: end it until a signal,
+        the timeout or a cancel wakes the run (the langgraph context interrupts instead)."""
+        raise Suspend(wake_at=rec.fire_at, waiting_for="a condition")
 
     # -- replay-safe sources ----------------------------------------------------------
     def now(self) -> datetime:
@@ -426,6 +614,7 @@ class JournaledContext(Context):
     def patched(self, change_id: str) -> bool:
         if change_id in self._patches:
             return self._patches[change_id]
+        self._progress()
         rec = self._steps.get(self._next)
         if rec is not None:
             answer = rec.kind == PATCH and rec.name == change_id
@@ -461,6 +650,20 @@ class JournaledContext(Context):
                 failures.append(exc)
         if failures:
             raise CompensationError(failures)
+
+
+def signal_label(name: Any, names: tuple[str, ...] | None) -> str:
+    """The name a signal wait's row carries: the signal's, or the names of a multi-name
+    wait joined with `|` (what `describe().waiting_for` shows)."""
+    return str(name) if names is None else "|".join(names)
+
+
+def signal_value(names: tuple[str, ...] | None, output: Any) -> Any:
+    """What a settled signal wait returns: the payload, or for a multi-name wait the
+    `Signal` the store recorded as `{"name": ..., "payload": ...}`."""
+    if names is None:
+        return output
+    return Signal(name=output["name"], payload=output["payload"])
 
 
 @dataclass(frozen=True)
@@ -514,3 +717,47 @@ async def drive(
         _current_context.reset(token)
     await ctx.flush()
     return Outcome(Status.COMPLETED, result=result)
+
+
+async def replay_for_query(
+    defn: WorkflowDefinition[..., Any],
+    *,
+    workflow_id: str,
+    steps: Iterable[StepRecord],
+    args: dict[str, Any],
+    started_at: float,
+    cancel_requested: bool = False,
+) -> JournaledContext:
+    """Run `defn` against a run's recorded rows up to the journal's end, in this process,
+    writing nothing and running no activity; the context, whose query handlers answer.
+
+    It stops where a live run would take a step or wait past the journal (or where the run
+    ended: returned, failed, cancelled), so the workflow's state is the run's state as of
+    its last journaled operation. A NonDeterminismError (the code no longer matches the
+    journal) is raised: such a run has no state the current code can tell.
+    """
+    ctx = JournaledContext(
+        workflow_id=workflow_id,
+        journal=_NoWrites(),
+        steps=steps,
+        started_at=started_at,
+        attempt=0,
+        cancel_requested=cancel_requested,
+        replay_only=True,
+    )
+    token = _current_context.set(ctx)
+    try:
+        pos, kw = defn.shape.decode_args(args)
+        await defn.fn(ctx, *pos, **kw)
+    except (EndOfJournal, Suspend):
+        pass  # the journal's end: the live run is here, or was when it parked
+    except asyncio.CancelledError:
+        if not ctx.cancelled_by_request:
+            raise  # the caller was cancelled, not the run
+    except (NonDeterminismError, StorageError):
+        raise
+    except Exception:
+        pass  # the run failed here; its state is what it was then
+    finally:
+        _current_context.reset(token)
+    return ctx

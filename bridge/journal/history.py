@@ -16,6 +16,10 @@ _FAILED = {"activity": E.STEP_FAILED, "compensation": E.COMPENSATION_FAILED}
 
 
 def _step_events(r: StepRecord) -> list[HistoryEvent]:
+    if r.kind == "condition":
+        # A wait_condition leaves no event, as on Temporal (whose condition timer the
+        # neutral history does not show either), so histories compare across engines.
+        return []
     if r.kind == "patch":
         return [HistoryEvent(E.PATCH_MARKER, utc(r.started_at), step=r.idx, name=r.name)]
     if r.kind == "sleep":

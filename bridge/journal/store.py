@@ -31,7 +31,7 @@ from bridge.backend import Status
 from bridge.errors import WorkflowClosedError, WorkflowIdConflictError, WorkflowNotFoundError
 from bridge.interceptors import RunEnded
 from bridge.journal._leases import LeaseStatements
-from bridge.journal._steps import StepStatements, step_record, step_row
+from bridge.journal._steps import StepStatements, step_record, step_row, wait_names
 from bridge.journal.context import SIGNAL, WAITING, StepRecord
 
 __all__ = ["JournalStore", "step_record", "step_row"]
@@ -168,15 +168,20 @@ class JournalStore(LeaseStatements, StepStatements):
             ).first()
             if row is None or row.lease_owner != owner:
                 return False
-            waits = select(st.c.name).where(
-                st.c.workflow_id == id, st.c.kind == SIGNAL, st.c.status == WAITING
-            )
+            # The names its open signal waits take (a multi-name wait keeps its names in
+            # its arguments): a run has a handful of open waits at most.
+            waits = conn.execute(
+                select(st.c.name, st.c.args).where(
+                    st.c.workflow_id == id, st.c.kind == SIGNAL, st.c.status == WAITING
+                )
+            ).all()
+            names = sorted({n for w in waits for n in wait_names(w.name, codec.loads(w.args))})
             signalled = select(sg.c.seq).where(
-                sg.c.workflow_id == id, sg.c.consumed_step.is_(None), sg.c.name.in_(waits)
+                sg.c.workflow_id == id, sg.c.consumed_step.is_(None), sg.c.name.in_(names)
             )
             woken = not blocked and (
                 (self.park_wakes_on_cancel and bool(row.cancel_requested))
-                or conn.execute(signalled.limit(1)).first() is not None
+                or (bool(names) and conn.execute(signalled.limit(1)).first() is not None)
             )
             conn.execute(
                 update(r)
