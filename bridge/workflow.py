@@ -23,10 +23,24 @@ __all__ = [
     "answer_query",
     "current_context",
     "lookup_workflow",
+    "note_step_answer",
     "registered_workflows",
     "signal_names",
     "workflow",
 ]
+
+#: Where the last step awaited in this task got its answer (see `Context.last_step_replayed`).
+_last_step_replayed: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
+    "bridge_last_step_replayed", default=None
+)
+
+
+def note_step_answer(*, replayed: bool) -> None:
+    """For backends: the step being delivered to workflow code now was answered from the
+    journal (True) or executed now (False). Call it in the coroutine the workflow awaits,
+    so the caller's task sees it."""
+    _last_step_replayed.set(replayed)
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -116,6 +130,21 @@ class Context(abc.ABC):
         backend that replays overrides it.
         """
         return False
+
+    def last_step_replayed(self) -> bool:
+        """Whether the step this code awaited last was answered from the journal (or
+        Temporal's history) rather than executed now.
+
+        `is_replaying` says whether the *next* step is recorded, which decides what runs
+        before a step; what runs after one (an agent's `on_llm_end`, `on_tool_end`) must
+        follow where that step's answer came from instead: a step in flight when a worker
+        died was scheduled in the replayed part of the run but is answered live, and the
+        last recorded step is answered from the journal although the code after it is live.
+        Read it right after the await, in the same task. Backends record it with
+        `note_step_answer`; a backend that does not falls back to `is_replaying`.
+        """
+        answered = _last_step_replayed.get()
+        return self.is_replaying if answered is None else answered
 
     @abc.abstractmethod
     def run(self, activity: ActivityDefinition[P, R], *args: Any, **kwargs: Any) -> Awaitable[R]:

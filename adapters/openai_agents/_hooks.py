@@ -13,14 +13,14 @@ Which step a callback belongs to:
 - `on_agent_start`/`on_start` and `on_llm_start` fire before the model-call step is taken,
   so `is_replaying` then says whether that step is already journaled. `on_tool_start` fires
   before an activity tool's step is taken: the same.
-- The matching end (`on_llm_end`, `on_tool_end`) is decided by its start, not asked again:
-  the step that just finished was answered from the journal exactly when its start was
-  replayed. Asking again after the step would go wrong when it is the last journaled step
-  (a crash cut the run right after it): the code after it counts as live, yet the end hook
-  already ran before the crash. Deciding both ends together also keeps pairs whole: a
-  hook sees a step's start and end, or neither.
+- The matching end (`on_llm_end`, `on_tool_end`) follows where that step's answer came
+  from (`Context.last_step_replayed`), not `is_replaying` after it: the last journaled
+  step is answered from the journal although the code after it runs live (its end hook
+  ran before the crash), and on Temporal a step in flight when a worker died was
+  scheduled in replayed history but is answered live (its end hook never ran). A start
+  and its end can therefore disagree, exactly when the process died between them.
 - `on_agent_end`/`on_end` and `on_handoff` follow the model call whose answer produced the
-  final output or chose the handoff: the latest `on_llm_start` of that agent.
+  final output or chose the handoff: the agent's latest model call.
 
 A crash between a callback and the next journal write can still repeat it once: hooks are
 not steps, so this is at-least-once, as everything outside the journal is.
@@ -57,7 +57,11 @@ class _Gate:
 
     def after_llm(self, agent: Any) -> bool:
         """For callbacks that follow `agent`'s latest model call (its end, the agent's end,
-        a handoff it chose)."""
+        a handoff it chose): they run when that call was answered live. A durable agent's
+        model knows where its last answer came from; otherwise its start decides."""
+        answered = getattr(getattr(agent, "model", None), "last_replayed", None)
+        if answered is not None:
+            return not answered
         replaying = self._llm.get(id(agent))
         return not (self.replaying_now() if replaying is None else replaying)
 
@@ -66,7 +70,13 @@ class _Gate:
         return not replaying
 
     def tool_end(self, context: Any, agent: Any, tool: Any) -> bool:
+        """Runs when the tool's step was answered live. The SDK calls it in the task that
+        invoked the tool, right after, so the context still knows where that step's answer
+        came from; outside a workflow (a plain run) the start decides."""
         replaying = self._tools.pop(_tool_key(context, agent, tool), None)
+        ctx = workflow_context()
+        if ctx is not None:
+            return not ctx.last_step_replayed()
         return not (self.replaying_now() if replaying is None else replaying)
 
 

@@ -55,6 +55,9 @@ class DurableModel(Model):
         self.source = source
         self._run = run
         self._timeout = timeout
+        #: Whether the last call's answer came from the journal (None: no call yet). The
+        #: replay-safe hooks decide `on_llm_end` and `on_agent_end` by it (`_hooks.py`).
+        self.last_replayed: bool | None = None
 
     def _request(
         self,
@@ -104,7 +107,9 @@ class DurableModel(Model):
 
     async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
         request = self._request(*args, **kwargs)
-        return decode_response(await self._run.ctx.run(model_call_activity(), request))
+        data = await self._run.ctx.run(model_call_activity(), request)
+        self.last_replayed = self._run.ctx.last_step_replayed()
+        return decode_response(data)
 
     async def stream_response(  # type: ignore[override]
         self, *args: Any, **kwargs: Any
@@ -113,5 +118,6 @@ class DurableModel(Model):
         the call has finished (not token by token), the same on every replay."""
         request = {**self._request(*args, **kwargs), "stream": True}
         data = await self._run.ctx.run(model_call_activity(), request)
+        self.last_replayed = self._run.ctx.last_step_replayed()
         for event in data["events"]:
             yield decode_event(event)

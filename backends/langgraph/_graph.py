@@ -68,7 +68,7 @@ from bridge.journal.context import (
     signal_label,
     signal_value,
 )
-from bridge.workflow import WorkflowDefinition, signal_names
+from bridge.workflow import WorkflowDefinition, note_step_answer, signal_names
 
 #: Marks a task write as a bridge journal record (and the record format's version).
 RECORD_MARK = "bridge_step"
@@ -185,12 +185,13 @@ class GraphContext(JournaledContext):
         `ctx.gather` starts every branch before awaiting any); settle it when awaited."""
         digest = codec.digest(data)
         try:
-            self._recorded(idx, kind, defn.name, digest, data)
+            rec = self._recorded(idx, kind, defn.name, digest, data)
         except BaseException as exc:  # divergence or a delivered cancel, raised when awaited
             return _raise(exc)
+        replayed = rec is not None and rec.status in _FINAL
         self._live[idx] = (kind, defn, data, digest)
         future = self._root.run(bridge_step, idx)
-        return self._settle(idx, kind, defn, data, digest, future)
+        return self._settle(idx, kind, defn, data, digest, future, replayed=replayed)
 
     async def _settle(
         self,
@@ -200,6 +201,8 @@ class GraphContext(JournaledContext):
         data: dict[str, Any],
         digest: str,
         future: Awaitable[Any],
+        *,
+        replayed: bool,
     ) -> Any:
         self._inflight += 1
         try:
@@ -222,6 +225,7 @@ class GraphContext(JournaledContext):
         self._steps[idx] = rec
         if rec.finished_at is not None:
             self._clock = max(self._clock, rec.finished_at)
+        note_step_answer(replayed=replayed)
         return self._settled(kind, defn, data, rec)
 
     async def execute(self, idx: int) -> dict[str, Any]:

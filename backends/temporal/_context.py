@@ -42,6 +42,7 @@ from bridge.workflow import (
     _current_context,
     answer_query,
     flatten_awaitables,
+    note_step_answer,
     signal_names,
 )
 
@@ -235,7 +236,11 @@ class TemporalContext(Context):
                 retry_policy=options.retry,
             )
         except temporalio.exceptions.ActivityError as exc:
+            note_step_answer(replayed=workflow.unsafe.is_replaying_history_events())
             raise _neutral_error(exc, defn.name, idx) from None
+        # The activation that delivers the result is replayed exactly when the result is
+        # in the history this worker read, i.e. was delivered before.
+        note_step_answer(replayed=workflow.unsafe.is_replaying_history_events())
         if kind == ACTIVITY and defn.compensate is not None:
             self._compensations.append((defn, data))
         return defn.shape.decode_result(out)

@@ -43,6 +43,7 @@ from bridge.workflow import (
     WorkflowDefinition,
     _current_context,
     flatten_awaitables,
+    note_step_answer,
     signal_names,
 )
 
@@ -307,7 +308,8 @@ class JournaledContext(Context):
     ) -> Any:
         digest = codec.digest(data)
         rec = self._recorded(idx, kind, defn.name, digest, data)
-        if rec is None or rec.status not in (COMPLETED, FAILED):
+        replayed = rec is not None and rec.status in (COMPLETED, FAILED)
+        if not replayed:
             self._beyond_journal()
             self._inflight += 1
             try:
@@ -316,6 +318,7 @@ class JournaledContext(Context):
             finally:
                 self._inflight -= 1
                 self._progress()
+        note_step_answer(replayed=replayed)
         return self._settled(kind, defn, data, rec)
 
     def _settled(

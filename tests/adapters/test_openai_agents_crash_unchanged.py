@@ -145,15 +145,6 @@ CASES = {
 }
 
 
-# A known failure, kept as one so the assertion stays whole (strict: it must fail until fixed).
-TEMPORAL_IN_FLIGHT_END_HOOK = (
-    "on Temporal the on_llm_end of the model call in flight at the kill never runs: the new "
-    "worker replays the workflow task that scheduled the call, so on_llm_start is seen while "
-    "is_replaying_history_events() is True, and adapters/openai_agents/_hooks.py decides the "
-    "end by its start; the retried call then completes live and its end hook is dropped"
-)
-
-
 def bodies(requests: list[tuple[str, Body]]) -> list[Body]:
     return [body for _path, body in requests]
 
@@ -165,11 +156,8 @@ async def test_sigkill_mid_run_repeats_no_answered_request_nor_effect(
     tmp_path: Path,
     fake_server: Any,
     monkeypatch: pytest.MonkeyPatch,
-    request: pytest.FixtureRequest,
 ) -> None:
     case = CASES[case_name]
-    if settings["backend"] == "temporal" and case_name == "run_hooks":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=TEMPORAL_IN_FLIGHT_END_HOOK))
     plain_ledger = str(tmp_path / "plain.db")
     durable_ledger = str(tmp_path / "durable.db")
 

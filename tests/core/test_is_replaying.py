@@ -14,6 +14,7 @@ sandboxed code notes reaches the test.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import bridge
@@ -74,3 +75,47 @@ def test_is_replaying_defaults_to_false_for_a_context_that_never_replays() -> No
     """A backend written before the property existed keeps working, and counts as live."""
     assert bridge.Context.is_replaying.fget is not None
     assert "is_replaying" not in bridge.Context.__abstractmethods__
+
+
+@bridge.workflow
+async def observes_answers(ctx: bridge.Context, ledger_path: str) -> list[bool]:
+    """The last journaled step before a wait: answered from the journal on the resumed
+    execution although `is_replaying` is already False after it."""
+    await ctx.wait_for_signal("go")
+    await ctx.run(noop, 1)
+    first = ctx.last_step_replayed()
+    ledger.record(ledger_path, f"step 1 replayed={first}")
+    await ctx.wait_for_signal("again")
+    await ctx.run(noop, 3)
+    second = ctx.last_step_replayed()
+    ledger.record(ledger_path, f"step 3 replayed={second}")
+    return [first, second]
+
+
+async def test_last_step_replayed_follows_where_the_answer_came_from(
+    client: bridge.Client, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "answers.db")
+    id = f"last-step-{client.backend_name}"
+    async with client.worker([observes_answers]):
+        handle = await client.start(observes_answers, path, id=id)
+        await wait_for_status(client, id, bridge.Status.WAITING)
+        await handle.signal("go", True)
+        await wait_until_entries(path, 1)
+        await wait_for_status(client, id, bridge.Status.WAITING)
+    await handle.signal("again", True)
+    async with client.worker([observes_answers]):
+        assert await handle.result(timeout=30) == [True, False]
+    assert [e.key for e in ledger.entries(path)] == [
+        "step 1 replayed=False",  # executed in the first execution
+        "step 1 replayed=True",  # answered from the journal when the run resumed
+        "step 3 replayed=False",
+    ]
+
+
+async def wait_until_entries(path: str, n: int) -> None:
+    for _ in range(300):
+        if len(ledger.entries(path)) >= n:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {n} ledger entries in {path}")
