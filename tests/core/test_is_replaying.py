@@ -33,7 +33,7 @@ def _note(ledger_path: str, ctx: bridge.Context, where: str) -> bool:
     return replaying
 
 
-@bridge.workflow
+@bridge.workflow(name="ir_observes_replay")
 async def observes_replay(ctx: bridge.Context, ledger_path: str) -> list[bool]:
     seen = [_note(ledger_path, ctx, "before step 0")]
     await ctx.run(noop, 0)
@@ -77,7 +77,7 @@ def test_is_replaying_defaults_to_false_for_a_context_that_never_replays() -> No
     assert "is_replaying" not in bridge.Context.__abstractmethods__
 
 
-@bridge.workflow
+@bridge.workflow(name="ir_observes_answers")
 async def observes_answers(ctx: bridge.Context, ledger_path: str) -> list[bool]:
     """The last journaled step before a wait: answered from the journal on the resumed
     execution although `is_replaying` is already False after it."""

@@ -39,7 +39,7 @@ async def gate(path: str) -> None:
         await asyncio.sleep(0.02)
 
 
-@bridge.workflow
+@bridge.workflow(name="q_counting")
 async def counting(ctx: bridge.Context, ledger_path: str, steps: int) -> dict[str, Any]:
     state: dict[str, Any] = {"done": 0, "stage": "counting"}
     ctx.set_query_handler("state", lambda: dict(state))
@@ -54,7 +54,7 @@ async def counting(ctx: bridge.Context, ledger_path: str, steps: int) -> dict[st
     return state
 
 
-@bridge.workflow
+@bridge.workflow(name="q_gated")
 async def gated(ctx: bridge.Context, path: str) -> str:
     stage = {"at": "before the gate"}
     ctx.set_query_handler("where", lambda: stage["at"])

@@ -32,7 +32,7 @@ async def echo(n: int) -> int:
     return n
 
 
-@bridge.workflow
+@bridge.workflow(name="wc_held_by_a_branch")
 async def held_by_a_branch(ctx: bridge.Context) -> list[Any]:
     state = {"done": False}
 
@@ -49,14 +49,14 @@ async def held_by_a_branch(ctx: bridge.Context) -> list[Any]:
     return [value, held, after]
 
 
-@bridge.workflow
+@bridge.workflow(name="wc_times_out")
 async def times_out(ctx: bridge.Context) -> list[Any]:
     held = await ctx.wait_condition(lambda: False, timeout=0.5)
     at_once = await ctx.wait_condition(lambda: True)
     return [held, at_once, await ctx.run(echo, 2)]
 
 
-@bridge.workflow
+@bridge.workflow(name="wc_woken_by_a_signal")
 async def woken_by_a_signal(ctx: bridge.Context) -> list[Any]:
     state = {"votes": 0}
     ctx.set_query_handler("votes", lambda: state["votes"])
@@ -71,7 +71,7 @@ async def woken_by_a_signal(ctx: bridge.Context) -> list[Any]:
     return [held, state["votes"]]
 
 
-@bridge.workflow
+@bridge.workflow(name="wc_first_of_several")
 async def first_of_several(ctx: bridge.Context) -> list[Any]:
     await ctx.wait_for_signal("go")
     seen: list[Any] = []
