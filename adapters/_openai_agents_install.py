@@ -29,11 +29,14 @@ def install() -> None:
     """Install the durable default runner in this process (idempotent)."""
     from agents.run import get_default_agent_runner, set_default_agent_runner
 
+    from adapters.openai_agents._mcp import leave_sandboxed_connections_to_steps
     from adapters.openai_agents._runner import BridgeAgentRunner
     from adapters.openai_agents._tracing import prepare_tracing
 
     # Here, where the worker starts: inside Temporal's sandbox the SDK's lazy set-up fails.
     prepare_tracing()
+    # `async with server:` in workflow code, as the SDK's examples write it, on every engine.
+    leave_sandboxed_connections_to_steps()
     current = get_default_agent_runner()
     if isinstance(current, BridgeAgentRunner):
         return

@@ -131,6 +131,14 @@ class Context(abc.ABC):
         """
         return False
 
+    @property
+    def sandboxed(self) -> bool:
+        """True when the engine refuses I/O in workflow code itself (Temporal's sandbox: no
+        file, socket or subprocess), so glue that would connect something from workflow
+        code (an MCP server's `async with`) must leave that to the steps. False where
+        workflow code runs as ordinary Python in the worker (sql, langgraph)."""
+        return False
+
     def last_step_replayed(self) -> bool:
         """Whether the step this code awaited last was answered from the journal (or
         Temporal's history) rather than executed now.

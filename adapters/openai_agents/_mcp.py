@@ -19,8 +19,9 @@ The connection stays the user's. A server that workflow code connected (`async w
 server:`, as in the SDK's examples; on sql and langgraph a resumed run's code opens it
 again) is used as it is. A server that is not connected when its step runs is connected by
 the step for that one call and closed after it, as Temporal's stateless MCP servers are:
-that is the way on Temporal, whose sandboxed workflow code can open no connection (leave
-the server unconnected in workflow code there).
+that is the way on Temporal, whose sandboxed workflow code can open no connection; there
+`async with server:` in workflow code does nothing (`leave_sandboxed_connections_to_steps`),
+so the same code runs on every engine.
 
 Prompts and resources are journaled too rather than passed through: the SDK never asks for
 them itself, but code the run calls (dynamic instructions reading `agent.mcp_servers`) gets
@@ -31,6 +32,7 @@ run diverge from its journal.
 from __future__ import annotations
 
 import asyncio
+import functools
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -192,6 +194,47 @@ async def _connected(server: MCPServer, call: Callable[[MCPServer], Awaitable[An
             return await call(server)
         finally:
             await server.cleanup()
+
+
+def leave_sandboxed_connections_to_steps() -> None:
+    """Make `connect()`/`cleanup()` of the SDK's MCP servers do nothing when called from
+    workflow code on an engine that refuses I/O there (`Context.sandboxed`: Temporal), so
+    the SDK examples' `async with server:` runs unchanged on every engine; each step then
+    connects the server for its own call (`_connected`). Elsewhere, and in the steps
+    themselves, they do what the SDK does.
+
+    A patch of the SDK's (private) base class of its stdio, SSE and streamable-HTTP
+    servers, made once where the worker starts (`adapters/_openai_agents_install.py`): the
+    SDK offers no hook for this, and the alternative is telling users to write their
+    workflow differently on one engine. Idempotent.
+    """
+    from agents.mcp.server import _MCPServerWithClientSession as base
+
+    if getattr(base.connect, _SANDBOX_SAFE, False):
+        return
+    connect, cleanup = base.connect, base.cleanup
+
+    @functools.wraps(connect)
+    async def sandbox_safe_connect(self: Any) -> None:
+        if not _in_sandboxed_workflow_code():
+            await connect(self)
+
+    @functools.wraps(cleanup)
+    async def sandbox_safe_cleanup(self: Any) -> None:
+        if not _in_sandboxed_workflow_code():
+            await cleanup(self)
+
+    setattr(sandbox_safe_connect, _SANDBOX_SAFE, True)
+    base.connect = sandbox_safe_connect  # type: ignore[method-assign]
+    base.cleanup = sandbox_safe_cleanup  # type: ignore[method-assign]
+
+
+_SANDBOX_SAFE = "__bridge_sandbox_safe__"
+
+
+def _in_sandboxed_workflow_code() -> bool:
+    ctx = workflow_context()
+    return ctx is not None and ctx.sandboxed
 
 
 # -- the workflow side -------------------------------------------------------------------------

@@ -180,6 +180,10 @@ class TemporalContext(Context):
         return self._state.queries
 
     @property
+    def sandboxed(self) -> bool:
+        return True
+
+    @property
     def is_replaying(self) -> bool:
         """Temporal's own answer: True while the worker re-applies history it already has.
 
