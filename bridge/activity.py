@@ -131,6 +131,7 @@ class ActivityDefinition(Generic[P, R]):
         heartbeat_timeout: float | None,
         compensate: ActivityDefinition[..., Any] | None,
         side_effects: bool = True,
+        journal_start: bool = False,
     ) -> None:
         self.fn = fn
         self.name = name
@@ -139,6 +140,7 @@ class ActivityDefinition(Generic[P, R]):
         self.heartbeat_timeout = heartbeat_timeout
         self.compensate = compensate
         self.side_effects = side_effects
+        self.journal_start = journal_start
         self.is_async = inspect.iscoroutinefunction(fn)
         self.wants_idempotency_key = (
             IDEMPOTENCY_PARAM in inspect.signature(fn).parameters
@@ -206,6 +208,7 @@ def activity(
     heartbeat_timeout: float | timedelta | None = None,
     compensate: Callable[..., Any] | None = None,
     side_effects: bool = True,
+    journal_start: bool = False,
 ) -> Callable[[Callable[P, R]], ActivityDefinition[P, R]]: ...
 
 
@@ -219,6 +222,7 @@ def activity(
     heartbeat_timeout: float | timedelta | None = None,
     compensate: Callable[..., Any] | None = None,
     side_effects: bool = True,
+    journal_start: bool = False,
 ) -> Any:
     """Declare an activity: a step whose result is journaled once and replayed after.
 
@@ -230,6 +234,12 @@ def activity(
     `side_effects=False` declares a pure activity (a computation, a read): the migration
     router's shadow runs execute it for real and compare its result, instead of answering
     it from the primary's recorded result as they do every other activity.
+
+    `journal_start=True` writes the step's start to the journal before its first attempt
+    (one more write per call), so that after a crash the code before the step knows it had
+    begun (`Context.is_replaying` is True there): glue that fires a callback before a costly
+    call (an agent's `on_llm_start` hook) then fires it once. Temporal's history records
+    every start anyway.
     """
 
     def wrap(f: Callable[..., Any]) -> ActivityDefinition[..., Any]:
@@ -246,6 +256,7 @@ def activity(
             heartbeat_timeout=seconds(heartbeat_timeout, what="activity heartbeat_timeout"),
             compensate=undo,
             side_effects=side_effects,
+            journal_start=journal_start,
         )
         register_activity(defn)
         return defn

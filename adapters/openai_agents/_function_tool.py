@@ -49,7 +49,8 @@ class FunctionToolUnavailableError(OutsideWorkflowError, NonRetryableError):
 
 # One attempt, as the SDK makes one: the tool's own errors already reach the model as its
 # result (its failure_error_function), so what raises here is the run's problem.
-@activity(name=FUNCTION_TOOL, retry=RetryPolicy(max_attempts=1))
+# journal_start: so on_tool_start, called before the step, is not called again after a crash.
+@activity(name=FUNCTION_TOOL, retry=RetryPolicy(max_attempts=1), journal_start=True)
 async def function_tool_call(request: dict[str, Any]) -> dict[str, Any]:
     """Call the plain function tool the workflow handed over for this step."""
     key = (activity_info().workflow_id, request["call"])

@@ -22,8 +22,13 @@ Which step a callback belongs to:
 - `on_agent_end`/`on_end` and `on_handoff` follow the model call whose answer produced the
   final output or chose the handoff: the agent's latest model call.
 
-A crash between a callback and the next journal write can still repeat it once: hooks are
-not steps, so this is at-least-once, as everything outside the journal is.
+A start hook fires before its step is taken, so a crash during the step would fire it again
+on the resumed run, whose code reaches that point live: the model call, plain function
+tool and MCP tool call steps are therefore declared `journal_start=True` (their start is
+written before the first attempt, and the resumed run sees the step as begun). An
+`activity_as_tool` activity is the user's: its `on_tool_start` is at-least-once unless it
+is declared so too. A crash between a callback and the next journal write can still repeat
+it once: hooks are not steps.
 """
 
 from __future__ import annotations

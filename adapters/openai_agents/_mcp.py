@@ -97,7 +97,7 @@ async def mcp_list_tools(request: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-@activity(name=MCP_CALL_TOOL, retry=_ONCE)
+@activity(name=MCP_CALL_TOOL, retry=_ONCE, journal_start=True)  # on_tool_start runs once
 async def mcp_call_tool(request: dict[str, Any]) -> dict[str, Any]:
     """Call one tool on the server the workflow handed over."""
     (server,) = _found(request, request["server"])

@@ -130,8 +130,13 @@ def _raise_for_status(exc: APIStatusError, model: str | None) -> NoReturn:
 def install_model_call(settings: _config.AgentSettings) -> ActivityDefinition[..., Any]:
     """(Re-)register the model-call activity with the retry policy and timeout of `settings`."""
     global _definition
+    # journal_start: the SDK calls on_llm_start before the call; a crash during the call
+    # must not make the resumed run call it again (`_hooks.py`).
     _definition = activity(
-        name=MODEL_CALL, retry=settings.model_retry, timeout=settings.model_timeout
+        name=MODEL_CALL,
+        retry=settings.model_retry,
+        timeout=settings.model_timeout,
+        journal_start=True,
     )(model_call)
     return _definition
 

@@ -360,6 +360,10 @@ class JournaledContext(Context):
             args=data,
             started_at=started,
         )
+        if rec is None and defn.journal_start:
+            # The start, before any attempt: after a crash the code before this step sees
+            # it as begun (is_replaying), so what it did then is not done again.
+            await self._write(base)
         while True:
             self._fence()
             t0 = time.time()

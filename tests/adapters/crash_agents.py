@@ -130,7 +130,24 @@ def _said(response: ModelResponse) -> str:
 
 
 class LedgerHooks(RunHooks[Effects]):
-    """Run hooks with a side effect each: a ledger row per model answer and per tool result."""
+    """Run hooks with a side effect each: a ledger row per model call and per tool call, at
+    its start and at its end (a start hook fires before the step, so a crash during the
+    step is what would make it fire twice)."""
+
+    async def on_llm_start(
+        self,
+        context: RunContextWrapper[Effects],
+        agent: Agent[Effects],
+        system_prompt: str | None,
+        input_items: list[Any],
+    ) -> None:
+        ledger.record(context.context.ledger, f"on_llm_start|{agent.name}|{len(input_items)}")
+
+    async def on_tool_start(
+        self, context: RunContextWrapper[Effects], agent: Agent[Effects], tool: Tool
+    ) -> None:
+        call = getattr(context, "tool_call_id", "")
+        ledger.record(context.context.ledger, f"on_tool_start|{agent.name}|{tool.name}|{call}")
 
     async def on_llm_end(
         self, context: RunContextWrapper[Effects], agent: Agent[Effects], response: ModelResponse
