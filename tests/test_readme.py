@@ -1,4 +1,5 @@
-"""The README's code blocks marked runnable run as written, so the docs cannot drift.
+"""The README's and the migration guides' code blocks marked runnable run as written, so
+the docs cannot drift.
 
 A block is runnable when the line before its opening fence is
 `<!-- runnable: ... -->`. Each runs as a script in its own empty directory (so its SQLite
@@ -24,15 +25,27 @@ def runnable_blocks(text: str) -> list[str]:
     return _BLOCK.findall(text)
 
 
-BLOCKS = runnable_blocks((ROOT / "README.md").read_text())
+DOCS = [ROOT / "README.md", *sorted((ROOT / "migrations-guide").glob("*.md"))]
+BLOCKS = [
+    (f"{doc.relative_to(ROOT)}#{i}", code)
+    for doc in DOCS
+    for i, code in enumerate(runnable_blocks(doc.read_text()))
+]
 
 
-def test_the_readme_has_runnable_blocks() -> None:
-    assert BLOCKS, "no block in README.md is marked <!-- runnable: ... -->"
+def test_the_readme_and_each_guide_have_runnable_blocks() -> None:
+    documented = {name.split("#")[0] for name, _ in BLOCKS}
+    missing = [
+        str(doc.relative_to(ROOT))
+        for doc in DOCS
+        if doc.name != "README.md" or doc.parent == ROOT
+        if str(doc.relative_to(ROOT)) not in documented
+    ]
+    assert not missing, f"no block marked <!-- runnable: ... --> in {missing}"
 
 
-@pytest.mark.parametrize("code", BLOCKS, ids=[f"block-{i}" for i in range(len(BLOCKS))])
-def test_readme_block_runs(code: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "code"), BLOCKS, ids=[name for name, _ in BLOCKS])
+def test_readme_block_runs(name: str, code: str, tmp_path: Path) -> None:
     script = tmp_path / "block.py"
     script.write_text(code)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
@@ -45,5 +58,5 @@ def test_readme_block_runs(code: str, tmp_path: Path) -> None:
         text=True,
         timeout=120,
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip(), "the block printed nothing"
+    assert proc.returncode == 0, f"{name}:\n{proc.stdout}{proc.stderr}"
+    assert proc.stdout.strip(), f"{name} printed nothing"
