@@ -17,15 +17,25 @@ import typer
 from rich.table import Table
 
 from bridge.config import load_settings
+from bridge.errors import SerializationError
+from bridge.migrate.compare import show
 from bridge.testing.crash import CrashReport, KillPoint, crash_and_resume
 from bridge.testing.trajectory import Comparison, Input, assert_same_trajectory
+from bridge.workflow import WorkflowDefinition
 
 __all__ = ["compat"]
 
 
-def _read_inputs(path: Path, signals: dict[str, Any]) -> list[Input]:
+def _read_inputs(
+    path: Path, signals: dict[str, Any], workflow: WorkflowDefinition[..., Any]
+) -> list[Input]:
     """One input per non-blank line: a JSON array of arguments, an object
-    `{"args": [...], "signals": {...}, "label": ...}`, or one JSON value as the argument."""
+    `{"args": [...], "signals": {...}, "label": ...}`, or one JSON value as the argument.
+
+    Arguments are decoded with the workflow's declared parameter types (a dict becomes the
+    `Order` the parameter declares), as `bridge run` does with ARGS_JSON. An input whose
+    arguments became objects is labelled with its JSON line, so reports show what was
+    written rather than an object's repr."""
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
@@ -38,7 +48,14 @@ def _read_inputs(path: Path, signals: dict[str, Any]) -> list[Input]:
             item = Input.of(json.loads(line))
         except (json.JSONDecodeError, ValueError) as exc:
             raise _bad(f"{path}:{n}: not an input ({exc}): {line!r}", "--inputs") from None
-        items.append(Input(args=item.args, signals={**signals, **item.signals}, label=item.label))
+        try:
+            args = workflow.shape.decode_json_args(item.args, source=f"{path}:{n}")
+        except (SerializationError, TypeError) as exc:
+            raise _bad(str(exc), "--inputs") from None
+        label = item.label
+        if not label and any(type(a) is not type(j) for a, j in zip(args, item.args, strict=True)):
+            label = show(list(item.args), 120)
+        items.append(Input(args=args, signals={**signals, **item.signals}, label=label))
     if not items:
         raise _bad(f"{path} holds no inputs (one JSON value per line)", "--inputs")
     return items
@@ -147,7 +164,7 @@ def compat(
         raise _bad("name at least one backend to compare with", "--to")
     defn = _load_workflow(target)
     candidate_defn = _load_workflow(candidate) if candidate else None
-    items = _read_inputs(inputs, _parse_signals(signal or []))
+    items = _read_inputs(inputs, _parse_signals(signal or []), defn)
     try:
         points = [KillPoint.parse(p) for p in (crash_at or ["after:1"])] if crash else []
     except ValueError as exc:

@@ -8,15 +8,39 @@ annotation (so the error names the parameter), and decodes them again for the ca
 from __future__ import annotations
 
 import inspect
+import json
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from bridge import codec
+from bridge.errors import SerializationError
 
 _VAR_POS = inspect.Parameter.VAR_POSITIONAL
 _VAR_KW = inspect.Parameter.VAR_KEYWORD
 _POS_ONLY = inspect.Parameter.POSITIONAL_ONLY
+_POS_OR_KW = inspect.Parameter.POSITIONAL_OR_KEYWORD
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__qualname__", None) or repr(tp)
+
+
+def _clip(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _first_error(exc: Exception) -> str:
+    """pydantic's first complaint with where in the value it is (`qty: Input should be a
+    valid integer`), instead of its multi-line report."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"{where}: {first['msg']}" if where else str(first["msg"])
+    return str(exc)
 
 
 class CallShape:
@@ -90,6 +114,37 @@ class CallShape:
             else:
                 kwargs[name] = codec.from_jsonable(value, hint, where=where)
         return args, kwargs
+
+    def decode_json_args(self, values: Sequence[Any], *, source: str) -> tuple[Any, ...]:
+        """Positional arguments given as JSON data (a shell's ARGS_JSON, an inputs file, an
+        event's data) decoded with each parameter's declared type, so a parameter declared
+        as a pydantic model, dataclass or `list[Order]` gets that type, not the dict that
+        `encode_args` would refuse. Values that already have their type pass through.
+        `source` names where the JSON came from, for the error."""
+        slots = [p for p in self.params.values() if p.kind in (_POS_ONLY, _POS_OR_KW, _VAR_POS)]
+        takes_more = bool(slots) and slots[-1].kind is _VAR_POS
+        if len(values) > len(slots) and not takes_more:
+            raise TypeError(
+                f"{self.label} takes {len(slots)} positional argument"
+                f"{'' if len(slots) == 1 else 's'} ({', '.join(p.name for p in slots)}), but "
+                f"{source} gives {len(values)}; pass a JSON array with one value per parameter"
+            )
+        decoded: list[Any] = []
+        for position, value in enumerate(values):
+            param = slots[min(position, len(slots) - 1)]
+            hint = self.hints[param.name]
+            if hint is Any:
+                decoded.append(value)
+                continue
+            try:
+                decoded.append(codec.adapter(hint).validate_python(value))
+            except Exception as exc:
+                raise SerializationError(
+                    f"{self._where[param.name]}: {source} value {_clip(value)} is not a "
+                    f"{_type_name(hint)}: {_first_error(exc)}; fix the JSON to match the "
+                    "declared type"
+                ) from None
+        return tuple(decoded)
 
     def encode_result(self, value: Any) -> Any:
         return codec.to_jsonable(value, self.return_type, where=self._result_where)

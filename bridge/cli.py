@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import tomllib
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -32,8 +34,8 @@ from bridge._redact import mask
 from bridge.backend import Status, WorkflowDescription
 from bridge.bus._cli import bus_app
 from bridge.client import Client, connect
-from bridge.config import Settings, load_settings
-from bridge.errors import BridgeError
+from bridge.config import CONFIG_PATH_ENV, Settings, _describe, load_settings
+from bridge.errors import BridgeError, ConfigError
 from bridge.history import EventType, HistoryEvent, to_json
 from bridge.migrate._cli import migrate_app
 from bridge.workflow import WorkflowDefinition, registered_workflows
@@ -59,6 +61,12 @@ app = typer.Typer(
 app.add_typer(migrate_app, name="migrate")
 app.add_typer(bus_app, name="bus")
 app.command("compat")(compat)
+config_app = typer.Typer(
+    name="config",
+    help="Check the configuration file (bridge.toml) before a router or worker reads it.",
+    no_args_is_help=True,
+)
+app.add_typer(config_app, name="config")
 
 
 def _console(*, stderr: bool = False) -> Console:
@@ -150,6 +158,13 @@ def _workflow_args(text: str | None) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
+def _typed_args(defn: WorkflowDefinition[..., Any], text: str | None) -> tuple[Any, ...]:
+    """ARGS_JSON decoded with the workflow's declared parameter types, so `{"sku": ...}`
+    reaches a parameter declared `order: Order` as an Order (and `client.start` can encode
+    it as one), as it would from Python code."""
+    return defn.shape.decode_json_args(_workflow_args(text), source="ARGS_JSON")
+
+
 def _check_id_option(id: str | None) -> None:
     """`--id ""` is a mistake (an unset variable in a script), not a request for a new id:
     a retried start would then make a second run."""
@@ -222,7 +237,7 @@ def run(
     """Start a workflow and run a worker for it in this process; print its result as JSON."""
     _check_id_option(id)
     defn = _load_workflow(target)
-    args = _workflow_args(args_json)
+    args = _typed_args(defn, args_json)
     settings = _settings(backend)
 
     async def body(client: Client) -> Any:
@@ -243,7 +258,7 @@ def start(
     """Start a workflow without running it (a `bridge worker` runs it); print its id."""
     _check_id_option(id)
     defn = _load_workflow(target)
-    args = _workflow_args(args_json)
+    args = _typed_args(defn, args_json)
 
     async def body(client: Client) -> str:
         handle = await client.start(defn, *args, id=id)
@@ -295,7 +310,11 @@ def signal_(
     payload_json: Annotated[str | None, typer.Argument(metavar="[PAYLOAD_JSON]")] = None,
     backend: BackendOption = None,
 ) -> None:
-    """Send signal NAME (with an optional JSON payload) to workflow ID."""
+    """Send signal NAME (with an optional JSON payload) to workflow ID.
+
+    The payload is sent as plain JSON data: a workflow does not declare its signals' types
+    (`ctx.wait_for_signal(name)` takes none), so there is nothing to decode it with here;
+    the workflow builds its own objects from the data it receives."""
     payload = _parse_json(payload_json, what="PAYLOAD_JSON")
     _run(_settings(backend), lambda c: c.signal(id, name, payload))
     out.print(f"signal {name!r} sent to {id}", markup=False)
@@ -539,6 +558,68 @@ def doctor(backend: BackendOption = None) -> None:
 
         out.print(check_integrity(url), markup=False)
     out.print("OK", markup=False)
+
+
+# -- configuration --------------------------------------------------------------------------
+def default_config_path() -> Path:
+    """The file settings are read from: $BRIDGE_CONFIG, else bridge.toml here."""
+    return Path(os.environ.get(CONFIG_PATH_ENV) or "bridge.toml")
+
+
+def check_config_file(path: Path, *, text: str | None = None) -> list[str]:
+    """Every problem of configuration file `path` on its own (no environment, no other
+    file): TOML syntax, unknown keys and bad values of every section, the `[engines.NAME]`
+    tables and the engines each `[migrate.WORKFLOW]` rule names; [] when it is good.
+    A pyproject.toml is checked for its `[tool.bridge]` table. With `text`, that text is
+    checked as the file's content (an edit before it is written)."""
+    if text is None:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            return [f"cannot read it: {exc}"]
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return [f"not valid TOML: {exc}"]
+    if path.name == "pyproject.toml":
+        data = data.get("tool", {}).get("bridge", {})
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        return [_describe(exc, dict.fromkeys(data, str(path)))]
+    problems = []
+    for name in settings.engines:
+        try:
+            settings.engine(name)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    # Imported here: the router is the migration feature's code; only files with rules
+    # need its check that each rule names an engine.
+    from bridge.migrate.router import check_rules
+
+    try:
+        check_rules(settings)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+@config_app.command("check")
+def config_check(
+    file: Annotated[
+        Path | None,
+        typer.Argument(metavar="[FILE]", help="Default: $BRIDGE_CONFIG, else bridge.toml."),
+    ] = None,
+) -> None:
+    """Validate a configuration file (every setting, [migrate.*] rules included): print
+    what is wrong and exit 1, or print ok. Run it before a live router reloads an edit."""
+    path = file or default_config_path()
+    problems = check_config_file(path)
+    for problem in problems:
+        out.print(f"{path}: {problem}", markup=False, soft_wrap=True)
+    if problems:
+        raise SystemExit(1)
+    out.print(f"{path}: ok", markup=False)
 
 
 # -- history rendering ----------------------------------------------------------------------

@@ -51,6 +51,19 @@ def default_args(event: Event) -> Sequence[Any]:
     return (event.data,)
 
 
+def _typed_default_args(workflow: WorkflowDefinition[..., Any]) -> Callable[[Event], Sequence[Any]]:
+    """`default_args` decoded with the workflow's declared parameter type: an event's data
+    is JSON, so a workflow taking `order: Order` gets an Order built from it, as from
+    `bridge run`. A user's `args_from` returns Python values and is left as it is."""
+
+    def args_from(event: Event) -> Sequence[Any]:
+        return workflow.shape.decode_json_args(
+            default_args(event), source=f"the data of event {event.source}/{event.id}"
+        )
+
+    return args_from
+
+
 def subject_id(event: Event) -> str:
     """A signal trigger's target: the run the event's `subject` names."""
     if not event.subject:
@@ -124,7 +137,8 @@ def on(
     """Bind events of `event_type` to starting `workflow`, or to `signal` on a run.
 
     Start: the run's id is `id_from(event)` (default `"{source}/{id}"`), its arguments
-    `args_from(event)` (default: the event's data as the one argument), and the migration
+    `args_from(event)` (default: the event's data as the one argument, decoded with the
+    workflow's declared parameter type), and the migration
     router buckets it by `key_from(event)` (default: the id). Signal: the run is
     `id_from(event)` (default: the event's subject) and the payload `payload_from(event)`
     (default: the data). Binding the same type to the same target again replaces the
@@ -149,7 +163,7 @@ def on(
         workflow=defn,
         signal=signal,
         id_from=id_from or (default_id if defn is not None else subject_id),
-        args_from=args_from or default_args,
+        args_from=args_from or (_typed_default_args(defn) if defn is not None else default_args),
         payload_from=payload_from or (lambda event: event.data),
         key_from=key_from,
     )

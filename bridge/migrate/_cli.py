@@ -2,23 +2,34 @@
 
 `status` shows, per workflow type and engine, how many runs are open and whether the engine
 is Active, Draining or Drained; `report` (the shadow comparison, `_cli_report.py`) is
-added here; `routes` lists the routing table and closes a route by hand. `bridge/cli.py`
-mounts `migrate_app` as `bridge migrate`.
+added here; `routes` lists the routing table and closes a route by hand; `set` edits one
+`[migrate.WORKFLOW]` table of the configuration file, validated and written atomically,
+so a router reloading the file never reads a half-written or invalid rule from it.
+`bridge/cli.py` mounts `migrate_app` as `bridge migrate`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
+import os
+import re
+import tempfile
+import tomllib
 from dataclasses import asdict
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from bridge.config import load_settings
+from bridge.errors import ConfigError
 from bridge.migrate._cli_report import report
+from bridge.migrate.rule import MigrationRule
 
 if TYPE_CHECKING:
     from bridge.migrate.router import Router
@@ -48,11 +59,25 @@ def status(
     """Per workflow type and engine: open runs and Active / Draining / Drained."""
     # Imported here: `bridge --help` should not load the router, and bridge.cli imports
     # this module (so importing bridge.cli at the top would be circular).
-    from bridge.cli import out
+    from bridge.cli import default_config_path, err, out
     from bridge.migrate.router import Router
 
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        # The file a live router reloads is bad: those routers keep the rules they loaded
+        # before (Router.reload), but this process has no rules to show, so say so and stop.
+        err.print(
+            f"warning: {exc}; routers that reload keep the rules they loaded before until "
+            f"it is fixed (see `bridge config check {default_config_path()}`)",
+            style="yellow",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise SystemExit(1) from None
+
     async def body() -> list[dict[str, object]]:
-        router = await Router.connect(load_settings())
+        router = await Router.connect(settings)
         try:
             if refresh:
                 await router.refresh()
@@ -95,9 +120,10 @@ def _rule_text(router: Router, workflow: str) -> str:
     rule = router.rule(workflow)
     if rule is None:
         return "(no rule)"
+    paused = " (paused)" if rule.paused else ""
     if rule.shadow:
-        return f"{rule.from_} shadowed on {rule.to}"
-    return f"{rule.from_} -> {rule.to} {rule.ramp:g}%"
+        return f"{rule.from_} shadowed on {rule.to}{paused}"
+    return f"{rule.from_} -> {rule.to} {rule.ramp:g}%{paused}"
 
 
 # After `status`, so `bridge migrate --help` lists the commands in the order they are used.
@@ -160,3 +186,208 @@ def routes(
             when.strftime("%Y-%m-%d %H:%M:%S"),
         )
     out.print(table)
+
+
+# -- bridge migrate set ---------------------------------------------------------------------
+class OnOff(enum.StrEnum):
+    ON = "on"
+    OFF = "off"
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_HEADER = re.compile(r"^\s*\[(?!\[)(?P<name>[^\]]*)\]\s*(#.*)?$")
+#: The order keys are written in when a table is created.
+_KEY_ORDER = ("from", "to", "ramp", "shadow", "sample", "paused")
+
+
+def _toml_key(name: str) -> str:
+    return name if _BARE_KEY.fullmatch(name) else json.dumps(name, ensure_ascii=False)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float):
+        return repr(value)
+    # JSON's string escapes are TOML basic-string escapes.
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _header_names(inner: str) -> list[str] | None:
+    """The dotted key of a `[a."b.c"]` header as names, or None when it cannot be read."""
+    try:
+        data = tomllib.loads(f"[{inner}]\n")
+    except tomllib.TOMLDecodeError:
+        return None
+    names = []
+    while isinstance(data, dict) and len(data) == 1:
+        ((name, data),) = data.items()
+        names.append(name)
+    return names
+
+
+def edit_rule_text(text: str, workflow: str, changes: dict[str, Any]) -> str:
+    """`text` (a bridge.toml) with `changes` set in its `[migrate.WORKFLOW]` table, every
+    other line kept as it was (comments included); the table is appended when absent.
+
+    A rule written another way (an inline table, dotted keys under `[migrate]`) is refused:
+    rewriting it would mean rewriting the user's layout, not one table."""
+    lines = text.splitlines(keepends=True)
+    start = end = None
+    for n, line in enumerate(lines):
+        match = _HEADER.match(line)
+        if match is None:
+            continue
+        if start is not None:
+            end = n
+            break
+        if _header_names(match["name"]) == ["migrate", workflow]:
+            start = n
+    if start is None:
+        existing = tomllib.loads(text).get("migrate", {})
+        if workflow in existing:
+            raise ConfigError(
+                f"the rule of {workflow!r} is not written as a [migrate.{_toml_key(workflow)}] "
+                "table (an inline table or dotted keys); write it as a table, then run "
+                "`bridge migrate set` again"
+            )
+        if text and not text.endswith("\n"):
+            lines.append("\n")
+        if text.strip():
+            lines.append("\n")
+        lines.append(f"[migrate.{_toml_key(workflow)}]\n")
+        for key in _KEY_ORDER:
+            if key in changes:
+                lines.append(f"{key} = {_toml_value(changes[key])}\n")
+        return "".join(lines)
+    end = len(lines) if end is None else end
+    pending = dict(changes)
+    for n in range(start + 1, end):
+        key_match = re.match(r"^\s*(?P<key>[A-Za-z0-9_-]+|\"[^\"]*\")\s*=", lines[n])
+        if key_match is None:
+            continue
+        key = key_match["key"].strip('"')
+        if key in pending:
+            newline = "\n" if lines[n].endswith("\n") else ""
+            lines[n] = f"{key} = {_toml_value(pending.pop(key))}{newline}"
+    if pending:
+        # After the table's last non-blank line, so its blank separator stays below.
+        last = end - 1
+        while last > start and not lines[last].strip():
+            last -= 1
+        if not lines[last].endswith("\n"):
+            lines[last] += "\n"
+        added = [f"{key} = {_toml_value(value)}\n" for key, value in pending.items()]
+        lines[last + 1 : last + 1] = added
+    return "".join(lines)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one rename: a router reloading it reads the old file
+    or the new one, never a half-written one. Keeps the file's permissions."""
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@migrate_app.command("set")
+def set_rule(
+    workflow: Annotated[str, typer.Argument(help="The workflow type whose rule to change.")],
+    ramp: Annotated[
+        float | None, typer.Option("--ramp", help="Percentage of new runs on `to` (0-100).")
+    ] = None,
+    shadow: Annotated[
+        OnOff | None, typer.Option("--shadow", help="Shadow `from` on `to` (on/off).")
+    ] = None,
+    pause: Annotated[
+        bool | None,
+        typer.Option(
+            "--pause/--resume",
+            help="--pause: every new run starts on `from` (the ramp is kept); --resume: the "
+            "ramp applies again.",
+        ),
+    ] = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="The old engine (needed for a new rule).")
+    ] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="The new engine (needed for a new rule).")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="The file to edit (default: $BRIDGE_CONFIG, bridge.toml)."),
+    ] = None,
+) -> None:
+    """Change the [migrate.WORKFLOW] rule in the configuration file: validated first (the
+    rule and the whole resulting file), then written atomically with the rest of the file
+    kept. Routers pick it up on their next reload."""
+    from bridge.cli import check_config_file, default_config_path, out
+
+    path = config or default_config_path()
+    changes: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("from", from_),
+            ("to", to),
+            ("ramp", ramp),
+            ("shadow", None if shadow is None else shadow is OnOff.ON),
+            ("paused", pause),
+        )
+        if value is not None
+    }
+    if not changes:
+        raise ConfigError(
+            f"bridge migrate set {workflow}: nothing to change; pass --ramp N, --shadow on|off, "
+            "--pause or --resume (and --from/--to for a new rule)"
+        )
+    try:
+        text = path.read_text() if path.exists() else ""
+        current = tomllib.loads(text).get("migrate", {}).get(workflow, {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}; fix it, then run this again") from None
+    try:
+        rule = MigrationRule.model_validate({**current, **changes})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'rule'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(
+            f"[migrate.{workflow}] in {path} not changed: {problems}"
+            + ("" if current else " (a new rule needs --from and --to)")
+        ) from None
+    new_text = edit_rule_text(text, workflow, changes)
+    written = tomllib.loads(new_text).get("migrate", {}).get(workflow)
+    if written is None or MigrationRule.model_validate(written) != rule:
+        raise ConfigError(
+            f"[migrate.{workflow}] in {path} not changed: the edited file would not hold the "
+            "rule asked for; edit the table by hand"
+        )
+    # Problems the file already had are not this edit's to refuse (they are reported by
+    # `bridge config check`); a problem this edit brings is.
+    before = check_config_file(path) if path.exists() else []
+    after = check_config_file(path, text=new_text)
+    new_problems = [p for p in after if p not in before]
+    if new_problems:
+        raise ConfigError(f"{path} not changed: with this rule {'; '.join(new_problems)}")
+    write_atomically(path, new_text)
+    out.print(f"{path}: [migrate.{_toml_key(workflow)}] {_describe_rule(rule)}", markup=False)
+
+
+def _describe_rule(rule: MigrationRule) -> str:
+    text = (
+        f"{rule.from_} shadowed on {rule.to}"
+        if rule.shadow
+        else f"{rule.from_} -> {rule.to} {rule.ramp:g}%"
+    )
+    return text + (" (paused)" if rule.paused else "")

@@ -6,7 +6,9 @@ all-new, a percentage ramp by SHA-256 of a key, or shadow). The engine chosen at
 recorded per workflow id, and every later signal, cancel, describe, result and history call
 for that id goes to that engine, so in-flight runs drain where they started while new runs go
 where the rule says. The rules are re-read from configuration by `reload()` (and on start
-when `reload_every` is set), so a ramp is raised without a code change or a restart.
+when `reload_every` is set), so a ramp is raised without a code change or a restart; a bad
+edit is logged and shown as `Router.warning` while the rules loaded before stay in force,
+so a typo in bridge.toml never refuses a start.
 
 ```python
 router = await Router.connect()                  # bridge.toml: [migrate.debtor] ...
@@ -109,7 +111,7 @@ class Router:
         shadow_hook: ShadowHook | None = None,
         reload_every: float | None = None,
     ) -> None:
-        _check_rules(settings)
+        check_rules(settings)
         self.settings = settings
         self.table = table
         self._overrides = overrides
@@ -118,6 +120,7 @@ class Router:
         self._shadow_hook = shadow_hook if shadow_hook is not None else _default_shadow_hook()
         self._reload_every = reload_every
         self._loaded_at = time.monotonic()
+        self._warning: str | None = None
         self.watcher = (
             None
             if completions is None
@@ -175,14 +178,40 @@ class Router:
 
     # -- configuration ---------------------------------------------------------------------
     def reload(self, settings: Settings | None = None) -> Settings:
-        """Re-read the rules (`settings`, or the sources given to `connect`). New runs follow
-        the new rules at once; runs already routed stay where they are. Engines already
-        connected keep their connection settings until the router is restarted."""
-        fresh = settings or load_settings(self._overrides, cwd=self._cwd)
-        _check_rules(fresh)
-        self.settings = fresh
+        """Re-read the rules (`settings`, or the sources given to `connect`); the settings in
+        force afterwards. New runs follow the new rules at once; runs already routed stay
+        where they are. Engines already connected keep their connection settings until the
+        router is restarted.
+
+        A bad configuration (unreadable TOML, `ramp = 150`, a rule naming no engine) does
+        not replace the rules in force: an edit of a live file must never refuse starts.
+        It is logged as a warning and kept in `warning` (shown by `bridge migrate status`)
+        until a reload succeeds."""
         self._loaded_at = time.monotonic()
+        try:
+            fresh = settings or load_settings(self._overrides, cwd=self._cwd)
+            check_rules(fresh)
+        except (ConfigError, OSError) as exc:
+            warning = (
+                f"the configuration could not be reloaded ({exc}); the rules loaded before "
+                "stay in force until it is fixed (check it with `bridge config check`)"
+            )
+            # With reload_every=0 every start reloads: log a broken file once, not per start.
+            if warning != self._warning:
+                log.warning("migration router: %s", warning)
+            self._warning = warning
+            return self.settings
+        if self._warning is not None:
+            log.warning("migration router: the configuration reloads again; new rules in force")
+        self._warning = None
+        self.settings = fresh
         return fresh
+
+    @property
+    def warning(self) -> str | None:
+        """Why the last reload kept the old rules, or None when the rules in force are the
+        configuration's current ones."""
+        return self._warning
 
     def _maybe_reload(self) -> None:
         if self._reload_every is not None and (
@@ -204,7 +233,7 @@ class Router:
         rule = self.rule(workflow)
         if rule is None:
             return self.default_engine
-        if rule.shadow:
+        if rule.shadow or rule.paused:
             return rule.from_
         return rule.to if on_new_engine(workflow, key, rule.ramp) else rule.from_
 
@@ -247,6 +276,7 @@ class Router:
             handle.created
             and rule is not None
             and rule.shadow
+            and not rule.paused
             and route.engine == rule.from_
             and self._shadow_hook is not None
         ):
@@ -387,13 +417,13 @@ class Router:
         if rule is None:
             return "", engine == self.default_engine
         if engine == rule.from_:
-            return "from", rule.shadow or rule.ramp < 100
+            return "from", rule.shadow or rule.paused or rule.ramp < 100
         if engine == rule.to:
-            return "to", not rule.shadow and rule.ramp > 0
+            return "to", not rule.shadow and not rule.paused and rule.ramp > 0
         return "", False
 
 
-def _check_rules(settings: Settings) -> None:
+def check_rules(settings: Settings) -> None:
     """Every engine a rule names must be an `[engines.NAME]` table or an installed backend."""
     if not settings.migrate:
         return

@@ -21,6 +21,11 @@ class MigrationRule(Section):
     on `to`). `shadow = true` keeps `from` as the primary for every new run and replays it
     on `to` for comparison, for the `sample` percentage of runs (chosen by SHA-256 of the
     run id). Runs already started stay on the engine they started on.
+
+    `paused = true` stops the migration without forgetting how far it got: every new run
+    starts on `from` and none is shadowed, while `ramp` keeps its value, so unpausing
+    (`bridge migrate set WORKFLOW --resume`) moves exactly the keys that moved before. It
+    is the brake for an incident on the new engine: runs already there drain.
     """
 
     model_config = ConfigDict(
@@ -32,6 +37,7 @@ class MigrationRule(Section):
     ramp: float = Field(0.0, ge=0, le=100)
     shadow: bool = False
     sample: float = Field(100.0, ge=0, le=100)
+    paused: bool = False
 
     @model_validator(mode="after")
     def _two_engines(self) -> MigrationRule:

@@ -289,8 +289,8 @@ def test_migrate_from_the_environment(tmp_path: Path) -> None:
     [
         (
             '[migrate.debtor]\nfrom = "sql"\nto = "langgraph"\nrampp = 5\n',
-            "unknown setting `migrate.debtor.rampp` (from {path}); allowed here: from, ramp, "
-            "sample, shadow, to",
+            "unknown setting `migrate.debtor.rampp` (from {path}); allowed here: from, paused, "
+            "ramp, sample, shadow, to",
         ),
         (
             '[migrate.debtor]\nfrom = "sql"\nto = "langgraph"\nramp = 101\n',
