@@ -33,6 +33,7 @@ from temporalio import workflow
 
 from backends.temporal import _registry
 from backends.temporal._converter import decode_payload
+from bridge import codec
 from bridge.activity import ActivityDefinition, RetryPolicy, as_activity, seconds
 from bridge.errors import ActivityError, CompensationError
 from bridge.workflow import (
@@ -68,14 +69,32 @@ _SHORTEST_INTERVAL = timedelta(milliseconds=1)
 _SUMMARY = re.compile(r"^bridge step (\d+): (sleep|signal timeout)$")
 
 
-def activity_id(step: int, kind: str) -> str:
-    """`"3"` for step 3, `"3:compensation"` for a compensation: unique within a run."""
-    return str(step) if kind == ACTIVITY else f"{step}:{kind}"
+#: The patch (Temporal's marker, not a neutral step) under which a run's activity ids carry
+#: the digest of the activity's arguments. Temporal compares a replayed activity's id and
+#: type with its history, never its arguments; with the digest in the id, changed arguments
+#: are a non-determinism error, as on sql and langgraph. Runs started before ids carried it
+#: have no marker, so `workflow.patched` answers False for them and they keep the old ids.
+DIGEST_IDS_PATCH = "__bridge_activity_id_digest"
+
+
+def activity_id(step: int, kind: str, digest: str | None = None) -> str:
+    """`"3#<digest>"` for step 3 (`"3:compensation#<digest>"` for a compensation): unique
+    within a run, and different when the arguments differ. Without a digest, the format
+    of runs started before that: `"3"`, `"3:compensation"`."""
+    base = str(step) if kind == ACTIVITY else f"{step}:{kind}"
+    return base if digest is None else f"{base}#{digest}"
 
 
 def parse_activity_id(text: str) -> tuple[int, str]:
-    step, _, kind = text.partition(":")
+    """(step, kind) of an activity id in either format of `activity_id`."""
+    head, _, _digest = text.partition("#")
+    step, _, kind = head.partition(":")
     return int(step), kind or ACTIVITY
+
+
+def id_digest(text: str) -> str | None:
+    """The arguments' digest an activity id carries (None in the old format)."""
+    return text.partition("#")[2] or None
 
 
 def timer_summary(step: int, what: str) -> str:
@@ -165,6 +184,7 @@ class TemporalContext(Context):
         self._random = workflow.random()
         self._built: dict[str, _Options] = {}
         self._asked = asked  # a replay's record of what the code asks (see _registry.Served)
+        self._digest_ids: bool | None = None  # asked once, at the run's first activity
 
     @property
     def workflow_id(self) -> str:
@@ -230,11 +250,16 @@ class TemporalContext(Context):
         if self._asked is not None:
             self._asked[idx] = (kind, defn.name, data)
         options = self._options(defn)
+        if self._digest_ids is None:
+            # Asked at the first activity, not at the start: a run without activities
+            # gets no marker. The answer holds for the whole run (see DIGEST_IDS_PATCH).
+            self._digest_ids = workflow.patched(DIGEST_IDS_PATCH)
+        digest = codec.digest(data) if self._digest_ids else None
         try:
             out = await workflow.execute_activity(
                 defn.name,
                 data,
-                activity_id=activity_id(idx, kind),
+                activity_id=activity_id(idx, kind, digest),
                 start_to_close_timeout=options.start_to_close,
                 heartbeat_timeout=options.heartbeat,
                 retry_policy=options.retry,
@@ -334,6 +359,11 @@ class TemporalContext(Context):
     def patched(self, change_id: str) -> bool:
         """Temporal's patch marker; like a sql patch row it takes a step index only when the
         new path is taken, so both backends number the steps after it alike."""
+        if change_id == DIGEST_IDS_PATCH:
+            raise ValueError(
+                f"ctx.patched({change_id!r}) in workflow {self._id!r}: that change id is "
+                f"bridge's own (activity ids with argument digests); choose another"
+            )
         if change_id not in self._patches:
             answer = workflow.patched(change_id)
             if answer:
@@ -406,10 +436,9 @@ async def execute(state: RunState, args: Sequence[Any]) -> Any:
     ctx = TemporalContext(
         state=state, heartbeat_timeout=served.heartbeat_timeout, asked=served.asked
     )
-    data = decode_payload(args[0].payload, workflow.payload_converter) if args else {}
     token = _current_context.set(ctx)
     try:
-        return await _call(defn, ctx, data)
+        return await _call(defn, ctx, _arguments(defn, args))
     except workflow.NondeterminismError:
         raise
     except Exception as exc:
@@ -440,6 +469,38 @@ def _message(exc: Exception, workflow_name: str) -> str:
             f"in a bridge activity (ctx.run), whose calls are journaled steps"
         )
     return f"{type(exc).__name__} raised with no message in workflow {workflow_name!r}"
+
+
+def _arguments(defn: WorkflowDefinition[..., Any], args: Sequence[Any]) -> dict[str, Any]:
+    """The run's input as `CallShape.encode_args` data, keyed by parameter name.
+
+    bridge's own start sends one payload, that dict. A raw temporalio client
+    (`client.start_workflow("name", "x", 2, ...)`) sends one payload per positional
+    argument; those are bound to the parameters in order. One payload that is a dict whose
+    keys are all parameter names reads as bridge's form: a raw caller whose workflow takes
+    a single dict with exactly such keys must wrap it (`{"param": {...}}`)."""
+    values = [decode_payload(a.payload, workflow.payload_converter) for a in args]
+    params = defn.shape.params
+    if not values:
+        return {}
+    if len(values) == 1 and isinstance(values[0], dict) and set(values[0]) <= set(params):
+        return values[0]
+    out: dict[str, Any] = {}
+    rest = list(values)
+    for name, param in params.items():
+        if not rest:
+            break
+        if param.kind is param.VAR_POSITIONAL:
+            out[name], rest = rest, []
+        elif param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            out[name] = rest.pop(0)
+    if rest:
+        raise TypeError(
+            f"workflow {defn.name!r} takes {len(out)} positional argument(s) "
+            f"({', '.join(params) or 'none'}) but its Temporal start gave {len(values)}; "
+            f"start it with fewer arguments, or with one dict of parameters by name"
+        )
+    return out
 
 
 async def _call(

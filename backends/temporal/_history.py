@@ -23,10 +23,12 @@ from temporalio.converter import PayloadConverter
 
 from backends.temporal._context import (
     COMPENSATION,
+    DIGEST_IDS_PATCH,
     RECEIVED,
     TIMED_OUT,
     WAIT_MEMO,
     failures_of,
+    id_digest,
     parse_activity_id,
     parse_timer_summary,
 )
@@ -80,6 +82,8 @@ class _Builder:
         self.converter = converter
         self.out: list[HistoryEvent] = []
         self.scheduled: dict[int, _Scheduled] = {}
+        self.by_activity_id: dict[str, _Scheduled] = {}
+        self.patch_steps: dict[str, int] = {}
         self.sleeps: dict[str, int] = {}
         self.signals: dict[str, deque[Any]] = {}
         self.waits_seen: set[int] = set()
@@ -151,6 +155,7 @@ class _Builder:
         args = self.decode(a.input)
         s = _Scheduled(step, kind, a.activity_type.name, args, at)
         self.scheduled[ev.event_id] = s
+        self.by_activity_id[a.activity_id] = s
         self.mark(ev.event_id, step, describe_step(kind, s.name, args))
         self.out.append(
             HistoryEvent(
@@ -258,9 +263,15 @@ class _Builder:
     def on_marker_recorded(self, ev: TemporalEvent, a: Any, at: datetime) -> None:
         if a.marker_name != _PATCH_MARKER:
             return
-        data = self.decode(a.details["patch_data"]) if "patch_data" in a.details else None
+        # temporalio's core writes "patch-data" (an earlier reading of "patch_data" here
+        # found nothing, so patch markers had no name).
+        key = next((k for k in ("patch-data", "patch_data") if k in a.details), None)
+        data = self.decode(a.details[key]) if key is not None else None
         change_id = data.get("id") if isinstance(data, dict) else None
+        if change_id == DIGEST_IDS_PATCH:
+            return  # bridge's own id format, not a step of the workflow's
         step = self.last_step + 1
+        self.patch_steps.setdefault(str(change_id), step)
         self.mark(ev.event_id, step, describe_step("patch", str(change_id), None))
         self.out.append(HistoryEvent(E.PATCH_MARKER, at, step=step, name=change_id))
 
@@ -350,6 +361,53 @@ def _type_changed(builder: _Builder, recorded_type: str) -> tuple[int, str] | No
     return steps[0], recorded
 
 
+_ID_MISMATCH = re.compile(
+    r"activity id of scheduled event '(.*?)' does not match activity id "
+    r"of activity command '(.*?)'",
+    re.IGNORECASE,
+)
+
+
+def _id_changed(builder: _Builder, message: str) -> tuple[int, str, str] | None:
+    """(step, recorded, asked) when Temporal refused an activity for its id: the id carries
+    the step and the arguments' digest (see `_context.activity_id`), so either the
+    arguments of that step changed or the code numbers its steps differently now (a step
+    added or removed before it, a `ctx.patched` call removed)."""
+    found = _ID_MISMATCH.search(message)
+    if not found:
+        return None
+    there, asked = found.group(1), found.group(2)
+    s = builder.by_activity_id.get(there)
+    if s is None:
+        return None
+    recorded = describe_step(s.kind, s.name, s.args)
+    asked_step, asked_kind = parse_activity_id(asked)
+    if asked_step == s.step and asked_kind == s.kind:
+        current = (
+            f"{s.kind} {s.name!r} with other arguments (digest {id_digest(asked)}, "
+            f"the journal's {id_digest(there)})"
+        )
+    else:
+        current = (
+            f"the {asked_kind} the code numbers step {asked_step} (a step was added or "
+            f"removed before it)"
+        )
+    return s.step, recorded, current
+
+
+_PATCH_REMOVED = re.compile(r"patch marker encountered for change (.+?), but there is no")
+
+
+def _patch_removed(builder: _Builder, message: str) -> tuple[int, str, str] | None:
+    """(step, recorded, asked) when the code no longer calls `ctx.patched` for a marker
+    the run recorded (Temporal's message names the change, not the event)."""
+    found = _PATCH_REMOVED.search(message)
+    step = builder.patch_steps.get(found.group(1)) if found else None
+    if found is None or step is None:
+        return None
+    return step, describe_step("patch", found.group(1), None), "no ctx.patched call there"
+
+
 def _current(message: str) -> str:
     """What the current code asked for, as far as Temporal's message tells."""
     found = _TYPE_MISMATCH.search(message)
@@ -389,6 +447,12 @@ def non_determinism(
             return NonDeterminismError(
                 workflow_id, step, recorded=recorded, current=f"{current} (Temporal: {message})"
             )
+    changed = _id_changed(builder, message) or _patch_removed(builder, message)
+    if changed is not None:
+        step, recorded, current = changed
+        return NonDeterminismError(
+            workflow_id, step, recorded=recorded, current=f"{current} (Temporal: {message})"
+        )
     found = _EVENT_ID.search(message)
     event_id = int(found.group(1)) if found else None
     marked = sorted(builder.steps_by_event.items())

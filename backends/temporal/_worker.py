@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -79,6 +80,51 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(restrictions=restrictions)
 
 
+#: What a bridge worker's Temporal identity ends with, so another bridge worker can tell
+#: its polls from a raw temporalio worker's.
+_IDENTITY_MARK = "(durable-bridge)"
+# A poller is live if it polled this recently: a workflow poll is a long poll of at most
+# about 70 s, so a running worker shows a newer one.
+_LIVE_POLLER_SECONDS = 90.0
+
+
+async def _refuse_shared_queue(client: Client, task_queue: str) -> None:
+    """Refuse a task queue that a raw (non-bridge) Temporal worker polls for workflow tasks.
+
+    Temporal hands every workflow task of a queue to any worker polling it, whatever its
+    workflow type; a worker cannot poll only some types. The bridge worker's one dynamic
+    workflow would take the raw workflows' tasks and fail them (no neutral workflow of that
+    name), so such a queue is refused before the worker starts. A raw worker that starts
+    polling later is not seen here: its runs then fail workflow tasks on bridge's worker
+    with `NotRegisteredError` until its own worker takes them."""
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    now = time.time()
+    raw = sorted(
+        p.identity
+        for p in response.pollers
+        if not p.identity.endswith(_IDENTITY_MARK)
+        and now - p.last_access_time.ToDatetime().timestamp() < _LIVE_POLLER_SECONDS
+    )
+    if raw:
+        raise ConfigError(
+            f"task queue {task_queue!r} is polled by Temporal workers that are not bridge "
+            f"workers ({', '.join(raw)}); Temporal gives every workflow task of a queue to "
+            f"any worker polling it, so a bridge worker there would take their workflows "
+            f"too. Give bridge a task queue of its own (temporal.task_queue); a raw worker "
+            f"that stopped counts for {_LIVE_POLLER_SECONDS:.0f} s"
+        )
+
+
 @dataclass
 class _Shared:
     """The one temporalio worker of a client and task queue, and how many use it."""
@@ -114,6 +160,8 @@ class TemporalWorker(Worker):
             )
         )
         try:
+            if settings.task_queue not in self.backend.shared_workers:
+                await _refuse_shared_queue(client, settings.task_queue)
             shared = self._join(client, settings.task_queue)
             try:
                 stopping = asyncio.ensure_future(self._stopping.wait())
@@ -136,6 +184,7 @@ class TemporalWorker(Worker):
                     workflows=[_workflow.BridgeWorkflow],
                     activities=[activity_for(interceptors.load(self.backend.settings))],
                     workflow_runner=sandbox_runner(),
+                    identity=f"{client.identity} {_IDENTITY_MARK}",
                 )
             except RuntimeError as exc:  # the sandbox refused to load the workflow modules
                 modules = sorted({d.fn.__module__ for d in self.definitions.values()})
