@@ -210,6 +210,10 @@ BackendOption = Annotated[
     str | None,
     typer.Option("--backend", "-b", help="Backend to use instead of the configured one."),
 ]
+ModuleOption = Annotated[
+    list[str] | None,
+    typer.Option("--module", "-m", help="Module defining workflows (repeatable)."),
+]
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -271,10 +275,7 @@ def start(
 
 @app.command()
 def worker(
-    module: Annotated[
-        list[str] | None,
-        typer.Option("--module", "-m", help="Module defining workflows (repeatable)."),
-    ] = None,
+    module: ModuleOption = None,
     backend: BackendOption = None,
 ) -> None:
     """Run a worker for the given modules' workflows (and `workflows` in the settings)."""
@@ -325,10 +326,7 @@ def query(
     id: str,
     name: str,
     args_json: Annotated[str | None, typer.Argument(metavar="[ARGS_JSON]")] = None,
-    module: Annotated[
-        list[str] | None,
-        typer.Option("--module", "-m", help="Module defining workflows (repeatable)."),
-    ] = None,
+    module: ModuleOption = None,
     backend: BackendOption = None,
 ) -> None:
     """Ask workflow ID's query NAME (ARGS_JSON as for `run`) and print the answer as JSON.

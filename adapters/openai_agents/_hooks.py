@@ -94,17 +94,12 @@ def _tool_key(context: Any, agent: Any, tool: Any) -> Any:
     return (id(agent), getattr(tool, "name", id(tool)))
 
 
-class _ReplaySafeRunHooks(RunHooks[Any]):
-    """The user's `RunHooks`, called only for steps that run live."""
+class _GatedStepHooks:
+    """The callbacks `RunHooks` and `AgentHooks` share, with the same signatures: around a
+    model call and a tool call. `inner` is the user's hooks object."""
 
-    def __init__(self, inner: RunHooks[Any]) -> None:
-        self.inner = inner
-        self._gate = _Gate()
-
-    async def on_agent_start(self, context: AgentHookContext[Any], agent: Agent[Any]) -> None:
-        if _Gate.replaying_now():
-            return
-        await self.inner.on_agent_start(context, agent)
+    inner: Any
+    _gate: _Gate
 
     async def on_llm_start(
         self,
@@ -121,6 +116,31 @@ class _ReplaySafeRunHooks(RunHooks[Any]):
     ) -> None:
         if self._gate.after_llm(agent):
             await self.inner.on_llm_end(context, agent, response)
+
+    async def on_tool_start(
+        self, context: RunContextWrapper[Any], agent: Agent[Any], tool: Tool
+    ) -> None:
+        if self._gate.tool_start(context, agent, tool):
+            await self.inner.on_tool_start(context, agent, tool)
+
+    async def on_tool_end(
+        self, context: RunContextWrapper[Any], agent: Agent[Any], tool: Tool, result: object
+    ) -> None:
+        if self._gate.tool_end(context, agent, tool):
+            await self.inner.on_tool_end(context, agent, tool, result)
+
+
+class _ReplaySafeRunHooks(_GatedStepHooks, RunHooks[Any]):
+    """The user's `RunHooks`, called only for steps that run live."""
+
+    def __init__(self, inner: RunHooks[Any]) -> None:
+        self.inner = inner
+        self._gate = _Gate()
+
+    async def on_agent_start(self, context: AgentHookContext[Any], agent: Agent[Any]) -> None:
+        if _Gate.replaying_now():
+            return
+        await self.inner.on_agent_start(context, agent)
 
     async def on_agent_end(
         self, context: AgentHookContext[Any], agent: Agent[Any], output: Any
@@ -134,20 +154,8 @@ class _ReplaySafeRunHooks(RunHooks[Any]):
         if self._gate.after_llm(from_agent):
             await self.inner.on_handoff(context, from_agent, to_agent)
 
-    async def on_tool_start(
-        self, context: RunContextWrapper[Any], agent: Agent[Any], tool: Tool
-    ) -> None:
-        if self._gate.tool_start(context, agent, tool):
-            await self.inner.on_tool_start(context, agent, tool)
 
-    async def on_tool_end(
-        self, context: RunContextWrapper[Any], agent: Agent[Any], tool: Tool, result: object
-    ) -> None:
-        if self._gate.tool_end(context, agent, tool):
-            await self.inner.on_tool_end(context, agent, tool, result)
-
-
-class _ReplaySafeAgentHooks(AgentHooks[Any]):
+class _ReplaySafeAgentHooks(_GatedStepHooks, AgentHooks[Any]):
     """The user's `AgentHooks` of one agent, called only for steps that run live."""
 
     def __init__(self, inner: AgentHooks[Any]) -> None:
@@ -159,22 +167,6 @@ class _ReplaySafeAgentHooks(AgentHooks[Any]):
             return
         await self.inner.on_start(context, agent)
 
-    async def on_llm_start(
-        self,
-        context: RunContextWrapper[Any],
-        agent: Agent[Any],
-        system_prompt: str | None,
-        input_items: list[TResponseInputItem],
-    ) -> None:
-        if self._gate.llm_start(agent):
-            await self.inner.on_llm_start(context, agent, system_prompt, input_items)
-
-    async def on_llm_end(
-        self, context: RunContextWrapper[Any], agent: Agent[Any], response: ModelResponse
-    ) -> None:
-        if self._gate.after_llm(agent):
-            await self.inner.on_llm_end(context, agent, response)
-
     async def on_end(self, context: AgentHookContext[Any], agent: Agent[Any], output: Any) -> None:
         if self._gate.after_llm(agent):
             await self.inner.on_end(context, agent, output)
@@ -185,18 +177,6 @@ class _ReplaySafeAgentHooks(AgentHooks[Any]):
         # Called on the agent handed to; the model call that chose it was `source`'s.
         if self._gate.after_llm(source):
             await self.inner.on_handoff(context, agent, source)
-
-    async def on_tool_start(
-        self, context: RunContextWrapper[Any], agent: Agent[Any], tool: Tool
-    ) -> None:
-        if self._gate.tool_start(context, agent, tool):
-            await self.inner.on_tool_start(context, agent, tool)
-
-    async def on_tool_end(
-        self, context: RunContextWrapper[Any], agent: Agent[Any], tool: Tool, result: object
-    ) -> None:
-        if self._gate.tool_end(context, agent, tool):
-            await self.inner.on_tool_end(context, agent, tool, result)
 
 
 def replay_safe(hooks: RunHooks[Any] | None) -> RunHooks[Any] | None:
