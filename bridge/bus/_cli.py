@@ -1,4 +1,9 @@
-"""`bridge bus dead-letters list|replay|drop`: the SQL outbox's dead letters from a shell.
+"""`bridge bus serve` and `bridge bus dead-letters list|replay|drop`: the bus from a shell.
+
+`serve` is the trigger front door as a process: it imports the `--module` modules (whose
+`bridge.on(...)` calls register triggers), consumes the SQL outbox's trigger subscription
+and starts or signals runs through the migration router, until SIGTERM or Ctrl-C. Before
+it, a deployment had to write that loop in Python (as the tests do with `Dispatcher`).
 
 A trigger whose handler keeps failing (a bad argument, a bug) moves the event to the dead
 letters after `max_deliveries` attempts. Once the cause is fixed, the operator replays them
@@ -10,7 +15,9 @@ writes completion events). `bridge/cli.py` mounts `bus_app` as `bridge bus`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, TypeVar
@@ -19,6 +26,7 @@ import typer
 from rich.table import Table
 
 from bridge.config import load_settings
+from bridge.errors import ConfigError
 
 if TYPE_CHECKING:
     from bridge.bus.outbox import SqlOutbox
@@ -28,7 +36,9 @@ __all__ = ["bus_app"]
 T = TypeVar("T")
 
 bus_app = typer.Typer(
-    name="bus", help="The event bus's SQL outbox: dead letters.", no_args_is_help=True
+    name="bus",
+    help="The event bus's SQL outbox: serve the triggers, inspect dead letters.",
+    no_args_is_help=True,
 )
 dead_letters_app = typer.Typer(
     name="dead-letters",
@@ -43,10 +53,110 @@ UrlOption = Annotated[
         "--url", help="The outbox's database (SQLAlchemy URL); default: the sql journal's."
     ),
 ]
+Subscription = Annotated[
+    str,
+    typer.Argument(metavar="SUBSCRIPTION", help="The subscription whose dead letters to take."),
+]
 EventIds = Annotated[
     list[str] | None,
-    typer.Argument(help="Event ids to take (default: every dead letter of the subscription)."),
+    typer.Argument(
+        metavar="EVENT_ID",
+        help="Event ids to take (default: every dead letter of the subscription).",
+    ),
 ]
+
+
+@bus_app.command("serve")
+def serve(
+    module: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--module",
+            "-m",
+            metavar="MODULE",
+            help="Module whose import binds triggers with bridge.on(...) (repeatable); "
+            "`workflows` in the settings are imported too.",
+        ),
+    ] = None,
+    url: UrlOption = None,
+    subscription: Annotated[
+        str,
+        typer.Option("--subscription", "-s", metavar="NAME", help="The subscription to consume."),
+    ] = "bridge.triggers",
+    completions: Annotated[
+        bool,
+        typer.Option(
+            "--completions/--no-completions",
+            help="Publish the completion events of the runs it starts (and of the routes "
+            "left open by an earlier process) to the same outbox, closing their routes.",
+        ),
+    ] = True,
+    poll: Annotated[
+        float,
+        typer.Option(
+            "--poll", min=0.001, metavar="SECONDS", help="Seconds between polls when idle."
+        ),
+    ] = 0.2,
+) -> None:
+    """Run the triggers as a process: consume events, start or signal runs via the router.
+
+    Events of the types bound by bridge.on(...) in the --module modules are taken from the
+    outbox's subscription; starts follow the \\[migrate.WORKFLOW] rules (the default engine
+    without one), signals go to the engine that owns the run. Stops on SIGTERM or Ctrl-C,
+    finishing the batch in hand.
+    """
+    # Imported here: `bridge --help` loads none of this, and bridge.cli imports this module.
+    # The router lives in bridge.migrate; the bus library never imports it, only this
+    # command does, as the process that joins the two.
+    from bridge.bus.outbox import SqlOutbox
+    from bridge.bus.triggers import Dispatcher, registered_triggers
+    from bridge.cli import _import_module, err
+    from bridge.migrate.router import Router
+
+    settings = load_settings()
+    for name in [*(module or []), *settings.workflows]:
+        _import_module(name)
+    triggers = registered_triggers()
+    if not triggers:
+        raise ConfigError(
+            "bridge bus serve: no triggers; pass --module MODULE for a module that calls "
+            "bridge.on(...) when imported"
+        )
+    outbox_url = url or settings.sql.url
+
+    async def body() -> None:
+        transport = SqlOutbox(url=outbox_url)
+        router = await Router.connect(settings, completions=transport if completions else None)
+        try:
+            dispatcher = Dispatcher(
+                transport=transport,
+                target=router,
+                triggers=triggers,
+                subscription=subscription,
+                poll_interval=poll,
+            )
+            await dispatcher.subscribe()
+            watched = await router.watch_open() if completions else 0
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError):  # Windows: no signal handlers
+                    loop.add_signal_handler(sig, dispatcher.stop)
+            types = sorted({t.type for t in triggers})
+            err.print(
+                f"serving {len(triggers)} trigger(s) on {', '.join(types)} from {outbox_url} "
+                f"(subscription {subscription!r}, through the router"
+                + (f", watching {watched} open run(s)" if watched else "")
+                + "); SIGTERM or Ctrl-C to stop",
+                markup=False,
+                soft_wrap=True,
+            )
+            await dispatcher.run()
+        finally:
+            await router.close()
+            await transport.close()
+        err.print(f"stopped: {dispatcher.consumer.stats}", markup=False, soft_wrap=True)
+
+    asyncio.run(body())
 
 
 def _with_outbox(url: str | None, body: Callable[[SqlOutbox], Awaitable[T]]) -> T:
@@ -106,7 +216,7 @@ def list_dead_letters(
 
 
 @dead_letters_app.command("replay")
-def replay(subscription: str, event_ids: EventIds = None, url: UrlOption = None) -> None:
+def replay(subscription: Subscription, event_ids: EventIds = None, url: UrlOption = None) -> None:
     """Deliver dead letters of SUBSCRIPTION again (fix what made them fail first)."""
     from bridge.cli import out
 
@@ -115,7 +225,7 @@ def replay(subscription: str, event_ids: EventIds = None, url: UrlOption = None)
 
 
 @dead_letters_app.command("drop")
-def drop(subscription: str, event_ids: EventIds = None, url: UrlOption = None) -> None:
+def drop(subscription: Subscription, event_ids: EventIds = None, url: UrlOption = None) -> None:
     """Delete dead letters of SUBSCRIPTION for good."""
     from bridge.cli import out
 

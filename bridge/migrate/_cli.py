@@ -17,6 +17,7 @@ import os
 import re
 import tempfile
 import tomllib
+from collections import Counter
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from bridge.config import load_settings
+from bridge.config import Settings, load_settings
 from bridge.errors import ConfigError
 from bridge.migrate._cli_report import report
 from bridge.migrate.rule import MigrationRule
@@ -38,11 +39,16 @@ __all__ = ["migrate_app"]
 
 migrate_app = typer.Typer(
     name="migrate",
-    help="Move workflows between engines: routing rules in bridge.toml [migrate.WORKFLOW].",
+    help="Move workflows between engines by the routing rules in bridge.toml's "
+    "\\[migrate.WORKFLOW] tables: status, shadow report, routes, rule changes.",
     no_args_is_help=True,
 )
 
 _STATE_STYLE = {"Active": "green", "Draining": "yellow", "Drained": "dim"}
+
+
+#: How many open routes `status --refresh` asks the engines about, at most, by default.
+REFRESH_LIMIT = 1000
 
 
 @migrate_app.command("status")
@@ -51,12 +57,37 @@ def status(
         bool,
         typer.Option(
             "--refresh/--no-refresh",
-            help="Ask the owning engines about open runs first (closes finished ones).",
+            help="Ask the owning engines about open routes first (closes finished ones, "
+            "removes never-started ones); off by default: the counts come from the routing "
+            "table, which completion watchers keep current.",
         ),
-    ] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="The rows as JSON.")] = False,
+    ] = False,
+    refresh_limit: Annotated[
+        int,
+        typer.Option(
+            "--refresh-limit",
+            min=1,
+            metavar="N",
+            help="With --refresh: ask about at most N open routes, those never checked or "
+            "checked longest ago first, so repeated refreshes cover them all.",
+        ),
+    ] = REFRESH_LIMIT,
+    outbox: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--outbox",
+            metavar="URL",
+            help="Also count the dead letters of this outbox database (repeatable); the "
+            "outboxes of engines with \\[sql] outbox = true are counted anyway.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The status as JSON.")] = False,
 ) -> None:
-    """Per workflow type and engine: open runs and Active / Draining / Drained."""
+    """Per workflow type and engine: open and finished runs, failed starts, shadows, state.
+
+    Also the rule (ramp, paused) and the outboxes' dead letters. Reads the routing table
+    and the shadow store only (fast at any size) unless --refresh.
+    """
     # Imported here: `bridge --help` should not load the router, and bridge.cli imports
     # this module (so importing bridge.cli at the top would be circular).
     from bridge.cli import default_config_path, err, out
@@ -76,44 +107,139 @@ def status(
         )
         raise SystemExit(1) from None
 
-    async def body() -> list[dict[str, object]]:
+    async def body() -> dict[str, Any]:
         router = await Router.connect(settings)
         try:
+            refreshed: dict[str, int] | None = None
             if refresh:
-                await router.refresh()
-            return [
-                {**asdict(row), "state": row.state.value, "rule": _rule_text(router, row.workflow)}
-                for row in router.status()
+                closed = await router.refresh(limit=refresh_limit)
+                refreshed = {"limit": refresh_limit, "closed_or_removed": closed}
+            rows = [
+                {
+                    **asdict(row),
+                    "state": row.state.value,
+                    "rule": _rule_text(router, row.workflow),
+                    **_rule_fields(router, row.workflow),
+                }
+                for row in router.status(shadows=_shadow_counts(settings.router.url))
             ]
+            letters = await _dead_letters(_outbox_urls(settings, outbox or []))
+            return {"workflows": rows, "dead_letters": letters, "refreshed": refreshed}
         finally:
             await router.close()
 
-    rows = asyncio.run(body())
+    answer = asyncio.run(body())
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(answer, indent=2))
         return
+    rows = answer["workflows"]
     if not rows:
         out.print(
             "no migrating workflows: add a [migrate.WORKFLOW] table to bridge.toml "
             '(from = "old engine", to = "new engine", ramp = 0-100)',
             markup=False,
         )
-        return
+    else:
+        out.print(_status_table(rows))
+    for letter in answer["dead_letters"]:
+        count = letter["count"]
+        out.print(
+            f"outbox {letter['outbox']}: {count} dead letter{'s' if count != 1 else ''} of "
+            f"{letter['subscription']!r} (`bridge bus dead-letters list --url ...`)",
+            style="red",
+            markup=False,
+            soft_wrap=True,
+        )
+    refreshed = answer["refreshed"]
+    if refreshed is None:
+        note = (
+            "open counts as completion watchers left them; --refresh asks the engines about "
+            f"up to {REFRESH_LIMIT} open routes"
+        )
+    else:
+        note = (
+            f"asked the engines about up to {refreshed['limit']} open routes: "
+            f"{refreshed['closed_or_removed']} closed or removed"
+        )
+    out.print(note, style="dim", markup=False, soft_wrap=True)
+
+
+def _status_table(rows: list[dict[str, Any]]) -> Table:
     table = Table()
-    for column in ("workflow", "rule", "engine", "role", "open", "total", "state"):
-        table.add_column(column, justify="right" if column in ("open", "total") else "left")
+    numbers = ("open", "finished", "failed starts")
+    columns = ("workflow", "rule", "engine", "role", *numbers, "shadow", "state")
+    for column in columns:
+        table.add_column(column, justify="right" if column in numbers else "left")
     for row in rows:
+        shadow = row["shadow"]
         table.add_row(
             str(row["workflow"]),
             str(row["rule"]),
             str(row["engine"]),
             str(row["role"]),
             str(row["open"]),
-            str(row["total"]),
+            str(row["finished"]),
+            str(row["failed_starts"]),
+            ", ".join(f"{n} {outcome}" for outcome, n in sorted(shadow.items())),
             str(row["state"]),
             style=_STATE_STYLE.get(str(row["state"])),
         )
-    out.print(table)
+    return table
+
+
+def _rule_fields(router: Router, workflow: str) -> dict[str, Any]:
+    """The rule's ramp, paused and shadow for the JSON rows (None without a rule)."""
+    rule = router.rule(workflow)
+    if rule is None:
+        return {"ramp": None, "paused": None, "shadowed": None}
+    return {"ramp": rule.ramp, "paused": rule.paused, "shadowed": rule.shadow}
+
+
+def _shadow_counts(url: str) -> dict[tuple[str, str], dict[str, int]]:
+    """The shadow store's outcome counts, `running` shown as `pending` (not compared yet)."""
+    from bridge.migrate._shadow_store import RUNNING, ShadowStore
+
+    store = ShadowStore(url)
+    try:
+        counts = store.counts()
+    finally:
+        store.close()
+    return {
+        pair: {("pending" if outcome == RUNNING else outcome): n for outcome, n in by.items()}
+        for pair, by in counts.items()
+    }
+
+
+def _outbox_urls(settings: Settings, extra: list[str]) -> list[str]:
+    """The outboxes to count dead letters in: every engine's whose `[sql] outbox` is on
+    (the default engine's and those the rules name), then `extra`, each once."""
+    names = {settings.backend} | {
+        name for rule in settings.migrate.values() for name in (rule.from_, rule.to)
+    }
+    urls: list[str] = []
+    for name in sorted(names):
+        engine = settings.engine(name)
+        if engine.backend == "sql" and engine.sql.outbox and engine.sql.url not in urls:
+            urls.append(engine.sql.url)
+    return urls + [url for url in extra if url not in urls]
+
+
+async def _dead_letters(urls: list[str]) -> list[dict[str, Any]]:
+    """Per outbox and subscription, how many events were given up on."""
+    from bridge.bus.outbox import SqlOutbox
+
+    found: list[dict[str, Any]] = []
+    for url in urls:
+        box = SqlOutbox(url=url)
+        try:
+            letters = await box.dead_letters()
+        finally:
+            await box.close()
+        tally = Counter(d.subscription for d in letters)
+        found += [
+            {"outbox": url, "subscription": sub, "count": n} for sub, n in sorted(tally.items())
+        ]
+    return found
 
 
 def _rule_text(router: Router, workflow: str) -> str:
@@ -329,9 +455,11 @@ def set_rule(
         typer.Option("--config", help="The file to edit (default: $BRIDGE_CONFIG, bridge.toml)."),
     ] = None,
 ) -> None:
-    """Change the [migrate.WORKFLOW] rule in the configuration file: validated first (the
-    rule and the whole resulting file), then written atomically with the rest of the file
-    kept. Routers pick it up on their next reload."""
+    """Change the \\[migrate.WORKFLOW] rule of a workflow in the configuration file.
+
+    Validated first (the rule and the whole resulting file), then written atomically with
+    the rest of the file kept. Routers pick it up on their next reload.
+    """
     from bridge.cli import check_config_file, default_config_path, out
 
     path = config or default_config_path()

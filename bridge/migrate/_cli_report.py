@@ -31,7 +31,7 @@ def report(
     limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 50,
     store: Annotated[
         str | None,
-        typer.Option(help="The shadow store's database URL (default: `[router] url`)."),
+        typer.Option(help="The shadow store's database URL (default: `\\[router] url`)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The outcomes as JSON.")] = False,
 ) -> None:
@@ -44,6 +44,10 @@ def report(
     shadows = ShadowStore(store or load_settings().router.url)
     try:
         rows = outcomes(shadows, workflow=workflow, status=status, limit=limit)
+        # The headline counts every stored run that matches the filters, not only this page.
+        tally: Counter[str] = Counter()
+        for by_outcome in shadows.counts(workflow=workflow, status=status).values():
+            tally.update(by_outcome)
     finally:
         shadows.close()
     if as_json:
@@ -56,9 +60,12 @@ def report(
             markup=False,
         )
         return
-    tally = Counter(r.status for r in rows)
+    total = sum(tally.values())
+    shown = "" if len(rows) == total else f"; the newest {len(rows)} below (--limit)"
     out.print(
-        f"{len(rows)} shadow run(s): " + ", ".join(f"{n} {s}" for s, n in sorted(tally.items())),
+        f"{total} shadow run(s): "
+        + ", ".join(f"{n} {s}" for s, n in sorted(tally.items()))
+        + shown,
         markup=False,
     )
     table = Table()

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     select,
     text,
     update,
@@ -177,6 +178,28 @@ class ShadowStore:
             query = query.where(shadow_runs.c.status == status)
         with translate(self._where, "listing shadow runs"), self._engine.begin() as conn:
             return [_record(row) for row in conn.execute(query)]
+
+    def counts(
+        self, *, workflow: str | None = None, status: str | None = None
+    ) -> dict[tuple[str, str], dict[str, int]]:
+        """(workflow, candidate engine) -> outcome -> number of shadow runs, over the whole
+        store (one GROUP BY: `bridge migrate status` and the report's headline must count
+        every run, not the page of records shown)."""
+        query = select(
+            shadow_runs.c.workflow,
+            shadow_runs.c.candidate_engine,
+            shadow_runs.c.status,
+            func.count(),
+        ).group_by(shadow_runs.c.workflow, shadow_runs.c.candidate_engine, shadow_runs.c.status)
+        if workflow is not None:
+            query = query.where(shadow_runs.c.workflow == workflow)
+        if status is not None:
+            query = query.where(shadow_runs.c.status == status)
+        found: dict[tuple[str, str], dict[str, int]] = {}
+        with translate(self._where, "counting shadow runs"), self._engine.begin() as conn:
+            for name, engine, outcome, n in conn.execute(query):
+                found.setdefault((name, engine), {})[outcome] = int(n)
+        return found
 
 
 def _record(row: Any) -> ShadowRecord:

@@ -386,7 +386,7 @@ def test_migrate_status_command(
                 router.table.claim(f"old-{i}", "approval", "sql")
                 await sql.start(wfs.approval, ledger_path, None, id=f"old-{i}")
             await router.start(wfs.approval, ledger_path, None, id="new-0")
-            # One sql run finishes; `status` (refreshing by default) sees it.
+            # One sql run finishes; `status --refresh` sees it.
             await sql.signal("old-0", "approve", True)
             async with sql.worker([wfs.approval]):
                 await sql.result("old-0", timeout=30)
@@ -395,17 +395,23 @@ def test_migrate_status_command(
 
     asyncio.run(setup())
 
-    proc = _bridge(tmp_path, "migrate", "status", "--json")
+    proc = _bridge(tmp_path, "migrate", "status", "--json", "--refresh")
     assert proc.returncode == 0, proc.stderr
-    rows = {row["engine"]: row for row in json.loads(proc.stdout)}
+    rows = {row["engine"]: row for row in json.loads(proc.stdout)["workflows"]}
     assert rows["sql"] == {
         "workflow": "approval",
         "engine": "sql",
         "role": "from",
         "open": 2,
         "total": 3,
+        "finished": 1,
+        "failed_starts": 0,
+        "shadow": {},
         "state": "Draining",
         "rule": "sql -> langgraph 100%",
+        "ramp": 100,
+        "paused": False,
+        "shadowed": False,
     }
     assert (rows["langgraph"]["open"], rows["langgraph"]["state"]) == (1, "Active")
 
@@ -420,6 +426,6 @@ def test_migrate_status_command(
         if "approval" in line
     }
     assert cells == {
-        ("approval", "sql -> langgraph 100%", "sql", "from", "2", "3", "Draining"),
-        ("approval", "sql -> langgraph 100%", "langgraph", "to", "1", "1", "Active"),
+        ("approval", "sql -> langgraph 100%", "sql", "from", "2", "1", "0", "", "Draining"),
+        ("approval", "sql -> langgraph 100%", "langgraph", "to", "1", "0", "0", "", "Active"),
     }
