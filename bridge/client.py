@@ -126,11 +126,10 @@ class Client:
 
         The recorded arguments come from the run's history, whose first event carries them
         on every backend, so this one comparison serves every engine. It is made only when
-        a start finds its id taken."""
-        started = next(
-            (e for e in await self.backend.history(id) if e.type is EventType.WORKFLOW_STARTED),
-            None,
-        )
+        a start finds its id taken. A run that continued as new is compared by its first
+        generation's arguments, which are what its starter passed: the `continued_from`
+        links lead back to it."""
+        started = await self._first_start(id)
         recorded = started.args if started is not None else None
         if not isinstance(recorded, dict) or recorded == encoded:
             return  # nothing recorded to compare with: attach, as before this check
@@ -145,6 +144,25 @@ class Client:
             f"other arguments ({', '.join(differ)} differ); start the new run under another "
             f"id, or pass if_exists='use_existing' to attach to the existing run"
         )
+
+    async def _first_start(self, id: str) -> HistoryEvent | None:
+        """The `workflow_started` event of the first generation of run `id`."""
+        seen = {id}
+        key = id
+        while True:
+            started = next(
+                (
+                    e
+                    for e in await self.backend.history(key)
+                    if e.type is EventType.WORKFLOW_STARTED
+                ),
+                None,
+            )
+            previous = started.details.get("continued_from") if started is not None else None
+            if not isinstance(previous, str) or previous in seen:
+                return started
+            seen.add(previous)
+            key = previous
 
     async def _start(self, call: StartCall) -> bool:
         """The end of the start's interceptor chain: the backend's start."""

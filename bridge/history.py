@@ -33,6 +33,8 @@ class EventType(enum.StrEnum):
     WORKFLOW_COMPLETED = "workflow_completed"
     WORKFLOW_FAILED = "workflow_failed"
     WORKFLOW_CANCELLED = "workflow_cancelled"
+    #: The last event of a run that continued as new; `args` is the next run's input.
+    WORKFLOW_CONTINUED_AS_NEW = "continued_as_new"
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ _NORMALIZED_TYPES = {
     EventType.WORKFLOW_COMPLETED,
     EventType.WORKFLOW_FAILED,
     EventType.WORKFLOW_CANCELLED,
+    EventType.WORKFLOW_CONTINUED_AS_NEW,
 }
 
 

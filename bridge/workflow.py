@@ -9,7 +9,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, overload
 
 from bridge import codec
 from bridge._signature import CallShape
@@ -18,6 +18,7 @@ from bridge.errors import ConfigError, NotRegisteredError, QueryFailedError, Que
 
 __all__ = [
     "Context",
+    "ContinueAsNew",
     "Signal",
     "WorkflowDefinition",
     "answer_query",
@@ -96,6 +97,21 @@ def answer_query(
             f"query {name!r} of workflow {workflow_id!r} failed: {type(exc).__name__}: {exc}"
         ) from None
     return codec.to_jsonable(value, where=f"the answer of query {name!r}")
+
+
+class ContinueAsNew(BaseException):
+    """Raised by `Context.continue_as_new`: the run's current history ends here and the same
+    workflow id goes on with new arguments.
+
+    A BaseException, like the journal's `Suspend` and Temporal's own `ContinueAsNewError`,
+    so `except Exception` in workflow code cannot swallow it. It carries the arguments as
+    they were passed; the backend encodes them with the workflow's own signature.
+    """
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        super().__init__("continue as new")
+        self.call_args = args
+        self.call_kwargs = kwargs
 
 
 class Context(abc.ABC):
@@ -264,6 +280,17 @@ class Context(abc.ABC):
     @abc.abstractmethod
     async def compensate(self) -> None:
         """Run the compensations of completed steps, newest first, each as a journaled step."""
+
+    def continue_as_new(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """End this run's history and go on as a new run of the same workflow and id, called
+        with `args`/`kwargs` (Temporal's `workflow.continue_as_new`).
+
+        A long loop keeps its history (and so its replay time and memory) bounded by
+        continuing every N iterations. `client.result(id)` gives the last run's result;
+        signals not yet taken are handed to the next run. It raises `ContinueAsNew`, which
+        a backend turns into its own continuation; let it propagate.
+        """
+        raise ContinueAsNew(args, kwargs)
 
 
 _current_context: contextvars.ContextVar[Context | None] = contextvars.ContextVar(

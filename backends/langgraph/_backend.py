@@ -6,7 +6,13 @@ from collections.abc import Sequence
 
 from backends.langgraph._graph import build_program
 from backends.langgraph._store import Store, open_store
-from backends.langgraph._worker import LangGraphWorker, journal, task_records, thread_config
+from backends.langgraph._worker import (
+    LangGraphWorker,
+    journal,
+    task_records,
+    thread_config,
+    thread_id,
+)
 from bridge.config import Settings
 from bridge.interceptors import Interceptor
 from bridge.journal.backend import JournalBackend
@@ -29,7 +35,7 @@ class LangGraphBackend(JournalBackend):
 
     def journal(self, id: str) -> list[StepRecord]:
         """The bridge's rows merged with the step tasks' writes in LangGraph's checkpoints."""
-        finished = [
-            r for tup in self.store.saver.list(thread_config(id)) for r in task_records(tup)
-        ]
-        return journal(self.store.load_steps(id), finished)
+        own = self.store.load_steps(id)
+        thread = thread_config(thread_id(id, own))
+        finished = [r for tup in self.store.saver.list(thread) for r in task_records(tup)]
+        return journal(own, finished)

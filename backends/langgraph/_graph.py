@@ -146,6 +146,7 @@ class GraphContext(JournaledContext):
         attempt: int,
         cancel_requested: bool,
         saver: DurableSaverMixin,
+        thread: str | None = None,
     ) -> None:
         super().__init__(
             workflow_id=workflow_id,
@@ -156,6 +157,9 @@ class GraphContext(JournaledContext):
             cancel_requested=cancel_requested,
         )
         self._saver = saver
+        # The LangGraph thread of this generation (the workflow id for the first one),
+        # which the saver keys its background write failures by.
+        self._thread = thread or workflow_id
         # Task calls and interrupts are made in the entrypoint's own context, so a step
         # started from inside a graph the workflow runs (a ToolNode calling an activity
         # tool) is still numbered among the entrypoint's tasks.
@@ -210,7 +214,7 @@ class GraphContext(JournaledContext):
         finally:
             self._inflight -= 1
             self._progress()
-        self._saver.raise_failure(self._id)  # the result must be on disk before going on
+        self._saver.raise_failure(self._thread)  # the result must be on disk before going on
         rec = record_from_json(out)
         if rec is None or (rec.idx, rec.kind, rec.name, rec.digest) != (
             idx,
@@ -305,7 +309,7 @@ class GraphContext(JournaledContext):
         Every wait interrupts, answered or not, because LangGraph pairs answers with
         interrupts by their order in the entrypoint.
         """
-        self._saver.raise_failure(self._id)
+        self._saver.raise_failure(self._thread)
         question = {WAIT_MARK: rec.idx, "kind": rec.kind, "name": rec.name, "fire_at": rec.fire_at}
         try:
             answer = self._root.run(interrupt, question)
@@ -381,6 +385,8 @@ class Execution:
         self.saver = saver
         self.context: GraphContext | None = None
         self.outcome: Outcome | None = None
+        #: The LangGraph thread this execution runs on (set by `invoke`).
+        self.thread: str | None = None
 
     async def body(self, start: dict[str, Any]) -> dict[str, Any]:
         """The entrypoint's body: the workflow, its ending mapped to LangGraph's terms."""
@@ -392,6 +398,7 @@ class Execution:
             attempt=self._attempt,
             cancel_requested=self._cancel_requested,
             saver=self.saver,
+            thread=self.thread,
         )
         with _outside_langgraph():
             outcome = self.outcome = await drive(self.definition, ctx, start["args"])
@@ -401,7 +408,11 @@ class Execution:
             if ctx.interrupt is None:
                 raise RuntimeError(f"workflow {ctx.workflow_id!r} suspended without a wait")
             raise ctx.interrupt
-        self.saver.raise_failure(ctx.workflow_id)
+        self.saver.raise_failure(self.thread or ctx.workflow_id)
+        if outcome.continue_with is not None:
+            # The thread ends here; the worker moves this generation's journal aside and
+            # starts the next one on a thread of its own (`_worker.thread_id`).
+            return {"status": outcome.status.value, "continue_with": outcome.continue_with}
         return {"status": outcome.status.value, "result": outcome.result, "error": outcome.error}
 
 
@@ -429,6 +440,7 @@ def build_program(saver: DurableSaverMixin) -> Pregel:
 
 async def invoke(program: Pregel, execution: Execution, command: Any, thread_id: str) -> Any:
     """Run `execution` as one LangGraph invocation of thread `thread_id`."""
+    execution.thread = thread_id
     token = _EXECUTION.set(execution)
     try:
         return await program.ainvoke(

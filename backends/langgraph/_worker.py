@@ -20,6 +20,7 @@ Claiming, leases, fencing, dead-owner detection and storage errors are the share
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ from bridge import codec
 from bridge.backend import Status
 from bridge.errors import StorageError
 from bridge.journal.context import JournaledContext, StepRecord
+from bridge.journal.store import archive_id, generation_of
 from bridge.journal.worker import JournalWorker, RunJournal
 from bridge.workflow import WorkflowDefinition
 
@@ -58,8 +60,17 @@ INTERRUPT_CHANNEL = "__interrupt__"
 
 
 def thread_config(id: str) -> dict[str, Any]:
-    """LangGraph's config for the thread of run `id`: the thread id is the workflow id."""
+    """LangGraph's config for thread `id` (see `thread_id`)."""
     return {"configurable": {"thread_id": id}}
+
+
+def thread_id(id: str, own: Sequence[StepRecord]) -> str:
+    """The LangGraph thread of run `id`'s current generation, from its bridge rows `own`:
+    the workflow id for the first (as before continue-as-new existed), then
+    `archive_id(id, n)`, so each generation starts on an empty thread and a crash between
+    a continuation and the next generation's start can never resume the old thread."""
+    generation = generation_of(own)
+    return id if generation == 0 else archive_id(id, generation)
 
 
 def task_records(tup: CheckpointTuple | None) -> list[StepRecord]:
@@ -116,13 +127,15 @@ class LangGraphWorker(JournalWorker):
         """Take run `row` one LangGraph invocation further; True once this worker is done
         with it (finished, parked or blocked)."""
         store = self.store
-        tup = store.saver.get_tuple(thread_config(row.id))
-        steps = journal(store.load_steps(row.id), task_records(tup))
+        own = store.load_steps(row.id)
+        thread = thread_id(row.id, own)
+        tup = store.saver.get_tuple(thread_config(thread))
+        steps = journal(own, task_records(tup))
         command: Any
         if tup is None:
             command = {"workflow_id": row.id, "workflow": row.name, "args": codec.loads(row.input)}
         elif END_CHANNEL in tup.checkpoint["channel_values"]:
-            return self._finish(row, tup.checkpoint["channel_values"][END_CHANNEL])
+            return self._finish(row, tup.checkpoint["channel_values"][END_CHANNEL], thread)
         elif (wait := pending_wait(tup)) is None:
             command = None  # resume after a crash (or a code fix): finished steps replay
         else:
@@ -153,7 +166,7 @@ class LangGraphWorker(JournalWorker):
         )
         self._executions[row.id] = execution
         try:
-            out = await invoke(self.backend.program, execution, command, row.id)
+            out = await invoke(self.backend.program, execution, command, thread)
         except Abandoned as exc:
             outcome = exc.outcome
             log.error("workflow %s stopped: %s", row.id, (outcome.error or {}).get("message"))
@@ -167,9 +180,11 @@ class LangGraphWorker(JournalWorker):
             return True
         if out.interrupts:
             return False  # a wait: answer it at once if it can be, else park
-        return self._finish(row, out.value)
+        return self._finish(row, out.value, thread)
 
-    def _finish(self, row: Any, value: dict[str, Any]) -> bool:
+    def _finish(self, row: Any, value: dict[str, Any], thread: str) -> bool:
+        if value.get("continue_with") is not None:
+            return self._continue(row, value["continue_with"], thread)
         held = self.store.finish(
             row.id,
             self.owner,
@@ -179,4 +194,22 @@ class LangGraphWorker(JournalWorker):
         )
         if not held:
             log.warning("workflow %s finished after its lease was taken over", row.id)
+        return True
+
+    def _continue(self, row: Any, input: dict[str, Any], thread: str) -> bool:
+        """The generation on `thread` continued as new: keep its whole journal (the bridge's
+        rows and LangGraph's task writes) under its archive id and make the run PENDING
+        with `input`; the next generation runs on a thread of its own."""
+        store = self.store
+        own = store.load_steps(row.id)
+        finished = [r for tup in store.saver.list(thread_config(thread)) for r in task_records(tup)]
+        if not store.continue_as_new(
+            row.id, self.owner, input=input, journal=journal(own, finished)
+        ):
+            log.warning("workflow %s continued after its lease was taken over", row.id)
+            return True
+        # The thread's journal is kept in the bridge's rows now; its checkpoints only take
+        # room. Dropping them is best effort: left behind, they are never read again.
+        with contextlib.suppress(Exception):
+            store.saver.delete_thread(thread)
         return True

@@ -46,7 +46,12 @@ class SqlWorker(JournalWorker):
         )
         self._contexts[row.id] = ctx
         outcome = await drive(self.definitions[row.name], ctx, codec.loads(row.input))
-        if outcome.status is Status.WAITING:
+        if outcome.continue_with is not None:
+            # The generation's journal is moved aside and the run claimed again from an
+            # empty one, so a long loop never replays more than one generation.
+            if not self.store.continue_as_new(row.id, self.owner, input=outcome.continue_with):
+                log.warning("workflow %s continued after its lease was taken over", row.id)
+        elif outcome.status is Status.WAITING:
             self.store.park(
                 row.id,
                 self.owner,

@@ -7,6 +7,7 @@ them); the data converter (`_converter.py`) writes that data into Temporal's pay
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -369,8 +370,12 @@ class TemporalBackend(Backend):
                 await asyncio.wait({closing}, timeout=max(0.0, wake - now))
                 if closing.done():
                     event = closing.result()
-                    if event is not None:
+                    if event is not None and not event.HasField(
+                        "workflow_execution_continued_as_new_event_attributes"
+                    ):
                         return await self._closed(id, known, event)
+                    # No close yet, or this run continued as new: watch the id's latest run
+                    # (a handle without a run id follows it), whose result is the chain's.
                     closing = asyncio.ensure_future(_close_event(handle))
                 elif time.monotonic() >= next_check:
                     desc = await self.describe(id)
@@ -453,24 +458,34 @@ class TemporalBackend(Backend):
             raise await self._closed_or_missing(exc, id, "cancel") from None
 
     async def history(self, id: str) -> list[HistoryEvent]:
-        handle = await self._handle(id)
+        """The current run's history, or with `ID@RUN_ID` an earlier run of a chain that
+        continued as new (the `continued_from` its successor's `workflow_started` names)."""
+        base, run_id = _run_address(id)
+        handle = (await self.client()).get_workflow_handle(base, run_id=run_id)
         try:
             events = [ev async for ev in handle.fetch_history_events()]
         except RPCError as exc:
             raise self._not_found(exc, id) from None
-        return build_history(events, (await self.client()).data_converter.payload_converter)
+        out = build_history(events, (await self.client()).data_converter.payload_converter)
+        if out and (previous := out[0].details.get("continued_from_run")):
+            details = {"continued_from": f"{base}@{previous}"}
+            out[0] = dataclasses.replace(out[0], details=details)
+        return out
 
     async def list(
         self, *, status: Status | None = None, limit: int = 100
     ) -> list[WorkflowDescription]:
         """Runs from Temporal's visibility store, newest first. A running run is RUNNING, or
-        WAITING when it waits for a signal; `describe` tells the finer state of one run."""
+        WAITING when it waits for a signal; `describe` tells the finer state of one run.
+        Runs that continued as new are left out, as on the journal engines."""
         client = await self.client()
         query = None
         if status is not None:
             query = f'ExecutionStatus="{_QUERY_STATUS.get(status, "Running")}"'
         out = []
-        async for ex in client.list_workflows(query, limit=None if status else limit):
+        async for ex in client.list_workflows(query, limit=None):
+            if ex.status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
+                continue  # an earlier run of a chain: the id's latest run stands for it
             memo = await ex.memo()
             closed = _CLOSED.get(ex.status) if ex.status is not None else None
             waiting_for = memo.get(WAITING_FOR_MEMO) if closed is None else None
@@ -584,6 +599,18 @@ async def _close_event(handle: WorkflowHandle[Any, Any]) -> TemporalEvent | None
     ):
         return ev
     return None
+
+
+def _run_address(id: str) -> tuple[str, str | None]:
+    """`ID@RUN_ID` (a Temporal run id, a UUID) as (ID, RUN_ID); any other id as itself."""
+    base, sep, run = id.rpartition("@")
+    if sep and base:
+        try:
+            uuid.UUID(run)
+        except ValueError:
+            return id, None
+        return base, run
+    return id, None
 
 
 def _time(ts: Any) -> datetime | None:

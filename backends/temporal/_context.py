@@ -36,8 +36,10 @@ from backends.temporal._converter import decode_payload
 from bridge import codec
 from bridge.activity import ActivityDefinition, RetryPolicy, as_activity, seconds
 from bridge.errors import ActivityError, CompensationError
+from bridge.limits import check_payload
 from bridge.workflow import (
     Context,
+    ContinueAsNew,
     Signal,
     WorkflowDefinition,
     _current_context,
@@ -56,6 +58,9 @@ ACTIVITY, COMPENSATION = "activity", "compensation"
 WAIT_MEMO = "bridge.wait"
 WAITING_FOR_MEMO = "bridge.waiting_for"
 WAITING, RECEIVED, TIMED_OUT = "waiting", "received", "timed_out"
+#: Memo key of a run started by continue-as-new: the signals its previous run had received
+#: and not taken, `[[name, payload], ...]` oldest first, which this run takes first.
+CARRIED_SIGNALS_MEMO = "bridge.carried_signals"
 
 # Temporal wants a start-to-close timeout on every activity. The declared timeout is enforced
 # by the shim (so a timeout reads ActivityTimeoutError, as on sql); the server's, a little
@@ -150,6 +155,20 @@ class RunState:
         """The oldest received signal among `names` (one must be there), taken."""
         name = min((n for n in names if self._signals.get(n)), key=lambda n: self._signals[n][0][0])
         return name, self._signals[name].popleft()[1]
+
+    def carry(self, signals: Sequence[Sequence[Any]]) -> None:
+        """Put `[name, payload]` signals a previous run left before any this run received
+        (the signal handler may have run before the workflow code started)."""
+        for seq, (name, payload) in enumerate(signals, start=-len(signals)):
+            queue = self._signals.setdefault(name, deque())
+            queue.appendleft((seq, payload))
+            # appendleft in order would reverse this name's carried ones: keep them sorted.
+            self._signals[name] = deque(sorted(queue, key=lambda item: item[0]))
+
+    def pending(self) -> list[list[Any]]:
+        """The received signals no wait has taken, oldest first, as `[name, payload]`."""
+        queued = sorted((seq, n, p) for n, q in self._signals.items() for seq, p in q)
+        return [[n, p] for _, n, p in queued]
 
     def answer(self, name: str, args: Sequence[Any]) -> Any:
         return answer_query(self.queries, workflow.info().workflow_id, name, args)
@@ -436,9 +455,20 @@ async def execute(state: RunState, args: Sequence[Any]) -> Any:
     ctx = TemporalContext(
         state=state, heartbeat_timeout=served.heartbeat_timeout, asked=served.asked
     )
+    # A run continued as new takes the signals its previous run left first, in their order:
+    # they arrived before any sent to this run.
+    state.carry(workflow.memo_value(CARRIED_SIGNALS_MEMO, default=None) or [])
     token = _current_context.set(ctx)
     try:
-        return await _call(defn, ctx, _arguments(defn, args))
+        try:
+            return await _call(defn, ctx, _arguments(defn, args))
+        except ContinueAsNew as c:
+            data = defn.shape.encode_args(c.call_args, c.call_kwargs)
+            check_payload(data, what=f"the continue-as-new input of workflow {ctx.workflow_id!r}")
+            # Temporal's own continue-as-new: the new run gets the same id and task queue.
+            # The memo is given whole (Temporal would copy this run's, wait marks and all),
+            # carrying the signals this run received and no wait took.
+            workflow.continue_as_new(args=[data], memo={CARRIED_SIGNALS_MEMO: state.pending()})
     except workflow.NondeterminismError:
         raise
     except Exception as exc:

@@ -22,6 +22,7 @@ from temporalio.api.history.v1 import HistoryEvent as TemporalEvent
 from temporalio.converter import PayloadConverter
 
 from backends.temporal._context import (
+    CARRIED_SIGNALS_MEMO,
     COMPENSATION,
     DIGEST_IDS_PATCH,
     RECEIVED,
@@ -144,9 +145,24 @@ class _Builder:
             handler(ev, getattr(ev, kind), ev.event_time.ToDatetime(tzinfo=UTC))
 
     def on_workflow_execution_started(self, ev: TemporalEvent, a: Any, at: datetime) -> None:
+        # A run started by continue-as-new names its previous run; the backend's `history`
+        # turns the run id into the `id@run` form it accepts (`continued_from`).
+        # Signals the previous run left come before any sent to this one (`RunState.carry`).
+        raw = a.memo.fields.get(CARRIED_SIGNALS_MEMO)
+        for name, payload in (self.converter.from_payload(raw) if raw is not None else None) or []:
+            self.signals.setdefault(str(name), deque()).append(payload)
+        details = (
+            {"continued_from_run": a.continued_execution_run_id}
+            if a.continued_execution_run_id
+            else {}
+        )
         self.out.append(
             HistoryEvent(
-                E.WORKFLOW_STARTED, at, name=a.workflow_type.name, args=self.decode(a.input)
+                E.WORKFLOW_STARTED,
+                at,
+                name=a.workflow_type.name,
+                args=self.decode(a.input),
+                details=details,
             )
         )
 
@@ -284,6 +300,16 @@ class _Builder:
 
     def on_workflow_execution_failed(self, ev: TemporalEvent, a: Any, at: datetime) -> None:
         self._closed(E.WORKFLOW_FAILED, at, error=_error(a.failure))
+
+    def on_workflow_execution_continued_as_new(
+        self, ev: TemporalEvent, a: Any, at: datetime
+    ) -> None:
+        self._closed(
+            E.WORKFLOW_CONTINUED_AS_NEW,
+            at,
+            args=self.decode(a.input),
+            details={"next_run": a.new_execution_run_id},
+        )
 
     def on_workflow_execution_canceled(self, ev: TemporalEvent, a: Any, at: datetime) -> None:
         self._closed(E.WORKFLOW_CANCELLED, at)

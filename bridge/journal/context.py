@@ -37,8 +37,10 @@ from bridge.errors import (
     StorageError,
 )
 from bridge.history import utc
+from bridge.limits import check_payload
 from bridge.workflow import (
     Context,
+    ContinueAsNew,
     Signal,
     WorkflowDefinition,
     _current_context,
@@ -61,6 +63,9 @@ __all__ = [
     "replay_for_query",
 ]
 
+#: The kind of a generation's first journal row, at index -1 (no operation takes it): which
+#: generation of the run this journal is, and the id its previous generation is kept under.
+CONTINUED = "continued"
 # Step kinds and statuses as stored.
 ACTIVITY, SLEEP, SIGNAL, PATCH, COMPENSATION, CONDITION = (
     "activity",
@@ -441,6 +446,9 @@ class JournaledContext(Context):
         ends = [t.exception() for t in tasks if isinstance(t.exception(), EndOfJournal)]
         if ends:
             raise ends[0]  # type: ignore[misc]  # a query's replay reached the journal's end
+        continued = [t.exception() for t in tasks if isinstance(t.exception(), ContinueAsNew)]
+        if continued:
+            raise continued[0]  # type: ignore[misc]  # a branch ended the generation: no wait matters
         suspends = [t.exception() for t in tasks if isinstance(t.exception(), Suspend)]
         if suspends:
             wakes = [s.wake_at for s in suspends if s.wake_at is not None]  # type: ignore[union-attr]
@@ -683,6 +691,9 @@ class Outcome:
     wake_at: float | None = None
     waiting_for: str | None = None
     blocked: bool = False  # NonDeterminismError: kept for a code fix, not failed
+    #: The next run's input (`CallShape.encode_args` data) when the workflow called
+    #: `ctx.continue_as_new`; the status is then PENDING, the run going on afresh.
+    continue_with: dict[str, Any] | None = None
 
 
 async def drive(
@@ -701,6 +712,14 @@ async def drive(
     except Suspend as s:
         await ctx.flush()
         return Outcome(Status.WAITING, wake_at=s.wake_at, waiting_for=s.waiting_for)
+    except ContinueAsNew as c:
+        await ctx.flush()
+        try:
+            data = defn.shape.encode_args(c.call_args, c.call_kwargs)
+            check_payload(data, what=f"the continue-as-new input of workflow {ctx.workflow_id!r}")
+        except Exception as exc:  # arguments the workflow cannot take: the run fails
+            return Outcome(Status.FAILED, error=error_info(exc))
+        return Outcome(Status.PENDING, continue_with=data)
     except asyncio.CancelledError:
         if not ctx.cancelled_by_request:
             raise  # the worker is shutting down: record nothing, another worker resumes it
@@ -756,7 +775,7 @@ async def replay_for_query(
     try:
         pos, kw = defn.shape.decode_args(args)
         await defn.fn(ctx, *pos, **kw)
-    except (EndOfJournal, Suspend):
+    except (EndOfJournal, Suspend, ContinueAsNew):
         pass  # the journal's end: the live run is here, or was when it parked
     except asyncio.CancelledError:
         if not ctx.cancelled_by_request:

@@ -8,7 +8,8 @@ from bridge import codec
 from bridge.backend import Status
 from bridge.history import EventType as E
 from bridge.history import HistoryEvent, utc
-from bridge.journal.context import StepRecord
+from bridge.journal.context import CONTINUED, StepRecord
+from bridge.journal.store import CONTINUED_MARK
 
 _SCHEDULED = {"activity": E.STEP_SCHEDULED, "compensation": E.COMPENSATION_SCHEDULED}
 _COMPLETED = {"activity": E.STEP_COMPLETED, "compensation": E.COMPENSATION_COMPLETED}
@@ -16,6 +17,8 @@ _FAILED = {"activity": E.STEP_FAILED, "compensation": E.COMPENSATION_FAILED}
 
 
 def _step_events(r: StepRecord) -> list[HistoryEvent]:
+    if r.kind == CONTINUED:
+        return []  # told by the workflow_started event (see build_history)
     if r.kind == "condition":
         # A wait_condition leaves no event, as on Temporal (whose condition timer the
         # neutral history does not show either), so histories compare across engines.
@@ -99,20 +102,41 @@ def _step_events(r: StepRecord) -> list[HistoryEvent]:
 
 
 def build_history(workflow: Any, steps: list[StepRecord]) -> list[HistoryEvent]:
-    """Events of one run from its workflow row and journal rows."""
+    """Events of one run from its workflow row and journal rows.
+
+    A generation after the first says so on its `workflow_started` event (`details`:
+    `generation` and `continued_from`, the id its previous generation is kept under, which
+    `history` accepts); an earlier generation ends with `continued_as_new`.
+    """
+    details: dict[str, Any] = {}
+    if steps and steps[0].kind == CONTINUED and isinstance(steps[0].args, dict):
+        details = {
+            "generation": steps[0].args.get("generation"),
+            "continued_from": steps[0].args.get("previous"),
+        }
     events = [
         HistoryEvent(
             E.WORKFLOW_STARTED,
             utc(workflow.created_at),
             name=workflow.name,
             args=codec.loads(workflow.input),
+            details=details,
         )
     ]
     for r in steps:
         events.extend(_step_events(r))
     status = Status(workflow.status)
     end = utc(workflow.updated_at)
-    if status is Status.COMPLETED:
+    if status is Status.COMPLETED and workflow.waiting_for == CONTINUED_MARK:
+        events.append(
+            HistoryEvent(
+                E.WORKFLOW_CONTINUED_AS_NEW,
+                end,
+                name=workflow.name,
+                args=(codec.loads(workflow.result) or {}).get("continued_as_new"),
+            )
+        )
+    elif status is Status.COMPLETED:
         events.append(
             HistoryEvent(
                 E.WORKFLOW_COMPLETED, end, name=workflow.name, result=codec.loads(workflow.result)

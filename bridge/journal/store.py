@@ -21,10 +21,12 @@ status (what it writes commits if and only if the run ended).
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, select, update
+from sqlalchemy import Connection, Row, and_, delete, not_, select, update
 
 from bridge import codec
 from bridge.backend import Status
@@ -32,9 +34,40 @@ from bridge.errors import WorkflowClosedError, WorkflowIdConflictError, Workflow
 from bridge.interceptors import RunEnded
 from bridge.journal._leases import LeaseStatements
 from bridge.journal._steps import StepStatements, step_record, step_row, wait_names
-from bridge.journal.context import SIGNAL, WAITING, StepRecord
+from bridge.journal.context import COMPLETED, CONTINUED, SIGNAL, WAITING, StepRecord
 
-__all__ = ["JournalStore", "step_record", "step_row"]
+__all__ = [
+    "CONTINUED_MARK",
+    "JournalStore",
+    "archive_id",
+    "generation_of",
+    "step_record",
+    "step_row",
+]
+
+#: What an earlier generation's run row says in `waiting_for` (with status COMPLETED): it
+#: ended by continuing as new. `list_runs` leaves such rows out; `history` ends them with a
+#: `continued_as_new` event.
+CONTINUED_MARK = "continued as new"
+
+
+def archive_id(id: str, generation: int) -> str:
+    """The id generation `generation` of run `id` is kept under once it continued as new:
+    `id@0`, `id@1`, ... (so `bridge history id@0` shows the first). An id too long to take
+    the suffix within the engines' limits (`bridge.limits`) is replaced by its digest."""
+    kept = f"{id}@{generation}"
+    if len(kept) > 255 or len(kept.encode()) > 1000:
+        kept = f"{hashlib.sha256(id.encode()).hexdigest()[:40]}@{generation}"
+    return kept
+
+
+def generation_of(steps: Sequence[StepRecord]) -> int:
+    """Which generation a journal is (0 for a run that never continued as new), from the
+    `continued` row a continuation writes at index -1."""
+    first = steps[0] if steps else None
+    if first is not None and first.kind == CONTINUED and isinstance(first.args, dict):
+        return int(first.args.get("generation", 0))
+    return 0
 
 
 class JournalStore(LeaseStatements, StepStatements):
@@ -84,7 +117,21 @@ class JournalStore(LeaseStatements, StepStatements):
 
     def list_runs(self, status: Status | None, limit: int) -> list[Row[Any]]:
         runs = self.schema.runs
-        stmt = select(runs).order_by(runs.c.created_at.desc()).limit(limit)
+        stmt = (
+            select(runs)
+            .where(
+                # earlier generations of runs that continued as new are not runs of their own
+                not_(
+                    and_(
+                        runs.c.status == Status.COMPLETED.value,
+                        runs.c.waiting_for.is_not(None),
+                        runs.c.waiting_for == CONTINUED_MARK,
+                    )
+                )
+            )
+            .order_by(runs.c.created_at.desc())
+            .limit(limit)
+        )
         if status is not None:
             stmt = stmt.where(runs.c.status == status.value)
         with self._read("listing workflows") as conn:
@@ -147,6 +194,108 @@ class JournalStore(LeaseStatements, StepStatements):
         """`_finish` in a transaction of its own (status, result, error as keywords)."""
         with self._write("finishing a workflow") as conn:
             return self._finish(conn, id=id, owner=owner, **ending)
+
+    def continue_as_new(
+        self,
+        id: str,
+        owner: str,
+        *,
+        input: dict[str, Any],
+        journal: Sequence[StepRecord] | None = None,
+    ) -> bool:
+        """End the current generation of run `id` and make it PENDING again with `input`
+        and an empty journal, in one transaction fenced by the lease owner (False when the
+        lease was lost: nothing changes).
+
+        The generation's run row and journal rows are kept under `archive_id(id, n)` (its
+        rows moved there, or, when `journal` is given, the langgraph backend's merged
+        journal written there), so they are never replayed again yet stay readable. Signals
+        not yet taken stay with `id` and are taken by the next generation; taken ones move
+        with the journal. The new journal starts with a `continued` row at index -1 naming
+        its generation and where the previous one is. Timers of waits left open are
+        dropped, and no `run_ended` interceptor is called: the run has not ended.
+        """
+        r, st, sg = self.schema.runs, self.schema.steps, self.schema.signals
+        now = time.time()
+        with self._write("continuing a workflow as new") as conn:
+            row = conn.execute(select(r).where(r.c.id == id).with_for_update()).first()
+            if row is None or row.lease_owner != owner:
+                return False
+            first = conn.execute(
+                select(st.c.kind, st.c.args).where(st.c.workflow_id == id, st.c.idx == -1)
+            ).first()
+            generation = 0
+            if first is not None and first.kind == CONTINUED:
+                generation = int(codec.loads(first.args).get("generation", 0))
+            kept = archive_id(id, generation)
+            # A run of its own may already be called `id@n`: never mix journals, take the
+            # first free `id@n.k` instead (the `continued` row names it either way).
+            suffix = 0
+            while conn.execute(select(r.c.id).where(r.c.id == kept)).first() is not None:
+                suffix += 1
+                kept = f"{archive_id(id, generation)}.{suffix}"
+            conn.execute(
+                self.dialect.insert(r).values(
+                    id=kept,
+                    name=row.name,
+                    status=Status.COMPLETED.value,
+                    input=row.input,
+                    result=codec.dumps({"continued_as_new": input}),
+                    created_at=row.created_at,
+                    updated_at=now,
+                    executions=row.executions,
+                    cancel_requested=False,
+                    waiting_for=CONTINUED_MARK,
+                    blocked=False,
+                )
+            )
+            if journal is None:
+                conn.execute(update(st).where(st.c.workflow_id == id).values(workflow_id=kept))
+            else:
+                conn.execute(delete(st).where(st.c.workflow_id == id))
+                if journal:
+                    conn.execute(
+                        st.insert(),
+                        [
+                            step_row(StepRecord(**{**rec.__dict__, "workflow_id": kept}))
+                            for rec in journal
+                        ],
+                    )
+            conn.execute(delete(self.schema.timers).where(self.schema.timers.c.workflow_id == id))
+            conn.execute(
+                update(sg)
+                .where(sg.c.workflow_id == id, sg.c.consumed_step.is_not(None))
+                .values(workflow_id=kept)
+            )
+            marker = StepRecord(
+                workflow_id=id,
+                idx=-1,
+                kind=CONTINUED,
+                name=row.name,
+                status=COMPLETED,
+                args={"generation": generation + 1, "previous": kept},
+                started_at=now,
+                finished_at=now,
+            )
+            conn.execute(st.insert(), [step_row(marker)])
+            conn.execute(
+                update(r)
+                .where(r.c.id == id)
+                .values(
+                    status=Status.PENDING.value,
+                    input=codec.dumps(input),
+                    result=None,
+                    error=None,
+                    created_at=now,
+                    updated_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    executions=0,
+                    waiting_for=None,
+                    blocked=False,
+                )
+            )
+        return True
 
     def park(
         self,
