@@ -31,6 +31,7 @@ from bridge.errors import (
     WorkflowFailedError,
     WorkflowIdConflictError,
     WorkflowNotFoundError,
+    WorkflowTimeoutError,
 )
 from bridge.history import EventType, HistoryEvent
 from bridge.workflow import Context, Signal, WorkflowDefinition, workflow
@@ -85,6 +86,7 @@ __all__ = [
     "WorkflowClosedError",
     "WorkflowIdConflictError",
     "WorkflowNotFoundError",
+    "WorkflowTimeoutError",
 ]
 
 

@@ -90,9 +90,24 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def start(
-        self, workflow: WorkflowDefinition[..., Any], args: dict[str, Any], *, id: str
+        self,
+        workflow: WorkflowDefinition[..., Any],
+        args: dict[str, Any],
+        *,
+        id: str,
+        execution_timeout: float | None = None,
     ) -> bool:
-        """Start a run unless `id` exists; True when this call created it."""
+        """Start a run unless `id` exists; True when this call created it.
+
+        `execution_timeout` (seconds, > 0) is the run's deadline, counted from its start:
+        once it passes, the run is cancelled at its next operation (or woken from a wait to
+        see it) and ends FAILED with error type `WorkflowTimeoutError`, on every engine. It
+        is kept with the run, so it holds across worker restarts and continue-as-new. It
+        applies only when this call creates the run.
+
+        The client passes the keyword only when a timeout is asked for, so a backend
+        written before timeouts existed (`start(self, workflow, args, *, id)`) keeps
+        working; asked of such a backend, the client refuses with a ConfigError."""
 
     @abc.abstractmethod
     async def describe(self, id: str) -> WorkflowDescription: ...

@@ -7,15 +7,19 @@ with the parameter's name, before anything reaches an engine.
 from __future__ import annotations
 
 import asyncio
+import inspect
+import math
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal, get_args
 
 from bridge import codec, interceptors, limits
 from bridge.backend import Backend, Status, Worker, WorkflowDescription
 from bridge.config import Settings, load_settings
 from bridge.errors import (
+    ConfigError,
     NotRegisteredError,
     WorkflowBlockedError,
     WorkflowCancelledError,
@@ -95,8 +99,16 @@ class Client:
         *args: Any,
         id: str | None = None,
         if_exists: IfExists = "same_args",
+        execution_timeout: float | timedelta | None = None,
     ) -> WorkflowHandle:
         """Start `workflow(*args)` as run `id` (a new random id when `id` is left out).
+
+        `execution_timeout` (seconds or a timedelta) gives a new run a deadline: once it
+        passes, the run is cancelled at its next operation (a parked run is woken for it)
+        and ends FAILED; `result()` raises WorkflowFailedError whose error type is
+        `WorkflowTimeoutError`. Compensations run if the workflow catches the cancellation
+        and calls `ctx.compensate()`. Temporal's native execution timeout on Temporal; a
+        durable deadline row on the journal engines.
 
         An existing id is not started again. With `if_exists="same_args"` (the default) the
         handle attaches to that run only when it was started with the same arguments (a
@@ -110,11 +122,16 @@ class Client:
         defn = as_workflow(workflow)
         if id is not None:
             limits.check_id(id)
+        timeout = self._execution_timeout(execution_timeout, defn.name)
         encoded = defn.shape.encode_args(args, {})
         limits.check_payload(encoded, what=f"the arguments of workflow {defn.name!r}")
         run_id = str(uuid.uuid4()) if id is None else id
         call = StartCall(workflow=defn, args=encoded, id=run_id)
-        created = await interceptors.call_start(self.interceptors, call, self._start)
+
+        async def last(c: StartCall) -> bool:
+            return await self._start(c, execution_timeout=timeout)
+
+        created = await interceptors.call_start(self.interceptors, call, last)
         if not created and if_exists == "same_args":
             await self._check_same_args(defn, run_id, encoded)
         return WorkflowHandle(client=self, id=run_id, created=created)
@@ -164,9 +181,38 @@ class Client:
             seen.add(previous)
             key = previous
 
-    async def _start(self, call: StartCall) -> bool:
-        """The end of the start's interceptor chain: the backend's start."""
-        return await self.backend.start(call.workflow, call.args, id=call.id)
+    def _execution_timeout(self, value: float | timedelta | None, workflow: str) -> float | None:
+        """`execution_timeout` in seconds, checked before anything is written: a positive
+        finite number, on a backend whose `start` takes it."""
+        if value is None:
+            return None
+        secs = value.total_seconds() if isinstance(value, timedelta) else value
+        if isinstance(secs, bool) or not isinstance(secs, int | float) or not math.isfinite(secs):
+            raise ValueError(
+                f"execution_timeout of workflow {workflow!r} must be a number of seconds or "
+                f"a timedelta, not {value!r}"
+            )
+        if secs <= 0:
+            raise ValueError(
+                f"execution_timeout of workflow {workflow!r} must be more than 0 seconds, "
+                f"not {secs}; leave it out for no timeout"
+            )
+        if "execution_timeout" not in inspect.signature(self.backend.start).parameters:
+            raise ConfigError(
+                f"the {self.backend.name} backend does not support execution_timeout "
+                f"(workflow {workflow!r}); use a backend that does (sql, langgraph, temporal) "
+                f"or leave it out"
+            )
+        return float(secs)
+
+    async def _start(self, call: StartCall, *, execution_timeout: float | None = None) -> bool:
+        """The end of the start's interceptor chain: the backend's start. The timeout is
+        passed only when asked for, so backends whose `start` predates it keep working."""
+        if execution_timeout is None:
+            return await self.backend.start(call.workflow, call.args, id=call.id)
+        return await self.backend.start(
+            call.workflow, call.args, id=call.id, execution_timeout=execution_timeout
+        )
 
     async def execute(
         self,
@@ -175,9 +221,15 @@ class Client:
         id: str | None = None,
         timeout: float | None = None,
         if_exists: IfExists = "same_args",
+        execution_timeout: float | timedelta | None = None,
     ) -> Any:
-        """Start (or reattach to) a run and wait for its result; needs a running worker."""
-        handle = await self.start(workflow, *args, id=id, if_exists=if_exists)
+        """Start (or reattach to) a run and wait for its result; needs a running worker.
+
+        `timeout` bounds this call's wait only (the run goes on); `execution_timeout` is
+        the run's own deadline (see `start`), after which the run itself fails."""
+        handle = await self.start(
+            workflow, *args, id=id, if_exists=if_exists, execution_timeout=execution_timeout
+        )
         return await handle.result(timeout=timeout)
 
     async def result(self, id: str, *, timeout: float | None = None) -> Any:

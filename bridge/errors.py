@@ -138,6 +138,22 @@ class WorkflowFailedError(BridgeError):
         super().__init__(f"workflow {workflow_id!r} failed: {error_type}: {message}")
 
 
+class WorkflowTimeoutError(BridgeError):
+    """A run passed the execution timeout it was started with (`client.start(...,
+    execution_timeout=)`). It is what a timed-out run's `WorkflowFailedError.error_type`
+    names on every engine; the run was cancelled at its next operation and ended FAILED."""
+
+    def __init__(self, workflow_id: str, timeout: float | None) -> None:
+        self.workflow_id = workflow_id
+        self.timeout = timeout
+        limit = f" of {timeout:g}s" if timeout is not None else ""
+        super().__init__(
+            f"workflow {workflow_id!r} passed its execution timeout{limit} before it "
+            f"finished; start it with a longer execution_timeout (or none) if it needs more "
+            f"time"
+        )
+
+
 class WorkflowCancelledError(BridgeError):
     """The workflow was cancelled before it finished."""
 

@@ -28,7 +28,6 @@ raises NonDeterminismError on a difference, which LangGraph by itself would not 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import time
@@ -331,10 +330,10 @@ class GraphContext(JournaledContext):
         if answer["at"] is not None:
             self._clock = max(self._clock, answer["at"])
         if answer["status"] == CANCELLED:
-            # Delivered here, once: not again at the next operation past the journal.
-            self._cancel_pending = False
-            self.cancelled_by_request = True
-            raise asyncio.CancelledError(f"workflow {self._id!r} was cancelled")
+            # Delivered here, once: not again at the next operation past the journal. The
+            # worker also answers a wait this way when the run's execution deadline passed
+            # (`Store.settle_wait`); `deliver_cancel` tells the two apart.
+            self.deliver_cancel()
         return answer
 
 

@@ -23,6 +23,8 @@ from bridge.config import LangGraphSettings
 from bridge.interceptors import Interceptor
 from bridge.journal.context import (
     COMPLETED,
+    DEADLINE,
+    DEADLINE_IDX,
     FINAL_STEP_STATUSES,
     SIGNAL,
     SLEEP,
@@ -82,7 +84,8 @@ class Store(JournalStore):
         """Decide the outcome of the wait `rec`, durably, before the thread is resumed.
 
         A signal wait takes the oldest pending signal of its name; a due timer fires (a
-        sleep completes, a signal wait times out); a requested cancel answers any wait.
+        sleep completes, a signal wait times out); a requested cancel, or the run's passed
+        execution deadline, answers any wait.
         The settled row is written in the same transaction as the signal it consumed, so a
         crash between this and the resume re-delivers the same answer. None: nothing yet.
         """
@@ -104,7 +107,17 @@ class Store(JournalStore):
                 status = COMPLETED if rec.kind == SLEEP else TIMED_OUT
                 settled = replace(rec, status=status, finished_at=now)
             cancel = select(runs.c.cancel_requested).where(runs.c.id == rec.workflow_id)
-            if settled is None and conn.execute(cancel).scalar():
+            # A passed execution deadline answers any wait as a cancel does; the context
+            # sees that the deadline passed and ends the run FAILED (WorkflowTimeoutError).
+            deadline = select(steps.c.fire_at).where(
+                steps.c.workflow_id == rec.workflow_id,
+                steps.c.idx == DEADLINE_IDX,
+                steps.c.kind == DEADLINE,
+            )
+            if settled is None and (
+                conn.execute(cancel).scalar()
+                or (conn.execute(deadline).scalar() or float("inf")) <= now
+            ):
                 settled = replace(rec, status=CANCELLED, finished_at=now)
             if settled is not None:
                 self._upsert_steps(conn, [settled])

@@ -43,14 +43,15 @@ from backends.temporal._workflow import BridgeWorkflow
 from bridge.backend import Backend, Status, WorkflowDescription
 from bridge.config import Settings
 from bridge.errors import (
-    BridgeError,
     ConfigError,
-    NotRegisteredError,
+    QueryFailedError,
+    QueryNotFoundError,
     StorageError,
     TimeoutWaitingError,
     WorkflowClosedError,
     WorkflowIdConflictError,
     WorkflowNotFoundError,
+    WorkflowTimeoutError,
 )
 from bridge.history import EventType, HistoryEvent
 from bridge.workflow import WorkflowDefinition
@@ -94,6 +95,9 @@ class TemporalBackend(Backend):
             "cancellation",
             "multi_worker",
             "history_export",
+            "queries",
+            "wait_condition",
+            "continue_as_new",
             "crash_resume",
             "idempotent_start",
             "non_determinism_detection",
@@ -194,7 +198,12 @@ class TemporalBackend(Backend):
 
     # -- Backend ------------------------------------------------------------------------
     async def start(
-        self, workflow: WorkflowDefinition[..., Any], args: dict[str, Any], *, id: str
+        self,
+        workflow: WorkflowDefinition[..., Any],
+        args: dict[str, Any],
+        *,
+        id: str,
+        execution_timeout: float | None = None,
     ) -> bool:
         """Start unless `id` exists. USE_EXISTING answers a running id with that run, and
         REJECT_DUPLICATE refuses to start a finished id again, so a finished run keeps its
@@ -204,7 +213,10 @@ class TemporalBackend(Backend):
         With `temporal.eager_start` the request asks for eager execution; temporalio's core
         clears that flag itself unless a worker of this client polls the task queue and has
         a free slot, and hands the first workflow task in the response to that worker. That
-        saves the server a task dispatch per run (measured in bench/RESULTS.md)."""
+        saves the server a task dispatch per run (measured in bench/RESULTS.md).
+
+        `execution_timeout` is Temporal's own workflow execution timeout (it spans
+        continue-as-new); the server times the run out, and `_timeout_error` names it."""
         client = await self.client()
         t = self.settings.temporal
         request = temporalio.api.workflowservice.v1.StartWorkflowExecutionRequest(
@@ -218,6 +230,8 @@ class TemporalBackend(Backend):
             workflow_id_reuse_policy=temporalio.api.enums.v1.WorkflowIdReusePolicy.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
             workflow_id_conflict_policy=temporalio.api.enums.v1.WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
         )
+        if execution_timeout is not None:
+            request.workflow_execution_timeout.FromTimedelta(timedelta(seconds=execution_timeout))
         request.input.payloads.extend(await client.data_converter.encode([args]))
         try:
             response = await client.workflow_service.start_workflow_execution(request, retry=True)
@@ -306,7 +320,7 @@ class TemporalBackend(Backend):
         ):
             closing = build_history([ev], (await self.client()).data_converter.payload_converter)
             if closing:
-                return closing[-1].result, closing[-1].error
+                return closing[-1].result, _timeout_error(handle.id, ev) or closing[-1].error
         return None, None
 
     async def _blocking_error(self, handle: WorkflowHandle[Any, Any]) -> dict[str, Any] | None:
@@ -412,7 +426,7 @@ class TemporalBackend(Backend):
             updated_at=closing.time,
             backend=self.name,
             result=closing.result,
-            error=closing.error,
+            error=_timeout_error(id, event) or closing.error,
         )
 
     async def signal(self, id: str, name: str, payload: Any) -> None:
@@ -434,8 +448,10 @@ class TemporalBackend(Backend):
             return await handle.query(name, args=list(args))
         except WorkflowQueryFailedError as exc:
             if f"has no query {name!r}" in exc.message:
-                raise NotRegisteredError(exc.message) from None
-            raise BridgeError(f"query {name!r} of workflow {id!r} failed: {exc.message}") from None
+                raise QueryNotFoundError(exc.message) from None
+            raise QueryFailedError(
+                f"query {name!r} of workflow {id!r} failed: {exc.message}"
+            ) from None
         except RPCError as exc:
             if exc.status == RPCStatusCode.DEADLINE_EXCEEDED:
                 raise StorageError(
@@ -615,3 +631,12 @@ def _run_address(id: str) -> tuple[str, str | None]:
 
 def _time(ts: Any) -> datetime | None:
     return ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else None
+
+
+def _timeout_error(id: str, event: TemporalEvent) -> dict[str, Any] | None:
+    """The error of a run Temporal timed out (its execution timeout passed), worded as on
+    every engine (`WorkflowTimeoutError`); None for any other close event."""
+    if not event.HasField("workflow_execution_timed_out_event_attributes"):
+        return None
+    error = WorkflowTimeoutError(id, None)
+    return {"error_type": type(error).__name__, "message": str(error)}

@@ -123,5 +123,16 @@ class LeaseStatements(JournalDatabase):
             )
 
     def next_timer(self) -> float | None:
+        """When the next timer of a parked run falls due (what the worker sleeps until).
+
+        Only parked (WAITING, not blocked) runs count: a run's execution deadline timer
+        stays armed while a worker executes it past the deadline, and a due timer of a run
+        nobody can claim would make the worker loop without pause."""
+        r, timers = self.schema.runs, self.schema.timers
+        stmt = select(func.min(timers.c.fire_at)).where(
+            timers.c.workflow_id.in_(
+                select(r.c.id).where(r.c.status == Status.WAITING.value, r.c.blocked.is_(False))
+            )
+        )
         with self._read("reading timers") as conn:
-            return conn.execute(select(func.min(self.schema.timers.c.fire_at))).scalar()
+            return conn.execute(stmt).scalar()

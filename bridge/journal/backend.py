@@ -48,6 +48,9 @@ class JournalBackend(Backend):
             "cancellation",
             "multi_worker",
             "history_export",
+            "queries",
+            "wait_condition",
+            "continue_as_new",
             "crash_resume",
             "idempotent_start",
             "non_determinism_detection",
@@ -90,9 +93,18 @@ class JournalBackend(Backend):
 
     # -- Backend ------------------------------------------------------------------------
     async def start(
-        self, workflow: WorkflowDefinition[..., Any], args: dict[str, Any], *, id: str
+        self,
+        workflow: WorkflowDefinition[..., Any],
+        args: dict[str, Any],
+        *,
+        id: str,
+        execution_timeout: float | None = None,
     ) -> bool:
-        created = self.store.create_run(id, workflow.name, args)
+        """Create the run (with its durable deadline when `execution_timeout` is given,
+        `JournalStore.create_run`) and wake this process's workers."""
+        created = self.store.create_run(
+            id, workflow.name, args, execution_timeout=execution_timeout
+        )
         self._wake_workers()
         return created
 

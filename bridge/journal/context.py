@@ -35,6 +35,7 @@ from bridge.errors import (
     CompensationError,
     NonDeterminismError,
     StorageError,
+    WorkflowTimeoutError,
 )
 from bridge.history import utc
 from bridge.limits import check_payload
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
     from bridge.interceptors import Interceptor
 
 __all__ = [
+    "DEADLINE",
+    "DEADLINE_IDX",
     "EndOfJournal",
     "JournaledContext",
     "Outcome",
@@ -66,6 +69,12 @@ __all__ = [
 #: The kind of a generation's first journal row, at index -1 (no operation takes it): which
 #: generation of the run this journal is, and the id its previous generation is kept under.
 CONTINUED = "continued"
+#: The kind of the row at index `DEADLINE_IDX` a run started with an execution timeout has
+#: (no operation takes it): `fire_at` is the run's deadline, `args` the timeout in seconds.
+#: Kept as a journal row with a timer of its own, not as a column, so the deadline is
+#: durable and wakes a parked run without a schema migration.
+DEADLINE = "deadline"
+DEADLINE_IDX = -2
 # Step kinds and statuses as stored.
 ACTIVITY, SLEEP, SIGNAL, PATCH, COMPENSATION, CONDITION = (
     "activity",
@@ -201,6 +210,17 @@ class JournaledContext(Context):
         self._unwritten: list[StepRecord] = []
         self._cancel_pending = cancel_requested
         self.cancelled_by_request = False
+        # The run's execution deadline (epoch seconds) and timeout, from its deadline row;
+        # once past, the run is cancelled at its next undecided operation, once, and ends
+        # FAILED with WorkflowTimeoutError (`drive`).
+        deadline_row = self._steps.get(DEADLINE_IDX)
+        is_deadline = deadline_row is not None and deadline_row.kind == DEADLINE
+        self.deadline: float | None = deadline_row.fire_at if is_deadline else None
+        self.execution_timeout: float | None = (
+            float((deadline_row.args or {}).get("seconds", 0.0)) if is_deadline else None
+        )
+        #: True once the deadline's cancellation was delivered to the workflow.
+        self.timed_out = False
         self._replay_only = replay_only
         # What a waiting condition watches: operations begun or settled in this execution
         # (`_ticks`), activity attempts under way (`_inflight`), and an event set at each.
@@ -245,23 +265,41 @@ class JournaledContext(Context):
         if self._replay_only:
             raise EndOfJournal
 
-    def _cancelled_wait(self) -> NoReturn:
-        """A wait the journal answered with the run's cancellation: deliver it, once."""
+    def past_deadline(self) -> bool:
+        """True when the run has an execution deadline that has passed and whose
+        cancellation this execution has not delivered yet."""
+        return self.deadline is not None and not self.timed_out and time.time() >= self.deadline
+
+    def timeout_error(self) -> WorkflowTimeoutError:
+        """The error a run that passed its execution deadline ends with."""
+        return WorkflowTimeoutError(self._id, self.execution_timeout)
+
+    def deliver_cancel(self) -> NoReturn:
+        """Raise the run's cancellation into the workflow, once: a cancel request, or the
+        execution deadline when it has passed (then `timed_out` is set and the run ends
+        FAILED, not CANCELLED, whatever the workflow does after catching it)."""
         self._cancel_pending = False
         self.cancelled_by_request = True
+        if self.past_deadline():
+            self.timed_out = True
+            raise asyncio.CancelledError(str(self.timeout_error()))
         raise asyncio.CancelledError(f"workflow {self._id!r} was cancelled")
+
+    def _cancelled_wait(self) -> NoReturn:
+        """A wait the journal answered with the run's cancellation: deliver it, once."""
+        self.deliver_cancel()
 
     def _recorded(
         self, idx: int, kind: str, name: str, digest: str | None, args: Any
     ) -> StepRecord | None:
         rec = self._steps.get(idx)
-        if self._cancel_pending and (rec is None or rec.status not in FINAL_STEP_STATUSES):
-            # Cancellation is delivered once, at the first operation the journal has not
-            # decided (a new step, or a wait still open), as in Temporal; the workflow may
-            # catch it and compensate.
-            self._cancel_pending = False
-            self.cancelled_by_request = True
-            raise asyncio.CancelledError(f"workflow {self._id!r} was cancelled")
+        if (self._cancel_pending or self.past_deadline()) and (
+            rec is None or rec.status not in FINAL_STEP_STATUSES
+        ):
+            # Cancellation (a request, or the execution deadline) is delivered once, at the
+            # first operation the journal has not decided (a new step, or a wait still
+            # open), as in Temporal; the workflow may catch it and compensate.
+            self.deliver_cancel()
         if rec is None:
             return None
         if rec.kind != kind or rec.name != name or (digest is not None and rec.digest != digest):
@@ -703,7 +741,23 @@ async def drive(
 
     A NonDeterminismError does not fail the run (as in Temporal): the journal is kept and
     the run waits for fixed code, because failing it would throw away finished work.
+
+    A run whose execution deadline passed in this execution ends FAILED with
+    WorkflowTimeoutError however the workflow went on after the cancellation (its
+    compensations ran if it called `ctx.compensate()`), as Temporal times a run out
+    whatever its code does; a parked run would otherwise be woken by its due deadline
+    timer over and over.
     """
+    outcome = await _drive(defn, ctx, args)
+    if ctx.timed_out and not outcome.blocked:
+        return Outcome(Status.FAILED, error=error_info(ctx.timeout_error()))
+    return outcome
+
+
+async def _drive(
+    defn: WorkflowDefinition[..., Any], ctx: JournaledContext, args: dict[str, Any]
+) -> Outcome:
+    """`drive` before the execution deadline is taken into account."""
     token = _current_context.set(ctx)
     try:
         pos, kw = defn.shape.decode_args(args)

@@ -8,7 +8,7 @@ from bridge import codec
 from bridge.backend import Status
 from bridge.history import EventType as E
 from bridge.history import HistoryEvent, utc
-from bridge.journal.context import CONTINUED, StepRecord
+from bridge.journal.context import CONTINUED, DEADLINE, StepRecord
 from bridge.journal.store import CONTINUED_MARK
 
 _SCHEDULED = {"activity": E.STEP_SCHEDULED, "compensation": E.COMPENSATION_SCHEDULED}
@@ -19,6 +19,8 @@ _FAILED = {"activity": E.STEP_FAILED, "compensation": E.COMPENSATION_FAILED}
 def _step_events(r: StepRecord) -> list[HistoryEvent]:
     if r.kind == CONTINUED:
         return []  # told by the workflow_started event (see build_history)
+    if r.kind == DEADLINE:
+        return []  # a setting of the run, not an event (Temporal shows none either)
     if r.kind == "condition":
         # A wait_condition leaves no event, as on Temporal (whose condition timer the
         # neutral history does not show either), so histories compare across engines.
@@ -109,10 +111,12 @@ def build_history(workflow: Any, steps: list[StepRecord]) -> list[HistoryEvent]:
     `history` accepts); an earlier generation ends with `continued_as_new`.
     """
     details: dict[str, Any] = {}
-    if steps and steps[0].kind == CONTINUED and isinstance(steps[0].args, dict):
+    # The rows below index 0 come first (the deadline at -2, the continuation at -1).
+    first = next((r for r in steps[:2] if r.kind == CONTINUED), None)
+    if first is not None and isinstance(first.args, dict):
         details = {
-            "generation": steps[0].args.get("generation"),
-            "continued_from": steps[0].args.get("previous"),
+            "generation": first.args.get("generation"),
+            "continued_from": first.args.get("previous"),
         }
     events = [
         HistoryEvent(

@@ -34,7 +34,15 @@ from bridge.errors import WorkflowClosedError, WorkflowIdConflictError, Workflow
 from bridge.interceptors import RunEnded
 from bridge.journal._leases import LeaseStatements
 from bridge.journal._steps import StepStatements, step_record, step_row, wait_names
-from bridge.journal.context import COMPLETED, CONTINUED, SIGNAL, WAITING, StepRecord
+from bridge.journal.context import (
+    COMPLETED,
+    CONTINUED,
+    DEADLINE,
+    DEADLINE_IDX,
+    SIGNAL,
+    WAITING,
+    StepRecord,
+)
 
 __all__ = [
     "CONTINUED_MARK",
@@ -64,8 +72,9 @@ def archive_id(id: str, generation: int) -> str:
 def generation_of(steps: Sequence[StepRecord]) -> int:
     """Which generation a journal is (0 for a run that never continued as new), from the
     `continued` row a continuation writes at index -1."""
-    first = steps[0] if steps else None
-    if first is not None and first.kind == CONTINUED and isinstance(first.args, dict):
+    # The rows below index 0 come first (a deadline at -2, the continuation at -1).
+    first = next((s for s in steps[:2] if s.kind == CONTINUED), None)
+    if first is not None and isinstance(first.args, dict):
         return int(first.args.get("generation", 0))
     return 0
 
@@ -74,8 +83,20 @@ class JournalStore(LeaseStatements, StepStatements):
     """The journal database of one backend; see the module docstring."""
 
     # -- runs ---------------------------------------------------------------------------
-    def create_run(self, id: str, name: str, input: dict[str, Any]) -> bool:
-        """Insert a PENDING run unless `id` exists; True when inserted."""
+    def create_run(
+        self,
+        id: str,
+        name: str,
+        input: dict[str, Any],
+        *,
+        execution_timeout: float | None = None,
+    ) -> bool:
+        """Insert a PENDING run unless `id` exists; True when inserted.
+
+        With `execution_timeout` (seconds) the run gets its deadline in the same
+        transaction: a `deadline` journal row at index -2 (read by the context that
+        executes it) and a timer at that index, which makes a parked run claimable once the
+        deadline passes, so the deadline survives a restart and needs no new column."""
         runs = self.schema.runs
         now = time.time()
         stmt = (
@@ -105,7 +126,28 @@ class JournalStore(LeaseStatements, StepStatements):
                         f"workflow id {id!r} is already used by a run of {existing!r}, "
                         f"not {name!r}; choose another id"
                     )
+            elif execution_timeout is not None:
+                self._arm_deadline(conn, id, name, now + execution_timeout, execution_timeout)
         return created
+
+    def _arm_deadline(
+        self, conn: Connection, id: str, name: str, deadline: float, timeout: float
+    ) -> None:
+        """Write run `id`'s deadline row and its timer (see `create_run`)."""
+        row = StepRecord(
+            workflow_id=id,
+            idx=DEADLINE_IDX,
+            kind=DEADLINE,
+            name=name,
+            status=COMPLETED,
+            args={"seconds": timeout},
+            started_at=time.time(),
+            fire_at=deadline,
+        )
+        conn.execute(self.schema.steps.insert(), [step_row(row)])
+        conn.execute(
+            self.schema.timers.insert().values(workflow_id=id, idx=DEADLINE_IDX, fire_at=deadline)
+        )
 
     def get_run(self, id: str) -> Row[Any]:
         runs = self.schema.runs
@@ -228,6 +270,13 @@ class JournalStore(LeaseStatements, StepStatements):
             if first is not None and first.kind == CONTINUED:
                 generation = int(codec.loads(first.args).get("generation", 0))
             kept = archive_id(id, generation)
+            # The execution timeout spans the whole chain (as Temporal's does): the next
+            # generation keeps the first one's deadline.
+            deadline = conn.execute(
+                select(st.c.fire_at, st.c.args).where(
+                    st.c.workflow_id == id, st.c.idx == DEADLINE_IDX, st.c.kind == DEADLINE
+                )
+            ).first()
             # A run of its own may already be called `id@n`: never mix journals, take the
             # first free `id@n.k` instead (the `continued` row names it either way).
             suffix = 0
@@ -278,6 +327,9 @@ class JournalStore(LeaseStatements, StepStatements):
                 finished_at=now,
             )
             conn.execute(st.insert(), [step_row(marker)])
+            if deadline is not None and deadline.fire_at is not None:
+                timeout = float((codec.loads(deadline.args) or {}).get("seconds", 0.0))
+                self._arm_deadline(conn, id, row.name, deadline.fire_at, timeout)
             conn.execute(
                 update(r)
                 .where(r.c.id == id)

@@ -7,8 +7,8 @@ method, `execute(row)`, which takes a claimed run as far as it can go (finished,
 blocked).
 
 - **Leases.** Renewed every lease_seconds/3, only for runs a task is executing. A run whose
-  lease another worker took is stopped; one whose cancel was requested has its task
-  cancelled so the workflow sees the cancel.
+  lease another worker took is stopped; one whose cancel was requested, or whose execution
+  deadline passed, has its task cancelled so the workflow sees the cancel.
 - **Fencing.** The worker tracks how long each lease is valid by its own clock, and the
   context starts no activity attempt and writes no journal row within 20% of expiry
   (`lease_ok`), so a stalled worker never starts a side effect after another worker could
@@ -203,6 +203,13 @@ class JournalWorker(Worker):
                 task.cancel()
             elif held[id] and ctx is not None and not ctx.cancelled_by_request:
                 ctx.cancelled_by_request = True
+                task.cancel()
+            elif ctx is not None and not ctx.cancelled_by_request and ctx.past_deadline():
+                # Past its execution deadline while executing (an activity under way, a
+                # condition waiting on other branches): cancel it now, as a cancel request
+                # would be; `drive` ends it FAILED with WorkflowTimeoutError.
+                ctx.cancelled_by_request = True
+                ctx.timed_out = True
                 task.cancel()
 
     def _release(self, id: str) -> None:

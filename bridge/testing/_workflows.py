@@ -313,6 +313,52 @@ async def codec_round_trip(ctx: bridge.Context, value: Everything) -> Everything
 
 
 #: Every workflow the suite's in-process worker serves.
+# -- queries, waiting on several things, continue-as-new ---------------------------------
+@bridge.workflow(name="conformance.stages")
+async def stages(ctx: bridge.Context, ledger_path: str) -> str:
+    """Publishes its stage as a query, then waits for the first of two signals."""
+    state = {"stage": "started"}
+    ctx.set_query_handler("stage", lambda: state["stage"])
+    await ctx.run(step, ledger_path, "stage-1")
+    state["stage"] = "waiting"
+    got = await ctx.wait_for_signal(["approve", "reject"], timeout=60)
+    state["stage"] = "decided"
+    return "timed-out" if got is None else f"{got.name}:{got.payload}"
+
+
+@bridge.workflow(name="conformance.held")
+async def held(ctx: bridge.Context) -> list[object]:
+    """`wait_condition` over state another branch changes (after a step of its own), and
+    one that times out."""
+    state = {"ready": False}
+
+    async def release() -> None:
+        await ctx.run(increment, 0)
+        state["ready"] = True
+
+    async def wait() -> bool:
+        return await ctx.wait_condition(lambda: state["ready"], timeout=30)
+
+    released, _ = await ctx.gather(wait(), release())
+    never = await ctx.wait_condition(lambda: False, timeout=0.2)
+    return [released, never]
+
+
+@bridge.workflow(name="conformance.counter")
+async def counter(ctx: bridge.Context, total: int, done: int = 0) -> int:
+    """Counts to `total`, continuing as new every 3 iterations."""
+    while done < total:
+        done = await ctx.run(increment, done)
+        if done % 3 == 0 and done < total:
+            ctx.continue_as_new(total, done)
+    return done
+
+
+@bridge.activity(name="conformance.increment", retry=FAST)
+async def increment(n: int) -> int:
+    return n + 1
+
+
 STANDARD = [
     sequence,
     five_steps,
@@ -324,4 +370,7 @@ STANDARD = [
     fan_out,
     trip_saga,
     codec_round_trip,
+    stages,
+    held,
+    counter,
 ]

@@ -30,6 +30,9 @@ CAPABILITIES: dict[str, str] = {
     "multi_worker": "several workers (processes) serve one store",
     "history_export": "client.history returns the neutral event history",
     "replay": "Backend.replay checks a recorded native history against current code",
+    "queries": "client.query reads a run's state through its query handlers, changing nothing",
+    "wait_condition": "ctx.wait_condition and waiting for the first of several signals",
+    "continue_as_new": "ctx.continue_as_new continues the same id with a fresh history",
 }
 
 

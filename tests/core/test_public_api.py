@@ -51,6 +51,7 @@ BRIDGE_ALL = [
     "WorkflowHandle",
     "WorkflowIdConflictError",
     "WorkflowNotFoundError",
+    "WorkflowTimeoutError",
     "activity",
     "activity_info",
     "codec",

@@ -18,6 +18,12 @@ OpenAI Agents adapter adds `test_agent_loop_with_tools`); they run in the same w
 
 from bridge.testing._plugins import contributed_scenarios
 from bridge.testing.suite._crash import test_crash_resume_at_every_step_boundary
+from bridge.testing.suite._messages import (
+    test_continue_as_new,
+    test_query,
+    test_wait_condition,
+    test_wait_for_signals,
+)
 from bridge.testing.suite._steps import (
     test_codec_round_trip,
     test_gather,
@@ -52,6 +58,10 @@ __all__ = [
     "test_non_determinism_detection",
     "test_codec_round_trip",
     "test_crash_resume_at_every_step_boundary",
+    "test_query",
+    "test_wait_for_signals",
+    "test_wait_condition",
+    "test_continue_as_new",
 ]
 
 # The plugins' scenarios and fixtures, so that `from bridge.testing.suite import *` runs them.
