@@ -610,6 +610,8 @@ class JournaledContext(Context):
                 await self._write(self._condition_row(idx, rec, secs, TIMED_OUT))
                 return False
             if not await self._others_moved(rec.fire_at):
+                if condition():
+                    continue  # a branch changed the state as it ended, without a step after
                 return await self._condition_parks(rec)
 
     def _condition_row(

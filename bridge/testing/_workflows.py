@@ -328,12 +328,12 @@ async def stages(ctx: bridge.Context, ledger_path: str) -> str:
 
 @bridge.workflow(name="conformance.held")
 async def held(ctx: bridge.Context) -> list[object]:
-    """`wait_condition` over state another branch changes (after a step of its own), and
-    one that times out."""
+    """`wait_condition` over state another branch changes after a durable sleep (which parks
+    the run on the journal engines), and one that times out."""
     state = {"ready": False}
 
     async def release() -> None:
-        await ctx.run(increment, 0)
+        await ctx.sleep(0.2)
         state["ready"] = True
 
     async def wait() -> bool:

@@ -40,7 +40,11 @@ def _connect(path: str | Path) -> sqlite3.Connection:
     # returns. WAL lets the parent read counts while a worker subprocess is still writing, and
     # the long busy timeout serialises concurrent writers instead of failing them.
     conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
+    # Switching to WAL can fail at once with "database is locked" while another process
+    # writes (SQLite does not wait in its busy handler for it); the mode is kept in the file,
+    # so only the connection that finds it not yet WAL asks for it.
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(
         "CREATE TABLE IF NOT EXISTS ledger"
         " (seq INTEGER PRIMARY KEY, key TEXT NOT NULL, activity TEXT NOT NULL DEFAULT '',"
