@@ -51,6 +51,9 @@ class WorkflowDescription:
     waiting_for: str | None = None
     #: Stopped by a NonDeterminismError: kept, not failed, until fixed code resumes it.
     blocked: bool = False
+    #: The migration router's name for the engine that owns the run (`[engines.NAME]` or a
+    #: backend's name); set by a routing client, None from a single engine's client.
+    engine: str | None = None
 
 
 class Worker(abc.ABC):

@@ -178,12 +178,16 @@ def _settings(backend: str | None) -> Settings:
 
 
 async def _with_client(settings: Settings, body: Callable[[Client], Awaitable[T]]) -> T:
+    """Run `body` with `bridge.connect()`'s client: a routing one when migration rules
+    exist, so every command reaches the engine that owns the run."""
     client = await connect(settings)
-    _State.skip_teardown = _State.skip_teardown or client.backend.unsafe_teardown
     try:
         return await body(client)
     finally:
-        await client.close()
+        # Read at the end: a routing client connects engines as calls need them.
+        _State.skip_teardown = _State.skip_teardown or client.unsafe_teardown
+        # A command cannot wait for background work (a shadowed primary may run for days).
+        await client.close(wait=False)
 
 
 def _run(settings: Settings, body: Callable[[Client], Awaitable[T]]) -> T:
@@ -246,7 +250,8 @@ def run(
 
     async def body(client: Client) -> Any:
         handle = await client.start(defn, *args, id=id)
-        async with client.worker([defn]):
+        # The worker runs on the engine the run landed on (a migration rule may route it).
+        async with (await client.client_for(handle.id)).worker([defn]):
             return await handle.result(timeout=timeout)
 
     _print_json(_run(settings, body))
@@ -359,6 +364,8 @@ def status(id: str, backend: BackendOption = None) -> None:
     table.add_row("name", desc.name)
     table.add_row("status", _status_text(desc))
     table.add_row("backend", desc.backend)
+    if desc.engine is not None and desc.engine != desc.backend:
+        table.add_row("engine", desc.engine)
     table.add_row("created", _when(desc.created_at))
     table.add_row("updated", _when(desc.updated_at))
     if desc.waiting_for:
@@ -385,13 +392,16 @@ def list_(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most N runs.")] = 50,
     backend: BackendOption = None,
 ) -> None:
-    """List workflow runs, newest first."""
+    """List workflow runs, newest first (on every engine when migration rules exist)."""
     runs = _run(_settings(backend), lambda c: c.list(status=status, limit=limit))
     if not runs:
         out.print("no workflows" + (f" with status {status.value}" if status else ""))
         return
+    engines = any(d.engine is not None for d in runs)
     table = Table()
     table.add_column("id", overflow="fold")
+    if engines:
+        table.add_column("engine")
     table.add_column("workflow")
     table.add_column("status")
     table.add_column("created")
@@ -400,6 +410,7 @@ def list_(
     for d in runs:
         table.add_row(
             d.id,
+            *([d.engine or d.backend] if engines else []),
             d.name,
             _status_text(d),
             _when(d.created_at),

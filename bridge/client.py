@@ -31,7 +31,7 @@ from bridge.interceptors import StartCall
 from bridge.plugins import registry
 from bridge.workflow import WorkflowDefinition, as_workflow, lookup_workflow, registered_workflows
 
-__all__ = ["IF_EXISTS", "Client", "IfExists", "WorkflowHandle", "connect"]
+__all__ = ["IF_EXISTS", "Client", "IfExists", "WorkflowHandle", "connect", "connect_engine"]
 
 #: What `Client.start` does when its id is taken by a run of the same workflow.
 IfExists = Literal["same_args", "use_existing"]
@@ -39,7 +39,26 @@ IF_EXISTS: tuple[str, ...] = get_args(IfExists)
 
 
 async def connect(config: Settings | Mapping[str, Any] | None = None) -> Client:
-    """A client for the configured backend (bridge.toml, pyproject, BRIDGE_* env)."""
+    """A client for the configured backend (bridge.toml, pyproject, BRIDGE_* env).
+
+    When the configuration has `[migrate.WORKFLOW]` rules, the client routes: new runs
+    start on the engine the rules choose and every other call goes to the engine that owns
+    the run (`bridge.migrate.routing_client`). A client that ignored the rules would start
+    runs on the default engine behind the router's back, where `bridge migrate status`
+    cannot see them and retiring that engine would strand them."""
+    settings = config if isinstance(config, Settings) else load_settings(config)
+    if settings.migrate:
+        # Imported on use: the router and its routing table cost nothing without rules.
+        from bridge.migrate.routing_client import connect_routing
+
+        return await connect_routing(settings)
+    return await connect_engine(settings)
+
+
+async def connect_engine(config: Settings | Mapping[str, Any] | None = None) -> Client:
+    """A client of exactly the configured backend, ignoring migration rules: for the router's
+    own per-engine connections and for tools (the test harness) that must talk to one
+    engine."""
     settings = config if isinstance(config, Settings) else load_settings(config)
     backend = registry().create(settings.backend, settings)
     return Client(backend=backend, settings=settings)
@@ -84,13 +103,26 @@ class Client:
     def backend_name(self) -> str:
         return self.backend.name
 
+    @property
+    def unsafe_teardown(self) -> bool:
+        """Whether an engine this client used cannot be torn down safely at exit
+        (`Backend.unsafe_teardown`)."""
+        return self.backend.unsafe_teardown
+
+    async def client_for(self, id: str) -> Client:
+        """The client of the engine that owns run `id`: this one, unless migration rules
+        route runs between engines. A worker for that run must be made from it."""
+        return self
+
     async def __aenter__(self) -> Client:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def close(self) -> None:
+    async def close(self, *, wait: bool = True) -> None:
+        """Close the connection. `wait=False` is for short-lived processes: background
+        work this client started (a routing client's shadow runs) is not waited for."""
         await self.backend.close()
 
     async def start(

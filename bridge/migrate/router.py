@@ -27,13 +27,14 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from bridge.backend import Status, WorkflowDescription
 from bridge.bus._completion import CompletionWatcher
 from bridge.bus.transport import Transport
-from bridge.client import Client, WorkflowHandle, connect
+from bridge.client import Client, IfExists, WorkflowHandle, connect_engine
 from bridge.config import Settings, load_settings
 from bridge.errors import ConfigError, WorkflowNotFoundError
 from bridge.history import HistoryEvent
@@ -171,13 +172,23 @@ class Router:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def close(self) -> None:
+    async def close(self, *, wait_for_shadows: bool = True) -> None:
         """Wait for the shadow runs started from here (they use this router's clients),
-        then close every connection."""
+        then close every connection. A short-lived process (a CLI command) passes
+        `wait_for_shadows=False`: its shadows, which wait for their primaries to finish,
+        are then not taken (a warning says how many)."""
         if any(rule.shadow for rule in self.settings.migrate.values()):
-            from bridge.migrate.shadow import drain
+            from bridge.migrate.shadow import drain, pending
 
-            await drain()
+            if wait_for_shadows:
+                await drain()
+            elif n := pending():
+                log.warning(
+                    "%d shadow run(s) not taken: this process ends before their primaries "
+                    "finish; start shadowed runs from a long-lived process (your service, "
+                    "`bridge bus serve`)",
+                    n,
+                )
         if self.watcher is not None:
             await self.watcher.close()
         for client in self._clients.values():
@@ -250,9 +261,13 @@ class Router:
         """The connected client of `engine` (connected on first use)."""
         client = self._clients.get(engine)
         if client is None:
-            client = await connect(self.settings.engine(engine))
+            client = await connect_engine(self.settings.engine(engine))
             self._clients[engine] = client
         return client
+
+    def connected(self) -> list[Client]:
+        """The engines' clients connected so far."""
+        return list(self._clients.values())
 
     # -- runs ------------------------------------------------------------------------------
     async def start(
@@ -261,9 +276,12 @@ class Router:
         *args: Any,
         id: str | None = None,
         key: str | None = None,
+        if_exists: IfExists = "same_args",
+        execution_timeout: float | timedelta | None = None,
     ) -> WorkflowHandle:
         """Start `workflow(*args)` as run `id` on the engine the rules choose for `key`
-        (default: the id). An id already routed is started (idempotently) on its own engine."""
+        (default: the id). An id already routed is started (idempotently) on its own engine.
+        `if_exists` and `execution_timeout` are `Client.start`'s."""
         self._maybe_reload()
         defn = as_workflow(workflow)
         run_id = id or str(uuid.uuid4())
@@ -273,7 +291,9 @@ class Router:
         route = self.table.claim(run_id, defn.name, chosen)
         client = await self.client(route.engine)
         try:
-            handle = await client.start(defn, *args, id=run_id)
+            handle = await client.start(
+                defn, *args, id=run_id, if_exists=if_exists, execution_timeout=execution_timeout
+            )
         except BaseException:
             if route.claimed_now:
                 await self._forget_if_absent(client, run_id)
@@ -323,6 +343,18 @@ class Router:
 
     async def history(self, id: str) -> list[HistoryEvent]:
         return await (await self.owner(id)).history(id)
+
+    async def query(self, id: str, name: str, *args: Any) -> Any:
+        return await (await self.owner(id)).query(id, name, *args)
+
+    def engines(self) -> list[str]:
+        """Every engine that may hold runs: the default one, those the rules name and those
+        the routing table has routed runs to (a rule since removed), in that order."""
+        names = [self.default_engine]
+        for rule in self.settings.migrate.values():
+            names += [rule.from_, rule.to]
+        names += sorted({engine for _, engine in self.table.counts()})
+        return list(dict.fromkeys(names))
 
     async def watch_open(self) -> int:
         """Watch every open route again (after a restart), so no completion is lost; the

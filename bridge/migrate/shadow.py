@@ -62,6 +62,7 @@ __all__ = [
     "config_for",
     "configure",
     "drain",
+    "pending",
     "on_primary_started",
     "outcomes",
     "sampled",
@@ -382,6 +383,11 @@ async def _in_background(
         # A shadow is an observation: its failure must never reach the primary's callers.
         log.exception("shadowing %r on %r failed", workflow_id, rule.to)
         return None
+
+
+def pending() -> int:
+    """How many shadows started in this process are still waiting or running."""
+    return sum(not t.done() for t in _pending)
 
 
 async def drain(timeout: float | None = None) -> list[ShadowOutcome]:

@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import bridge
 from bridge.activity import _REGISTRY as ACTIVITIES
 from bridge.activity import activity_info
+from bridge.client import connect_engine
 
 PLAN_ENV = "BRIDGE_TEST_CRASH_PLAN"
 READY = "worker ready"
@@ -104,7 +104,8 @@ async def main(modules: list[str]) -> None:
     raw = os.environ.get(PLAN_ENV)
     if raw:
         install(Plan(**json.loads(raw)))
-    client = await bridge.connect()
+    # A worker of the one engine under test (its settings come from the environment).
+    client = await connect_engine()
     worker = client.worker()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, worker.stop)
     print(READY, flush=True)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge.client import Client, connect
+from bridge.client import Client, connect_engine
 from bridge.config import Settings, load_settings
 from bridge.testing import ledger as _ledger
 from bridge.testing._worker_main import PLAN_ENV
@@ -371,11 +371,12 @@ async def crash_and_resume(
     if shared_keys:
         ref_id = run_id
 
-    async with await connect(chosen) as client:
+    # Exactly the engines named: migration rules must not route the harness's runs.
+    async with await connect_engine(chosen) as client:
         expected = ref_status = expected_effects = None
         if reference:
             before = len(_ledger.entries(ledger)) if ledger else 0
-            async with await connect(ref_settings) as ref, ref.worker([defn]):
+            async with await connect_engine(ref_settings) as ref, ref.worker([defn]):
                 await ref.start(defn, *args, id=ref_id)
                 responder = asyncio.ensure_future(answer_signals(ref, ref_id, signals))
                 try:

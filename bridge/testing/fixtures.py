@@ -18,6 +18,7 @@ import pytest
 import pytest_asyncio
 
 import bridge
+from bridge.client import connect_engine
 from bridge.testing import capabilities
 from bridge.testing.faults import FaultPlan
 from bridge.testing.hookspecs import TestEnvironment
@@ -62,7 +63,8 @@ async def bridge_client(
     bridge_settings: dict[str, Any], bridge_backend_name: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[bridge.Client]:
     """A connected client; skips the test when the backend lacks a capability it requires."""
-    client = await bridge.connect(bridge_settings)
+    # The backend under test itself, whatever migration rules the project's bridge.toml has.
+    client = await connect_engine(bridge_settings)
     try:
         declared = capabilities.validate(
             type(client.backend).capabilities,

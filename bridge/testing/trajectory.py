@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bridge.backend import Status
-from bridge.client import Client, connect
+from bridge.client import Client, connect_engine
 from bridge.config import Settings, load_settings
 from bridge.errors import BridgeError
 from bridge.history import EventType as E
@@ -242,7 +242,9 @@ async def run_trajectories(
     """Run every input on one backend with an in-process worker; one Run per input."""
     defn = as_workflow(workflow)
     gate = asyncio.Semaphore(concurrency)
-    async with await connect(settings) as client:
+    # The engine under comparison itself: migration rules in bridge.toml must not route
+    # the harness's runs to another engine.
+    async with await connect_engine(settings) as client:
 
         async def one(item: Input, id: str) -> Run:
             async with gate:
