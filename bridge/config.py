@@ -129,6 +129,10 @@ class RouterSettings(_Section):
 
     url: str = "sqlite:///.bridge/routes.db"
     busy_timeout_ms: int = Field(5000, ge=0)
+    #: Seconds between re-reads of the `[migrate.*]` rules by a long-lived routing client
+    #: (`bridge.connect()` in a service), so `bridge migrate set` reaches it without a
+    #: restart; None reads them once.
+    reload_every: float | None = Field(None, ge=0)
 
 
 # Declared by bridge.migrate (bridge/migrate/rule.py); looked up, not imported, so the core

@@ -126,7 +126,11 @@ def serve(
 
     async def body() -> None:
         transport = SqlOutbox(url=outbox_url)
-        router = await Router.connect(settings, completions=transport if completions else None)
+        router = await Router.connect(
+            settings,
+            completions=transport if completions else None,
+            reload_every=settings.router.reload_every,
+        )
         try:
             dispatcher = Dispatcher(
                 transport=transport,

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import tempfile
+import time
 import tomllib
 from collections import Counter
 from dataclasses import asdict
@@ -254,6 +255,54 @@ def _rule_text(router: Router, workflow: str) -> str:
 
 # After `status`, so `bridge migrate --help` lists the commands in the order they are used.
 migrate_app.command("report")(report)
+
+
+@migrate_app.command("wait-drained")
+def wait_drained(
+    workflow: Annotated[str, typer.Argument(help="The workflow type.")],
+    engine: Annotated[str, typer.Argument(help="The engine that should have no open run.")],
+    timeout: Annotated[
+        float, typer.Option("--timeout", metavar="S", help="Give up after S seconds (exit 1).")
+    ] = 600.0,
+) -> None:
+    """Wait until ENGINE has no open run of WORKFLOW, asking the engines as it goes.
+
+    The step before retiring an engine (or after a rollback): exits 0 once the engine is
+    Drained for the workflow, 1 with the open count when the timeout passes first, so a
+    runbook or a deploy script can stop on it.
+    """
+    from bridge.cli import err, out
+    from bridge.migrate.router import EngineState, Router
+
+    settings = load_settings()
+
+    async def body() -> tuple[bool, int]:
+        router = await Router.connect(settings)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                await router.refresh(limit=None)
+                row = next(
+                    (r for r in router.status() if (r.workflow, r.engine) == (workflow, engine)),
+                    None,
+                )
+                if row is None or row.state is EngineState.DRAINED:
+                    return True, 0
+                if time.monotonic() >= deadline:
+                    return False, row.open
+                await asyncio.sleep(1.0)
+        finally:
+            await router.close()
+
+    drained, still_open = asyncio.run(body())
+    if not drained:
+        err.print(
+            f"{engine} still has {still_open} open run(s) of {workflow} after {timeout:g} s, "
+            f"or still gets new ones (check the rule with `bridge migrate status`)",
+            markup=False,
+        )
+        raise SystemExit(1)
+    out.print(f"{engine} is drained for {workflow}: no open run, no new ones", markup=False)
 
 
 @migrate_app.command("routes")

@@ -48,10 +48,19 @@ def report(
         tally: Counter[str] = Counter()
         for by_outcome in shadows.counts(workflow=workflow, status=status).values():
             tally.update(by_outcome)
+        stored: Counter[str] = Counter()
+        for by_outcome in shadows.counts(workflow=workflow).values():
+            stored.update(by_outcome)
     finally:
         shadows.close()
     if as_json:
         print(json.dumps([r.to_dict() for r in rows], indent=2))
+        return
+    if not rows and (workflow or status):
+        # Filtered to nothing: "0 mismatched" is the answer, with what else is stored.
+        wanted = " ".join(filter(None, (status, "shadow runs", workflow and f"of {workflow}")))
+        others = ", ".join(f"{n} {s}" for s, n in sorted(stored.items())) or "none at all"
+        out.print(f"0 {wanted} (stored: {others})", markup=False)
         return
     if not rows:
         out.print(

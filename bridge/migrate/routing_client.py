@@ -32,7 +32,7 @@ __all__ = ["RoutingClient", "connect_routing"]
 async def connect_routing(settings: Settings) -> RoutingClient:
     """A routing client for `settings` (which hold the rules); the default engine is
     connected at once, so a wrong configuration fails here as `connect()` always did."""
-    router = await Router.connect(settings)
+    router = await Router.connect(settings, reload_every=settings.router.reload_every)
     try:
         default = await router.client(router.default_engine)
     except BaseException:
@@ -86,7 +86,10 @@ class RoutingClient(Client):
         return WorkflowHandle(client=self, id=handle.id, created=handle.created)
 
     async def result(self, id: str, *, timeout: float | None = None) -> Any:
-        return await self.router.result(id, timeout=timeout)
+        owner = await self.router.owner(id)
+        desc = await owner.backend.wait(id, timeout=timeout)
+        self._seen(desc)
+        return owner.outcome(desc)
 
     async def signal(self, id: str, name: str, payload: Any = None) -> None:
         await self.router.signal(id, name, payload)
@@ -112,7 +115,14 @@ class RoutingClient(Client):
     async def describe(self, id: str) -> WorkflowDescription:
         engine = self.router.engine_of(id)
         desc = await (await self.router.client(engine)).describe(id)
+        self._seen(desc)
         return dataclasses.replace(desc, engine=engine)
+
+    def _seen(self, desc: WorkflowDescription) -> None:
+        """Close the route of a run seen finished, so `bridge migrate status` counts it
+        without a completion watcher or a refresh."""
+        if desc.status.is_terminal and not desc.blocked:
+            self.router.table.close_route(desc.id, desc.status.value)
 
     async def history(self, id: str) -> list[HistoryEvent]:
         return await self.router.history(id)
