@@ -104,6 +104,15 @@ class LangGraphSettings(JournalSettings):
     url: str = "sqlite:///.bridge/langgraph.db"
 
 
+class TracingSettings(_Section):
+    """OpenTelemetry spans for starts and step attempts (`bridge.tracing`). `enabled` None
+    means on whenever `opentelemetry-api` is importable; spans go to the application's
+    tracer provider, so nothing is exported until the application configures one."""
+
+    enabled: bool | None = None
+    tracer: str = "durable-bridge"
+
+
 class AgentsSettings(_Section):
     """Worker-side settings of the OpenAI Agents adapter (`adapters.openai_agents`): how
     durable model calls are retried (rate limits, overloaded servers) and timed out, which
@@ -147,6 +156,7 @@ class Settings(_Section):
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     langgraph: LangGraphSettings = Field(default_factory=LangGraphSettings)
     agents: AgentsSettings = Field(default_factory=AgentsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     # Options for third-party backends, handed to them unvalidated (they validate their own).
     backend_options: dict[str, Any] = Field(default_factory=dict)
     router: RouterSettings = Field(default_factory=RouterSettings)
@@ -180,6 +190,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "langgraph": LangGraphSettings,
     "agents": AgentsSettings,
     "router": RouterSettings,
+    "tracing": TracingSettings,
 }
 # Sections that are tables of tables, keyed by a name of the user's (`[migrate.WORKFLOW]`).
 _TABLES: dict[str, type[_Section]] = {"migrate": _MigrationRule}

@@ -18,6 +18,7 @@ from bridge.bus._journal_interceptor import OutboxPublisher
 from bridge.config import Settings, load_settings
 from bridge.interceptors import ActivityCall, Interceptor, StartCall, call_activity, call_start
 from bridge.migrate._shadow_answer import ShadowAnswers
+from bridge.tracing import TracingInterceptor
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.timeout(60)
@@ -105,12 +106,19 @@ def test_load_asks_every_factory_in_order_and_leaves_out_features_that_are_off()
     finally:
         interceptors.unregister(on)
         interceptors.unregister(only_with_outbox)
-    # The installed entry points come first (shadow answers always, the outbox only when
-    # `[sql] outbox` is set), then the factories registered in code, in their order.
-    assert [type(i) for i in plain] == [ShadowAnswers, Tracer]
-    assert plain[1] is first
-    assert [type(i) for i in outbox] == [OutboxPublisher, ShadowAnswers, Tracer, Tracer]
-    assert outbox[2:] == (first, second)
+    # The installed entry points come first, by name (the outbox only when `[sql] outbox`
+    # is set; shadow answers always; tracing with OpenTelemetry installed), then the
+    # factories registered in code, in their order.
+    assert [type(i) for i in plain] == [ShadowAnswers, TracingInterceptor, Tracer]
+    assert plain[2] is first
+    assert [type(i) for i in outbox] == [
+        OutboxPublisher,
+        ShadowAnswers,
+        TracingInterceptor,
+        Tracer,
+        Tracer,
+    ]
+    assert outbox[3:] == (first, second)
     assert first not in interceptors.load(load_settings({"backend": "sql"}))  # unregistered
 
 
@@ -163,4 +171,4 @@ def test_the_bridges_own_interceptors_stay_when_plugin_autoload_is_off() -> None
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["['ShadowAnswers']"]
+    assert done.stdout.split() == ["['ShadowAnswers',", "'TracingInterceptor']"]
