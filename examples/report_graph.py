@@ -7,9 +7,9 @@ right after `transform` resumes on a new worker with `report` alone: `fetch` and
 are answered from the journal, not run again (the seed's "inject sys.exit(1) after the
 transform node ... the graph should execute only the report node").
 
-Which engine runs it is configuration: sql and langgraph run graph workflows today. Temporal
-refuses them (issue #16): `from_state_graph` builds its workflow function inside a function,
-and the Temporal backend only serves workflows its sandbox can re-import by module and name.
+Which engine runs it is configuration: sql, langgraph and Temporal (whose sandbox finds the
+workflow by the module-level name it is bound to, `report_graph` here). LangGraph's own
+Pregel loop decides what runs next; each node is one journaled step.
 
 The `ledger` and `gate` state keys are plumbing for the offline demo and the tests: each
 node appends one row to the ledger file per real execution (`bridge.testing.ledger`), and

@@ -1,14 +1,17 @@
 """LangGraph users' existing pieces on any bridge backend.
 
-    from adapters.langgraph import activity_as_langchain_tool, from_state_graph
+    from adapters.langgraph import activity_as_langchain_tool, from_entrypoint, from_state_graph
 
     tools = [activity_as_langchain_tool(search_web)]   # for ToolNode / create_react_agent
     pipeline = from_state_graph(builder, name="pipeline")  # a StateGraph as a workflow
+    flow = from_entrypoint(my_entrypoint, name="flow")     # an @entrypoint as a workflow
 
 `activity_as_langchain_tool` makes a neutral activity a LangChain tool whose calls are
-journaled steps when a bridge workflow runs the agent. `from_state_graph` turns a
-`StateGraph` (nodes, edges, conditional edges) into a bridge workflow whose every node is a
-journaled step, so the graph runs unchanged on the sql, Temporal or LangGraph backend.
+journaled steps when a bridge workflow runs the agent. `from_state_graph` runs a graph with
+LangGraph's own Pregel loop inside a bridge workflow, each node a journaled step, so the
+graph keeps LangGraph's semantics and runs durably on the sql, langgraph or Temporal
+backend; `from_entrypoint` does the same for the functional API (each `@task` a step). A
+node's `interrupt(value)` parks the run until the signal `RESUME_SIGNAL` brings the answer.
 Imports `bridge`, LangGraph and LangChain; never a backend.
 """
 
@@ -21,7 +24,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         'adapters.langgraph needs LangGraph: pip install "durable-bridge[langgraph]"'
     ) from exc
 
-from adapters.langgraph._graph import from_state_graph
+from adapters.langgraph._func import from_entrypoint
+from adapters.langgraph._graph import RESUME_SIGNAL, from_state_graph
 from adapters.langgraph._tool import activity_as_langchain_tool
 
-__all__ = ["activity_as_langchain_tool", "from_state_graph"]
+__all__ = ["RESUME_SIGNAL", "activity_as_langchain_tool", "from_entrypoint", "from_state_graph"]

@@ -1,56 +1,296 @@
-"""An existing LangGraph `StateGraph` as a neutral bridge workflow.
+"""A LangGraph graph as a neutral bridge workflow, run by LangGraph's own Pregel loop.
 
-The graph is read, never compiled or changed. The workflow it becomes runs LangGraph's
-superstep loop itself: the nodes due in a superstep run together as journaled steps
-(`ctx.gather` of one activity per node), their updates are applied with the graph's own
-channels (so reducers such as `operator.add` or `add_messages` behave as in LangGraph, and
-two writes to a plain key in one superstep fail as they do there), and the next nodes
-follow from the edges, the waiting (join) edges and the routing decisions. A node's
-conditional edges are evaluated inside its step, on the state with its own update
-applied (what LangGraph's branch reads), so the routing decision is journaled with the
-node's result and a resumed run never routes differently.
+The workflow runs a copy of the compiled graph in which each node's runnable is replaced by
+a journaled call: `ctx.run(<graph>.<node>, input)`, the activity running the ORIGINAL node
+in the worker process and returning what it returned (its update dict or `Command`). Every
+decision of what runs next (edges, conditional edges, `Send`, `Command.goto`, joins,
+reducers, managed values, the recursion limit, pydantic input coercion) is LangGraph's
+own, taken in the workflow on values that are identical on replay, because each node's
+output comes from the journal. So the semantics are LangGraph's, and durability is the
+engine's: a resumed run does not run a finished node again, on sql, langgraph and Temporal.
 
-The state crosses each step as JSON through `bridge.codec`, key by key with the types of
-the graph's state schema, which is why every node's input must be serializable (checked
-when the graph is wrapped, naming the node).
+Routing functions (conditional edges) run in the workflow, as Temporal's own LangGraph
+integration does: they must be deterministic functions of the state (LangGraph asks the
+same of them for its checkpoints to be meaningful). A node's errors follow LangGraph's
+retry rules: run once without a `RetryPolicy`; with one, `retry_on`, `max_attempts` and
+the intervals decide, each attempt a journaled attempt of the step. A worker lost while a
+node runs is not a node error: that attempt is run again.
+
+A node's `interrupt(value)` ends its step with the value journaled as the step's result;
+the workflow then waits durably for the signal `RESUME_SIGNAL` and runs the node's step
+again with the answers so far, which `interrupt()` returns (LangGraph also re-runs an
+interrupted node from its start). Message ids that `add_messages` would draw at random in
+the workflow are fixed first (in the node's step, or from the input), so replays match.
+
+Values cross each step as exact JSON (`_codec.py`): LangChain messages with LangChain's own
+serialization, everything else by the types the graph's schemas name. Nothing is pickled.
+
+Refused before running (`_refuse_unsupported`): a Store, a node cache, static
+`interrupt_before/after`, error handlers, `idle_timeout`, state types that cannot be JSON.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import dataclasses
+import functools
+import itertools
+import sys
 import typing
-from collections.abc import Hashable, Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
-from langgraph.channels.base import BaseChannel
-from langgraph.constants import END, START
-from langgraph.errors import GraphRecursionError, InvalidUpdateError
+import typing_extensions
+from langchain_core.messages import convert_to_messages
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import set_config_context
+from langgraph._internal._constants import (
+    CONF,
+    CONFIG_KEY_CHECKPOINT_NS,
+    CONFIG_KEY_RUNTIME,
+    CONFIG_KEY_SCRATCHPAD,
+    CONFIG_KEY_SEND,
+)
+from langgraph._internal._runnable import RunnableCallable
+from langgraph._internal._scratchpad import PregelScratchpad
+from langgraph.constants import START
+from langgraph.errors import GraphInterrupt
 from langgraph.graph import StateGraph
-from langgraph.types import Command, Send
+from langgraph.graph._branch import BranchSpec
+from langgraph.graph.message import add_messages
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.pregel import Pregel
+from langgraph.pregel._read import PregelNode
+from langgraph.pregel._retry import _should_retry_on
+from langgraph.pregel._utils import _is_executor_backed_afunc
+from langgraph.runtime import Runtime
+from langgraph.types import Command
+from langgraph.types import RetryPolicy as LangGraphRetryPolicy
+from pydantic import BaseModel
 
+from adapters.langgraph._codec import GraphCodec, schema_types
 from bridge import codec
-from bridge.activity import ActivityDefinition, RetryPolicy, activity
-from bridge.errors import ConfigError, SerializationError
-from bridge.workflow import Context, WorkflowDefinition, workflow
+from bridge.activity import ActivityDefinition, RetryPolicy, activity, activity_info
+from bridge.errors import ConfigError, NonRetryableError, OutsideWorkflowError, SerializationError
+from bridge.workflow import Context, WorkflowDefinition, current_context, workflow
 
-__all__ = ["from_state_graph"]
+__all__ = ["RESUME_SIGNAL", "from_state_graph", "graph_workflow"]
 
-#: LangGraph's default recursion limit (supersteps before GraphRecursionError).
-DEFAULT_RECURSION_LIMIT = 25
+#: The bridge policy of a node without a LangGraph RetryPolicy. Its own errors are final
+#: at once (LangGraph runs such a node once); this only re-runs an attempt whose worker
+#: was lost or that timed out.
+INFRA_RETRY = RetryPolicy(max_attempts=3)
+
+#: The signal that answers a node's `interrupt(value)`: its payload is what `interrupt`
+#: returns when the node runs again (`bridge signal <id> langgraph.resume '"yes"'`).
+RESUME_SIGNAL = "langgraph.resume"
+
+
+def from_state_graph(
+    graph: StateGraph[Any] | CompiledStateGraph[Any, Any, Any, Any],
+    *,
+    name: str,
+    recursion_limit: int | None = None,
+) -> WorkflowDefinition[..., Any]:
+    """A LangGraph StateGraph (or a graph compiled from one) as the bridge workflow `name`.
+
+    The workflow takes the graph's input (and, for a graph with a `context_schema`, the
+    run's `context=`), runs the graph with LangGraph's own loop and returns what
+    `compiled.ainvoke` returns. Every node is the journaled activity `"<name>.<node>"`, so
+    it runs on any backend (sql, langgraph, Temporal) and a resumed run does not run a
+    finished node again. `name` is journaled: keep it when the graph changes. Bind the
+    result to a module-level name: Temporal's sandbox finds it there.
+
+    The user's graph is not changed (a builder is compiled without a checkpointer, and its
+    `compiled` flag is left as it was). What the loop cannot journal is refused here,
+    before anything runs, naming the construct.
+    """
+    compiled = _compile(graph)
+    _refuse_unsupported(compiled, name)
+    gc = GraphCodec(schema_types(_schemas(compiled)), where=f"graph {name!r}")
+    message_keys = _message_keys(compiled)
+    durable_nodes: dict[str, PregelNode] = {}
+    for node_name, node in compiled.nodes.items():
+        writers = _inline_branches(node.writers)
+        if node_name == START:  # the input's channel writes, not user code
+            durable_nodes[node_name] = node.copy({"writers": writers})
+            continue
+        policies = tuple(node.retry_policy or compiled.retry_policy or ())
+        step = _node_activity(
+            name, node_name, node.bound, gc, policies, _timeout(node), message_keys
+        )
+        durable_nodes[node_name] = node.copy(
+            {
+                "bound": _journaled(step, gc, node_name),
+                "writers": writers,
+                "retry_policy": None,  # the activity retries, with the node's own policy
+                "cache_policy": None,
+                "timeout": None,  # the activity's timeout
+                "subgraphs": [],  # a subgraph node runs inside its activity
+            }
+        )
+    durable = compiled.copy(
+        {"nodes": durable_nodes, "checkpointer": None, "retry_policy": (), "cache_policy": None}
+    )
+    return graph_workflow(
+        durable, gc, name=name, recursion_limit=recursion_limit, module=caller_module()
+    )
+
+
+def graph_workflow(
+    durable: Pregel,
+    gc: GraphCodec,
+    *,
+    name: str,
+    recursion_limit: int | None,
+    module: str,
+    what: str = "graph",
+) -> WorkflowDefinition[..., Any]:
+    """The bridge workflow running `durable` (a graph whose user code is journaled steps)
+    with LangGraph's loop; defined as living in `module`, the caller's, so Temporal's
+    sandbox (which re-imports workflow modules) finds it there by its module-level name."""
+    value_type = gc.annotation()
+    message_keys = _message_keys(durable)
+
+    async def run(ctx: Context, state: Any, context: Any = None) -> Any:
+        config: RunnableConfig = {}
+        if recursion_limit is not None:
+            config["recursion_limit"] = recursion_limit
+        digest = codec.digest(gc.encode(state, where=f"{what} {name!r} input"))
+        state = _with_message_ids(state, message_keys, lambda k, i: _input_id(digest, k, i))
+        return await durable.ainvoke(state, config, context=context)
+
+    run.__annotations__ = {
+        "ctx": Context,
+        "state": value_type,
+        "context": value_type,
+        "return": value_type,
+    }
+    run.__doc__ = f"LangGraph {what} {name!r} as a bridge workflow (adapters.langgraph)."
+    run.__module__ = module
+    return workflow(name=name)(run)
+
+
+def caller_module() -> str:
+    """The module calling the public function that calls this (where it binds the result)."""
+    return str(sys._getframe(2).f_globals.get("__name__", __name__))
+
+
+def _compile(graph: Any) -> CompiledStateGraph[Any, Any, Any, Any]:
+    if isinstance(graph, CompiledStateGraph):
+        return graph
+    if isinstance(graph, StateGraph):
+        was = graph.compiled
+        try:
+            return graph.compile()
+        finally:
+            graph.compiled = was  # compiling does not make the user's builder read-only
+    if isinstance(graph, Pregel):
+        raise ConfigError(
+            f"from_state_graph needs a langgraph StateGraph (or a graph compiled from one); "
+            f"{type(graph).__name__} {getattr(graph, 'name', '')!r} is a functional API "
+            f"@entrypoint: wrap it with adapters.langgraph.from_entrypoint"
+        )
+    raise ConfigError(
+        f"from_state_graph needs a langgraph StateGraph (or a graph compiled from one), "
+        f"got {type(graph).__name__}"
+    )
+
+
+def _schemas(compiled: CompiledStateGraph[Any, Any, Any, Any]) -> list[Any]:
+    """Every schema of the graph and of its compiled subgraph nodes (the codec's allow-list)."""
+    out: list[Any] = []
+    pending: list[Any] = [compiled]
+    while pending:
+        g = pending.pop()
+        builder = getattr(g, "builder", None)
+        if not isinstance(builder, StateGraph):
+            continue
+        out += [builder.state_schema, builder.input_schema, builder.output_schema]
+        out += [builder.context_schema, *builder.schemas]
+        out += [spec.input_schema for spec in builder.nodes.values()]
+        pending += [n.bound for n in g.nodes.values() if isinstance(n.bound, Pregel)]
+    return out
+
+
+def _refuse_unsupported(compiled: CompiledStateGraph[Any, Any, Any, Any], name: str) -> None:
+    """Refuse, before the graph runs and naming the construct, what cannot be journaled."""
+    where = f"graph {name!r}"
+    if compiled.store is not None:
+        raise ConfigError(
+            f"{where} is compiled with a Store; the Store API is not journaled by "
+            f"from_state_graph yet: keep long-term memory in activities the nodes call, or "
+            f"compile the graph without store="
+        )
+    if compiled.cache is not None:
+        raise ConfigError(
+            f"{where} is compiled with a node cache; from_state_graph journals each node's "
+            f"result already: compile the graph without cache="
+        )
+    if compiled.interrupt_before_nodes or compiled.interrupt_after_nodes:
+        raise ConfigError(
+            f"{where} is compiled with interrupt_before/interrupt_after, which "
+            f"from_state_graph does not support: call langgraph.types.interrupt() inside the "
+            f"node instead (the run then waits durably for the signal {RESUME_SIGNAL!r})"
+        )
+    builder = compiled.builder
+    handled = [n for n, node in compiled.nodes.items() if node.error_handler_node]
+    handled += [n for n, node in compiled.nodes.items() if node.is_error_handler]
+    if handled:
+        raise ConfigError(
+            f"{where}, node {handled[0]!r} has an error handler, which from_state_graph does "
+            f"not support (the handler needs the node's exception object, which a journal "
+            f"does not keep): catch the error inside the node and route with Command instead"
+        )
+    for node_name, node in compiled.nodes.items():
+        at = f"{where}, node {node_name!r}"
+        if node.timeout is not None and node.timeout.idle_timeout is not None:
+            raise ConfigError(
+                f"{at} has an idle_timeout, which from_state_graph does not support: use "
+                f"run_timeout (the step's timeout)"
+            )
+        spec = builder.nodes.get(node_name)
+        if spec is None:
+            continue
+        for schema in (builder.state_schema, spec.input_schema):
+            for key, tp in _field_types(schema).items():
+                if key in builder.managed:  # the loop computes it (RemainingSteps, ...)
+                    continue
+                reason = _unserializable(tp)
+                if reason is not None:
+                    raise SerializationError(
+                        f"{where}: node {node_name!r} cannot run as a journaled step: its "
+                        f"state key {key!r} has type {getattr(tp, '__qualname__', tp)!r}, "
+                        f"which cannot be journaled as JSON ({reason}). Keep such objects "
+                        f"out of the graph state (create them inside the node), or use JSON "
+                        f"types, LangChain messages, dataclasses or pydantic models"
+                    )
 
 
 def _field_types(schema: Any) -> dict[str, Any]:
-    """Key -> value type of a TypedDict, dataclass or pydantic state schema, without the
-    reducer metadata of `Annotated[T, reducer]`."""
+    """Key -> value type of a TypedDict, dataclass or pydantic schema, without reducers
+    (`Annotated`) and TypedDict qualifiers (`NotRequired`, ...)."""
     try:
         hints = typing.get_type_hints(schema, include_extras=True)
     except Exception:
         return {}
-    return {
-        k: typing.get_args(t)[0] if typing.get_origin(t) is Annotated else t
-        for k, t in hints.items()
-        if not k.startswith("_")
-    }
+    out = {}
+    for key, tp in hints.items():
+        while typing.get_origin(tp) in _WRAPPERS:
+            tp = typing.get_args(tp)[0]
+        if not key.startswith("_"):
+            out[key] = tp
+    return out
+
+
+_WRAPPERS = (
+    Annotated,
+    typing_extensions.NotRequired,
+    typing_extensions.Required,
+    typing_extensions.ReadOnly,
+)
 
 
 def _unserializable(tp: Any) -> str | None:
@@ -62,238 +302,217 @@ def _unserializable(tp: Any) -> str | None:
     return None
 
 
-class _Graph:
-    """What `from_state_graph` read from the StateGraph, with the codec for its state."""
-
-    def __init__(self, graph: StateGraph[Any], name: str) -> None:
-        self.name = name
-        self.channels: dict[str, BaseChannel] = dict(graph.channels)
-        self.types = {k: Any for k in self.channels} | {
-            k: t for k, t in _field_types(graph.state_schema).items() if k in self.channels
-        }
-        self.output_keys = [
-            k for k in _field_types(graph.output_schema) if k in self.channels
-        ] or list(self.channels)
-        self.edges: dict[str, list[str]] = {}
-        for start, end in sorted(graph.edges):
-            self.edges.setdefault(start, []).append(end)
-        self.joins = [(frozenset(starts), end) for starts, end in sorted(graph.waiting_edges)]
-        self.branches = {source: list(specs.values()) for source, specs in graph.branches.items()}
-
-    def encode(self, values: dict[str, Any], *, where: str) -> dict[str, Any]:
-        return {
-            k: codec.to_jsonable(v, self.types.get(k, Any), where=f"{where}, state key {k!r}")
-            for k, v in values.items()
-        }
-
-    def decode(self, data: dict[str, Any], *, where: str) -> dict[str, Any]:
-        return {
-            k: codec.from_jsonable(v, self.types.get(k, Any), where=f"{where}, state key {k!r}")
-            for k, v in data.items()
-        }
-
-    def apply(
-        self, values: dict[str, Any], updates: Sequence[dict[str, Any]], *, where: str
-    ) -> dict[str, Any]:
-        """`values` after one superstep's `updates`, through the graph's own channels."""
-        by_key: dict[str, list[Any]] = {}
-        for update in updates:
-            for k, v in update.items():
-                if k not in self.channels:
-                    raise InvalidUpdateError(
-                        f"{where} wrote the key {k!r}, which the graph's state does not have"
-                    )
-                by_key.setdefault(k, []).append(v)
-        out = dict(values)
-        for k, vs in by_key.items():
-            template = self.channels[k]
-            # A deep copy for an empty channel: the graph's own channel object (and the
-            # initial value some reducers start from) must not be touched.
-            channel = (
-                template.from_checkpoint(values[k]) if k in values else copy.deepcopy(template)
-            )
-            channel.update(vs)
-            if channel.is_available():
-                out[k] = channel.get()
-        return out
-
-    async def route(self, source: str, values: dict[str, Any]) -> list[str]:
-        """The nodes `source`'s conditional edges choose on `values`."""
-        chosen: list[str] = []
-        for branch in self.branches.get(source, []):
-            result = await branch.path.ainvoke(values)
-            items: list[Hashable] = list(result) if isinstance(result, list) else [result]
-            for item in items:
-                if isinstance(item, Send):
-                    raise ConfigError(
-                        f"graph {self.name!r}: a conditional edge from {source!r} returned "
-                        f"Send, which from_state_graph does not support; route by node name"
-                    )
-                chosen.append(str(branch.ends[item] if branch.ends else item))
-        return chosen
+def _timeout(node: PregelNode) -> float | None:
+    return None if node.timeout is None else node.timeout.run_timeout
 
 
-def _split(out: Any, *, where: str) -> tuple[dict[str, Any], list[str]]:
-    """A node's return value as (state update, nodes it sends control to)."""
-    if out is None:
-        return {}, []
-    if isinstance(out, dict):
-        return dict(out), []
-    if isinstance(out, Command):
-        if out.graph is not None:
-            raise ConfigError(f"{where} returned a Command for another graph; not supported")
-        update = dict(out._update_as_tuples()) if out.update is not None else {}
-        goto = out.goto if isinstance(out.goto, list | tuple) else [out.goto] if out.goto else []
-        if any(isinstance(g, Send) for g in goto):
-            raise ConfigError(f"{where} returned Command(goto=Send(...)); not supported")
-        return update, [str(g) for g in goto]
-    raise InvalidUpdateError(f"{where} returned {type(out).__name__}; expected a dict or None")
+def bridge_retry(policies: Sequence[LangGraphRetryPolicy]) -> RetryPolicy:
+    """The bridge policy of a node: LangGraph's attempts and intervals (the first policy's
+    intervals when there are several; jitter has no equivalent)."""
+    if not policies:
+        return INFRA_RETRY
+    first = policies[0]
+    return RetryPolicy(
+        max_attempts=max(p.max_attempts for p in policies),
+        initial_interval=first.initial_interval,
+        backoff=max(first.backoff_factor, 1.0),
+        max_interval=first.max_interval,
+    )
+
+
+def _final(exc: Exception) -> Exception:
+    """`exc` as an error bridge does not retry, keeping its type's name and message (what
+    `ActivityError` reports). A subclass of the node's own exception type is used so that
+    the journal names the real error."""
+    cls = type(exc)
+    try:
+        final_cls = type(cls.__name__, (cls, NonRetryableError), {"__module__": cls.__module__})
+        final_cls.__qualname__ = cls.__qualname__
+        final = final_cls.__new__(final_cls, *exc.args)
+        final.args = exc.args
+        final.__dict__.update(getattr(exc, "__dict__", {}))
+        return final
+    except Exception:  # a type that cannot be subclassed or rebuilt
+        return NonRetryableError(f"{cls.__name__}: {exc}")
+
+
+def after_failure(exc: Exception, policies: Sequence[LangGraphRetryPolicy]) -> Exception:
+    """What the activity raises for a node error: retried only when LangGraph would."""
+    policy = next((p for p in policies if _should_retry_on(p, exc)), None)
+    if policy is not None and activity_info().attempt < policy.max_attempts:
+        return exc
+    return _final(exc)
 
 
 def _node_activity(
-    g: _Graph, node: str, spec: Any, retry: RetryPolicy
+    graph_name: str,
+    node_name: str,
+    bound: Runnable[Any, Any],
+    gc: GraphCodec,
+    policies: Sequence[LangGraphRetryPolicy],
+    timeout: float | None,
+    message_keys: frozenset[str],
 ) -> ActivityDefinition[..., Any]:
-    """The journaled step of `node`: run it, then its routing, on the JSON state."""
-    where = f"graph {g.name!r}, node {node!r}"
-    input_keys = [k for k in _field_types(spec.input_schema) if k in g.channels] or list(g.channels)
+    """The journaled step of one node: the original runnable, on the decoded input."""
+    where = f"graph {graph_name!r}, node {node_name!r}"
 
-    async def step(state: dict[str, Any]) -> dict[str, Any]:
-        values = g.decode(state, where=where)
-        view = {k: values[k] for k in input_keys if k in values}
-        update, goto = _split(await spec.runnable.ainvoke(view), where=where)
-        after = g.apply(values, [update], where=where)
-        goto += await g.route(node, after)
-        return {"update": g.encode(update, where=where), "goto": goto}
+    async def step(payload: dict[str, Any]) -> dict[str, Any]:
+        value = gc.decode(payload["input"], where=f"{where} input")
+        runtime = Runtime(context=gc.decode(payload["context"], where=f"{where} context"))
+        resume = gc.decode(payload.get("resume", []), where=f"{where} resume values")
+        config: RunnableConfig = {
+            "configurable": {
+                # the run is the thread: nodes reading config["configurable"]["thread_id"]
+                # see the workflow id (kept out of the step's arguments: input only)
+                "thread_id": activity_info().workflow_id,
+                CONFIG_KEY_RUNTIME: runtime,
+                # what interrupt() reads: the resume values received so far, in order
+                CONFIG_KEY_SCRATCHPAD: _scratchpad(resume),
+                CONFIG_KEY_SEND: _drop_writes,
+                CONFIG_KEY_CHECKPOINT_NS: "",
+            },
+            "metadata": {"langgraph_node": node_name},
+        }
+        try:  # as LangGraph calls a node: in its config's context (a sync node in a thread)
+            with set_config_context(config) as context:
+                out = await asyncio.create_task(bound.ainvoke(value, config), context=context)
+        except GraphInterrupt as exc:
+            interrupts = exc.args[0] if exc.args else ()
+            asked = interrupts[0].value if interrupts else None
+            return {"interrupt": gc.encode(asked, where=f"{where} interrupt value")}
+        except Exception as exc:
+            raise after_failure(exc, policies) from exc
+        out = _with_message_ids(out, message_keys, lambda k, i: str(uuid.uuid4()))
+        return {"value": gc.encode(out, where=f"{where} output")}
 
-    step.__doc__ = f"Node {node!r} of LangGraph graph {g.name!r}, as a journaled step."
-    return activity(name=f"{g.name}.{node}", retry=retry)(step)
-
-
-def _check_nodes(g: _Graph, graph: StateGraph[Any]) -> None:
-    """Refuse, naming the node, what cannot run as a journaled step."""
-    if graph.managed:
-        raise ConfigError(
-            f"graph {g.name!r} uses managed values ({', '.join(graph.managed)}), which "
-            f"from_state_graph does not support"
-        )
-    for node, spec in graph.nodes.items():
-        if spec.defer or spec.is_error_handler or spec.error_handler_node:
-            raise ConfigError(
-                f"graph {g.name!r}, node {node!r}: deferred nodes and error handlers are "
-                f"not supported by from_state_graph"
-            )
-        types = {**_field_types(graph.state_schema), **_field_types(spec.input_schema)}
-        for key, tp in types.items():
-            reason = _unserializable(tp)
-            if reason is not None:
-                raise SerializationError(
-                    f"graph {g.name!r}: node {node!r} cannot run as a journaled step: its "
-                    f"state key {key!r} has type {getattr(tp, '__qualname__', tp)!r}, which "
-                    f"bridge.codec cannot serialize as JSON ({reason}). Keep such objects "
-                    f"out of the graph state (create them inside the node), or use JSON "
-                    f"types, dataclasses or pydantic models"
-                )
+    step.__doc__ = f"Node {node_name!r} of LangGraph graph {graph_name!r}, as a journaled step."
+    return activity(
+        name=f"{graph_name}.{node_name}", retry=bridge_retry(policies), timeout=timeout
+    )(step)
 
 
-def _retry(spec: Any, default: RetryPolicy) -> RetryPolicy:
-    """A node's LangGraph RetryPolicy in bridge terms (its `retry_on` has no equivalent:
-    bridge retries every error but those the policy lists as non-retryable)."""
-    policy = spec.retry_policy
-    if isinstance(policy, Sequence):
-        policy = policy[0] if policy else None
-    if policy is None:
-        return default
-    return RetryPolicy(
-        max_attempts=policy.max_attempts,
-        initial_interval=policy.initial_interval,
-        backoff=policy.backoff_factor,
-        max_interval=policy.max_interval,
-    )
+def _message_keys(compiled: Pregel) -> frozenset[str]:
+    """The state keys whose reducer is LangGraph's `add_messages` (with or without format)."""
+    keys = []
+    for key, channel in compiled.channels.items():
+        op = getattr(channel, "operator", None)
+        inner = op.func if isinstance(op, functools.partial) else op
+        if op is add_messages or (
+            getattr(inner, "__module__", None) == add_messages.__module__
+            and getattr(inner, "__name__", None) == "add_messages"
+        ):
+            keys.append(key)
+    return frozenset(keys)
 
 
-def from_state_graph(
-    graph: StateGraph[Any],
-    *,
-    name: str,
-    retry: RetryPolicy | None = None,
-    recursion_limit: int = DEFAULT_RECURSION_LIMIT,
-) -> WorkflowDefinition[..., dict[str, Any]]:
-    """Wrap a LangGraph StateGraph (nodes, edges, conditional edges) as a bridge workflow.
+def _with_message_ids(value: Any, keys: frozenset[str], new_id: Callable[[str, int], str]) -> Any:
+    """`value` (an input or a node's update) with every message for an `add_messages` key
+    made a message with an id. `add_messages` would otherwise draw a random id for each in
+    the workflow, and the next step's arguments would differ on replay. A node's messages get
+    theirs in its step (journaled with its result); the input's are derived from the input."""
+    if not keys:
+        return value
+    if isinstance(value, Command) and value.update is not None:
+        return dataclasses.replace(value, update=_with_message_ids(value.update, keys, new_id))
+    if isinstance(value, BaseModel) and keys & set(type(value).model_fields):
+        update = {k: _ids(getattr(value, k), k, new_id) for k in keys & set(value.model_fields)}
+        return value.model_copy(update=update)
+    if isinstance(value, dict) and keys & value.keys():
+        return {k: _ids(v, k, new_id) if k in keys else v for k, v in value.items()}
+    if isinstance(value, list | tuple) and all(
+        isinstance(p, tuple) and len(p) == 2 for p in value
+    ):  # Command(update=[(key, value), ...])
+        return [(k, _ids(v, k, new_id) if k in keys else v) for k, v in value]
+    return value
 
-    Every node becomes the journaled activity `"<name>.<node>"`, so the workflow runs on
-    any backend (sql, Temporal, LangGraph) and a run resumed after a crash does not run a
-    finished node again. `name` is the journaled workflow name: keep it when the graph
-    changes. `retry` applies to nodes without a LangGraph retry policy of their own. The
-    workflow takes the graph's input (a dict) and returns its output state.
 
-    The graph object is only read: it is not compiled and can still be used as usual.
-    Not supported (refused here, or when the node does it): Send, deferred nodes, error
-    handlers, managed values, and commands aimed at a parent graph.
+def _ids(value: Any, key: str, new_id: Callable[[str, int], str]) -> Any:
+    if value is None:
+        return value
+    messages = convert_to_messages(value if isinstance(value, list) else [value])
+    return [
+        m if m.id is not None else m.model_copy(update={"id": new_id(key, i)})
+        for i, m in enumerate(messages)
+    ]
+
+
+def _input_id(digest: str, key: str, index: int) -> str:
+    """A message id for the workflow input's message `index` of `key`: the same on replay."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bridge-langgraph:{digest}:{key}:{index}"))
+
+
+def _inline_branches(writers: Sequence[Runnable]) -> list[Runnable]:
+    """`writers` with each conditional edge's sync routing function called inline.
+
+    LangGraph runs a sync routing function in a thread (`run_in_executor`) in an async
+    graph; Temporal's workflow event loop has no threads, and a routing function is a
+    quick, pure function of the state, so the workflow calls it directly, on every engine.
     """
-    if not isinstance(graph, StateGraph):
-        builder = getattr(graph, "builder", None)
-        if not isinstance(builder, StateGraph):
-            raise ConfigError(
-                f"from_state_graph needs a langgraph StateGraph (or a graph compiled from "
-                f"one), got {type(graph).__name__}"
-            )
-        graph = builder
-    g = _Graph(graph, name)
-    _check_nodes(g, graph)
-    default_retry = retry or RetryPolicy()
-    steps = {
-        node: _node_activity(g, node, spec, _retry(spec, default_retry))
-        for node, spec in graph.nodes.items()
-    }
-    start_router = (
-        activity(name=f"{name}.{START}", retry=default_retry)(_start_router(g))
-        if g.branches.get(START)
-        else None
+    out: list[Runnable] = []
+    for writer in writers:
+        spec = getattr(getattr(writer, "afunc", None), "__self__", None)
+        path = getattr(spec, "path", None)
+        if (
+            isinstance(writer, RunnableCallable)
+            and isinstance(spec, BranchSpec)
+            and isinstance(path, RunnableCallable)
+            and _is_executor_backed_afunc(path.afunc)
+        ):
+            inline = copy.copy(path)
+            inline.afunc = _called_inline(path.func)
+            spec = spec._replace(path=inline)
+            writer = copy.copy(writer)
+            writer.func, writer.afunc = spec._route, spec._aroute
+        out.append(writer)
+    return out
+
+
+def _called_inline(func: Any) -> Any:
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return call
+
+
+def _scratchpad(resume: list[Any]) -> PregelScratchpad:
+    """The scratchpad `interrupt()` reads in a node's step: the resume values so far (the
+    node runs again from its start on each, as LangGraph re-runs an interrupted node)."""
+    counters = [itertools.count(), itertools.count(), itertools.count()]
+    return PregelScratchpad(
+        step=0,
+        stop=0,
+        call_counter=lambda: next(counters[0]),
+        interrupt_counter=lambda: next(counters[1]),
+        get_null_resume=lambda consume=False: None,
+        resume=list(resume),
+        subgraph_counter=lambda: next(counters[2]),
     )
 
-    async def run(ctx: Context, state: dict[str, Any]) -> dict[str, Any]:
-        where = f"graph {name!r}"
-        values = g.apply({}, [g.decode(state, where=f"{where} input")], where=f"{where} input")
-        frontier = list(g.edges.get(START, []))
-        if start_router is not None:
-            frontier += await ctx.run(start_router, g.encode(values, where=where))
-        barriers: dict[str, set[str]] = {}
-        superstep = 0
-        while frontier := sorted(set(frontier) - {END}):
-            if superstep == recursion_limit:
-                raise GraphRecursionError(
-                    f"graph {name!r} ran {recursion_limit} supersteps without reaching END "
-                    f"(recursion_limit); next were {frontier}"
-                )
-            snapshot = g.encode(values, where=where)
-            results = await ctx.gather(ctx.run(steps[n], snapshot) for n in frontier)
-            updates = [
-                g.decode(r["update"], where=f"{where}, node {n!r}")
-                for n, r in zip(frontier, results, strict=True)
-            ]
-            values = g.apply(values, updates, where=f"{where}, superstep {superstep}")
-            following: list[str] = []
-            for node, result in zip(frontier, results, strict=True):
-                following += g.edges.get(node, []) + result["goto"]
-                for starts, end in g.joins:
-                    if node in starts:
-                        seen = barriers.setdefault(end, set())
-                        seen.add(node)
-                        if seen == starts:
-                            following.append(end)
-                            seen.clear()
-            frontier = following
-            superstep += 1
-        return g.encode({k: values[k] for k in g.output_keys if k in values}, where=where)
 
-    run.__annotations__ = {"ctx": Context, "state": dict[str, Any], "return": dict[str, Any]}
-    run.__doc__ = f"LangGraph graph {name!r} as a bridge workflow (adapters.langgraph)."
-    return workflow(name=name)(run)
+def _drop_writes(writes: Any) -> None:
+    """interrupt() records the resume values as a write; the workflow keeps them itself."""
 
 
-def _start_router(g: _Graph) -> Any:
-    async def route_start(state: dict[str, Any]) -> list[str]:
-        return await g.route(START, g.decode(state, where=f"graph {g.name!r} input"))
+def _journaled(step: ActivityDefinition[..., Any], gc: GraphCodec, node_name: str) -> Runnable:
+    """What the workflow's copy of the graph runs for a node: the node's journaled step."""
 
-    route_start.__doc__ = f"The conditional edges from START of graph {g.name!r}."
-    return route_start
+    async def call(value: Any, config: RunnableConfig) -> Any:
+        ctx = current_context()
+        if ctx is None:
+            raise OutsideWorkflowError(
+                f"node {node_name!r} of a from_state_graph workflow ran outside workflow code"
+            )
+        conf = config.get(CONF, {})
+        runtime = conf.get(CONFIG_KEY_RUNTIME)
+        payload = {
+            "input": gc.encode(value, where=f"{gc.where}, input of node {node_name!r}"),
+            "context": gc.encode(getattr(runtime, "context", None), where=f"{gc.where}, context"),
+        }
+        out = await ctx.run(step, payload)
+        resume: list[Any] = []
+        while "interrupt" in out:  # interrupt(): a durable wait for the resume value
+            resume.append(await ctx.wait_for_signal(RESUME_SIGNAL))
+            out = await ctx.run(step, {**payload, "resume": gc.encode(resume)})
+        return gc.decode(out["value"], where=f"{gc.where}, output of node {node_name!r}")
+
+    return RunnableCallable(None, call, name=node_name, trace=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -58,8 +59,25 @@ _served: tuple[Served, ...] = ()
 _modules: frozenset[str] = frozenset()
 
 
+# Workflow functions made inside a function (a workflow factory such as the LangGraph
+# adapter's `from_state_graph`) -> the module-level name their definition is bound to.
+_bound_names: weakref.WeakKeyDictionary[Callable[..., Any], str] = weakref.WeakKeyDictionary()
+
+
+def _bound_name(defn: WorkflowDefinition[..., Any]) -> str | None:
+    """The module-level name `defn` is bound to in its function's module, if it is."""
+    module = sys.modules.get(defn.fn.__module__)
+    names = [k for k, v in vars(module).items() if v is defn] if module is not None else []
+    return names[0] if names else None
+
+
 def check_importable(defn: WorkflowDefinition[..., Any]) -> None:
-    """Refuse a workflow the sandbox could not import again by module and name."""
+    """Refuse a workflow the sandbox could not import again by module and name.
+
+    A definition made by a factory inside a function (its qualname has `<locals>`) is
+    accepted when it is bound to a module-level name of its function's `__module__`: the
+    sandbox's fresh import of that module makes it again under the same name.
+    """
     module, qualname = defn.fn.__module__, defn.fn.__qualname__
     where = f"workflow {defn.name!r} ({module}:{qualname})"
     if module in ("__main__", "__mp_main__"):
@@ -68,10 +86,14 @@ def check_importable(defn: WorkflowDefinition[..., Any]) -> None:
             f"workflow modules for every run, so move it into an importable module"
         )
     if "<locals>" in qualname:
-        raise ConfigError(
-            f"{where} is defined inside a function; Temporal's sandbox re-imports workflow "
-            f"modules for every run, so define it at module level"
-        )
+        bound = _bound_name(defn)
+        if bound is None:
+            raise ConfigError(
+                f"{where} is defined inside a function; Temporal's sandbox re-imports "
+                f"workflow modules for every run, so define it (or bind what the function "
+                f"returns) at module level of {module}"
+            )
+        _bound_names[defn.fn] = bound
 
 
 def _publish(served: tuple[Served, ...]) -> None:
@@ -131,7 +153,8 @@ def lookup(task_queue: str, name: str) -> tuple[WorkflowDefinition[..., Any], Se
 
 
 def _sandbox_copy(host: WorkflowDefinition[..., Any]) -> WorkflowDefinition[..., Any]:
-    module_name, qualname = host.fn.__module__, host.fn.__qualname__
+    module_name = host.fn.__module__
+    qualname = _bound_names.get(host.fn, host.fn.__qualname__)
     module = sys.modules.get(module_name)
     if module is None:  # served after this sandbox was loaded: import it now
         with workflow.unsafe.sandbox_import_notification_policy(

@@ -23,15 +23,22 @@ import adapters.langgraph
 import bridge
 from adapters.langgraph import activity_as_langchain_tool, from_state_graph
 from tests import graph_wfs, ledger
-from tests.conftest import Workers
+from tests.conftest import BACKENDS, Workers
 from tests.core.test_public_api import _offending, _py_files
 from tests.journal.test_crash import wait_for_steps
 
 BOTH = ["sql", "langgraph"]
+#: Graph workflows run on Temporal too (issue #16): a module-level from_state_graph(...).
+ALL_ENGINES = BACKENDS
 
 
 def test_adapter_all_is_pinned_and_it_imports_no_backend() -> None:
-    assert sorted(adapters.langgraph.__all__) == ["activity_as_langchain_tool", "from_state_graph"]
+    assert sorted(adapters.langgraph.__all__) == [
+        "RESUME_SIGNAL",
+        "activity_as_langchain_tool",
+        "from_entrypoint",
+        "from_state_graph",
+    ]
     files = _py_files("adapters", "langgraph")
     assert any(p.name == "_graph.py" for p in files)
     assert _offending(files, ("backends",)) == []
@@ -46,7 +53,7 @@ def _expected_state(raw_final: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in raw_final.items() if k not in ("ledger", "gate")}
 
 
-@pytest.mark.parametrize("backend_name", BOTH)
+@pytest.mark.parametrize("backend_name", ALL_ENGINES)
 async def test_pipeline_graph_gives_langgraphs_own_final_state(
     client: bridge.Client, tmp_path: Path, ledger_path: str
 ) -> None:
@@ -63,7 +70,7 @@ async def test_pipeline_graph_gives_langgraphs_own_final_state(
     assert steps == ["pipeline.fetch", "pipeline.transform", "pipeline.report"]
 
 
-@pytest.mark.parametrize("backend_name", BOTH)
+@pytest.mark.parametrize("backend_name", ALL_ENGINES)
 async def test_pipeline_killed_after_transform_resumes_with_report_only(
     settings: dict[str, Any], tmp_path: Path, ledger_path: str
 ) -> None:
@@ -139,7 +146,7 @@ LOOP_GRAPH = _loop_graph()
 LOOP = from_state_graph(LOOP_GRAPH, name="loop_graph")
 
 
-@pytest.mark.parametrize("backend_name", BOTH)
+@pytest.mark.parametrize("backend_name", ALL_ENGINES)
 async def test_branches_joins_and_reducers_behave_as_in_langgraph(client: bridge.Client) -> None:
     before = (
         dict(LOOP_GRAPH.nodes),

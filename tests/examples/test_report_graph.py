@@ -1,7 +1,6 @@
-"""examples/report_graph.py on every engine: the seeds' fetch/transform/report graph gives
-LangGraph's own final state, and a worker killed right after `transform` is followed by one
-that runs `report` alone. Temporal refuses graph workflows today (issue #16); its cases skip
-with the backend's own refusal, and start failing the skip the day it accepts them."""
+"""examples/report_graph.py on every engine (sql, langgraph, Temporal): the seeds'
+fetch/transform/report graph gives LangGraph's own final state, and a worker killed right
+after `transform` is followed by one that runs `report` alone."""
 
 from __future__ import annotations
 
@@ -9,8 +8,6 @@ import os
 import signal
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 import bridge
 from bridge.testing import ledger
@@ -21,15 +18,6 @@ from tests.journal.test_crash import wait_for_steps
 STEPS = ["report_graph.fetch", "report_graph.transform", "report_graph.report"]
 
 
-async def skip_if_refused(client: bridge.Client) -> None:
-    """Skip with the backend's exact reason when it will not serve the graph workflow."""
-    try:
-        async with client.worker([example.report_graph]):
-            pass
-    except bridge.ConfigError as exc:
-        pytest.skip(f"{client.backend_name} refuses from_state_graph workflows (issue #16): {exc}")
-
-
 def plumbing(ledger_path: str, gate: str = "") -> dict[str, Any]:
     return {"url": "https://example.com/fruit.csv", "ledger": ledger_path, "gate": gate}
 
@@ -37,7 +25,6 @@ def plumbing(ledger_path: str, gate: str = "") -> dict[str, Any]:
 async def test_graph_gives_langgraphs_own_final_state(
     client: bridge.Client, tmp_path: Path, ledger_path: str
 ) -> None:
-    await skip_if_refused(client)
     plain = await example.builder.compile().ainvoke(plumbing(str(tmp_path / "plain.db")))
     async with client.worker([example.report_graph]):
         ours = await client.execute(
@@ -59,7 +46,6 @@ async def test_worker_killed_after_transform_resumes_with_report_only(
     workers = Workers(settings, tmp_path)
     client = await bridge.connect(settings)
     try:
-        await skip_if_refused(client)
         await client.start(example.report_graph, plumbing(ledger_path, str(gate)), id="report-2")
         first = workers.start("examples.report_graph")
         await wait_for_steps(client, "report-2", 2, timeout=60)  # fetch, transform journaled
