@@ -162,6 +162,30 @@ class Backend(abc.ABC):
             f"{id!r}); use a backend that does (sql, langgraph, temporal)"
         )
 
+    async def update(
+        self,
+        id: str,
+        name: str,
+        args: Sequence[Any],
+        *,
+        update_id: str,
+        timeout: float | None = None,
+    ) -> Any:
+        """Deliver update `name` (with JSON `args`) to run `id` and return its handler's
+        result as JSON data, exactly once per `update_id` (a second call with the same id
+        answers the first result without running the handler again). Raises
+        UpdateNotFoundError, UpdateRejectedError (nothing journaled), UpdateFailedError
+        (the handler raised), WorkflowClosedError (a finished run, for a new update id),
+        TimeoutWaitingError (`timeout` passed first; the update may still be applied).
+
+        Not abstract, so a backend written before updates existed keeps working, hence the
+        default.
+        """
+        raise ConfigError(
+            f"the {self.name} backend does not support updates (update {name!r} of workflow "
+            f"{id!r}); use a backend that does (sql, langgraph, temporal)"
+        )
+
     async def replay(self, history: str, workflow: WorkflowDefinition[..., Any]) -> int:
         """Replay a history recorded by this engine (its own JSON export) against the current
         code of `workflow`; the number of events replayed, or NonDeterminismError.

@@ -347,6 +347,30 @@ def query(
 
 
 @app.command()
+def update(
+    id: str,
+    name: str,
+    args_json: Annotated[str | None, typer.Argument(metavar="[ARGS_JSON]")] = None,
+    update_id: Annotated[
+        str | None,
+        typer.Option(
+            "--update-id",
+            help="Deliver exactly once under this id: the same id again prints the first "
+            "result without running the handler again (default: a new random id).",
+        ),
+    ] = None,
+    backend: BackendOption = None,
+) -> None:
+    """Send update NAME (ARGS_JSON as for `run`) to workflow ID and print its result as JSON.
+
+    The update is applied by the run's worker, which validates it first: a rejected update
+    changes nothing and is an error here, as is a handler that raised."""
+    settings = _settings(backend)
+    args = _workflow_args(args_json)
+    _print_json(_run(settings, lambda c: c.update(id, name, *args, update_id=update_id)))
+
+
+@app.command()
 def cancel(id: str, backend: BackendOption = None) -> None:
     """Ask workflow ID to cancel (its compensations, if any, still run)."""
     _run(_settings(backend), lambda c: c.cancel(id))

@@ -84,6 +84,11 @@ class WorkflowHandle:
     async def query(self, name: str, *args: Any) -> Any:
         return await self.client.query(self.id, name, *args)
 
+    async def update(
+        self, name: str, *args: Any, update_id: str | None = None, timeout: float | None = None
+    ) -> Any:
+        return await self.client.update(self.id, name, *args, update_id=update_id, timeout=timeout)
+
     async def describe(self) -> WorkflowDescription:
         return await self.client.describe(self.id)
 
@@ -307,6 +312,34 @@ class Client:
         ]
         limits.check_payload(data, what=f"the arguments of query {name!r} to workflow {id!r}")
         return await self.backend.query(id, name, data)
+
+    async def update(
+        self,
+        id: str,
+        name: str,
+        *args: Any,
+        update_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Call run `id`'s update handler `name` (set by `ctx.set_update_handler`) with
+        `args` and return its result (JSON data): a request that may change the run.
+
+        Exactly once per `update_id`: give one (or keep the generated one) to retry safely;
+        the same id again returns the first result without running the handler again, also
+        after a worker crash. Raises UpdateNotFoundError (unknown name, listing the run's
+        updates), UpdateRejectedError (the validator refused; nothing was journaled),
+        UpdateFailedError (the handler raised), WorkflowClosedError (the run has finished),
+        TimeoutWaitingError (`timeout` seconds passed; the update may still be applied).
+        """
+        data = [
+            codec.to_jsonable(a, where=f"argument {i} of update {name!r}")
+            for i, a in enumerate(args)
+        ]
+        limits.check_payload(data, what=f"the arguments of update {name!r} to workflow {id!r}")
+        if update_id is None:
+            update_id = str(uuid.uuid4())
+        limits.check_id(update_id, parameter="update_id")
+        return await self.backend.update(id, name, data, update_id=update_id, timeout=timeout)
 
     async def describe(self, id: str) -> WorkflowDescription:
         return await self.backend.describe(id)

@@ -233,3 +233,29 @@ class QueryNotFoundError(NotRegisteredError):
 
 class QueryFailedError(BridgeError):
     """A query handler raised; the run is unchanged (queries never change a run)."""
+
+
+class UpdateNotFoundError(NotRegisteredError):
+    """An update named a handler the run has not set (yet): the message lists the ones it
+    has. Nothing was journaled, as for a rejected update."""
+
+
+class UpdateRejectedError(BridgeError):
+    """An update's validator raised: the update was refused before it was accepted, so
+    nothing was journaled and the run is unchanged (Temporal's rejected update).
+    `error_type` and `message` are the validator's exception."""
+
+    def __init__(self, message: str, *, error_type: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.reason = reason
+
+
+class UpdateFailedError(BridgeError):
+    """An update was accepted (journaled) and its handler raised: the run goes on, the
+    caller gets the handler's `error_type` and `message` (Temporal's failed update)."""
+
+    def __init__(self, message: str, *, error_type: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.reason = reason

@@ -30,6 +30,11 @@ class EventType(enum.StrEnum):
     COMPENSATION_COMPLETED = "compensation_completed"
     COMPENSATION_FAILED = "compensation_failed"
     PATCH_MARKER = "patch_marker"
+    #: An update passed its validator and was journaled; `args` are its arguments,
+    #: `details["update_id"]` its id (a rejected update leaves no event, as on Temporal).
+    UPDATE_ACCEPTED = "update_accepted"
+    #: An accepted update's handler returned (`result`) or raised (`error`).
+    UPDATE_COMPLETED = "update_completed"
     WORKFLOW_COMPLETED = "workflow_completed"
     WORKFLOW_FAILED = "workflow_failed"
     WORKFLOW_CANCELLED = "workflow_cancelled"

@@ -14,14 +14,24 @@ from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, overload
 from bridge import codec
 from bridge._signature import CallShape
 from bridge.activity import ActivityDefinition, registering
-from bridge.errors import ConfigError, NotRegisteredError, QueryFailedError, QueryNotFoundError
+from bridge.errors import (
+    ConfigError,
+    NotRegisteredError,
+    QueryFailedError,
+    QueryNotFoundError,
+    UpdateNotFoundError,
+    UpdateRejectedError,
+)
 
 __all__ = [
     "Context",
     "ContinueAsNew",
     "Signal",
     "WorkflowDefinition",
+    "UpdateHandler",
     "answer_query",
+    "call_update_handler",
+    "validate_update",
     "current_context",
     "lookup_workflow",
     "note_step_answer",
@@ -97,6 +107,52 @@ def answer_query(
             f"query {name!r} of workflow {workflow_id!r} failed: {type(exc).__name__}: {exc}"
         ) from None
     return codec.to_jsonable(value, where=f"the answer of query {name!r}")
+
+
+@dataclass(frozen=True)
+class UpdateHandler:
+    """An update handler a run has set (`Context.set_update_handler`) and its validator."""
+
+    handler: Callable[..., Any]
+    validator: Callable[..., Any] | None = None
+
+
+def validate_update(
+    handlers: dict[str, UpdateHandler], workflow_id: str, name: str, args: Sequence[Any]
+) -> UpdateHandler:
+    """The handler of update `name`, once its validator (if any) accepted `args`.
+
+    The one place every backend decides whether an update is accepted, so an unknown name
+    (`UpdateNotFoundError`, listing the run's updates) and a refusal (`UpdateRejectedError`
+    carrying the validator's error type and message) read the same on every engine. It
+    runs before anything is journaled: a rejected update leaves no trace in the run.
+    """
+    entry = handlers.get(name)
+    if entry is None:
+        known = ", ".join(sorted(handlers)) or "(none yet)"
+        raise UpdateNotFoundError(
+            f"workflow {workflow_id!r} has no update {name!r}; its updates: {known}. An "
+            f"update exists once the run's code has called ctx.set_update_handler({name!r}, fn)"
+        )
+    if entry.validator is not None:
+        try:
+            entry.validator(*args)
+        except Exception as exc:
+            raise UpdateRejectedError(
+                f"update {name!r} of workflow {workflow_id!r} was rejected by its validator: "
+                f"{type(exc).__name__}: {exc}",
+                error_type=type(exc).__name__,
+                reason=str(exc),
+            ) from None
+    return entry
+
+
+async def call_update_handler(entry: UpdateHandler, args: Sequence[Any]) -> Any:
+    """Run an accepted update's handler (plain or async) with `args`; its value as is."""
+    value = entry.handler(*args)
+    if inspect.isawaitable(value):
+        value = await value
+    return value
 
 
 class ContinueAsNew(BaseException):
@@ -259,6 +315,53 @@ class Context(abc.ABC):
         found: dict[str, Callable[..., Any]] | None = self.__dict__.get("_bridge_queries")
         if found is None:
             found = self.__dict__["_bridge_queries"] = {}
+        return found
+
+    def set_update_handler(
+        self,
+        name: str,
+        handler: Callable[..., Any] | None,
+        *,
+        validator: Callable[..., Any] | None = None,
+    ) -> None:
+        """Publish `handler` as update `name` of this run (None removes it): a request that
+        may change the run and answers its caller (Temporal's `@workflow.update`, with a
+        function closing over workflow state rather than a method).
+
+        `client.update(id, name, *args)` (or `bridge update ID NAME`) calls it with the JSON
+        arguments and returns its result. `validator` (a plain function, called with the
+        same arguments before anything is journaled) refuses an update by raising:
+        the caller gets UpdateRejectedError and the run is unchanged. An accepted update
+        is journaled, and on a replay its handler runs again at the same point, so what it
+        does to workflow state must depend only on that state and its arguments. The
+        handler may be async and take steps (`ctx.run`, `ctx.sleep`) on Temporal and
+        the journal engines; see docs/architecture.md "Updates" for where the journal engines
+        deliver updates (at the run's waits).
+        """
+        if handler is not None and not callable(handler):
+            raise ConfigError(
+                f"update handler {name!r} of workflow {self.workflow_id!r} must be callable, "
+                f"not {handler!r}"
+            )
+        if validator is not None and (
+            inspect.iscoroutinefunction(validator) or not callable(validator)
+        ):
+            raise ConfigError(
+                f"the validator of update {name!r} of workflow {self.workflow_id!r} must be "
+                f"a plain function (validators read state, they do not await), not {validator!r}"
+            )
+        handlers = self.update_handlers
+        if handler is None:
+            handlers.pop(name, None)
+        else:
+            handlers[name] = UpdateHandler(handler, validator)
+
+    @property
+    def update_handlers(self) -> dict[str, UpdateHandler]:
+        """The update handlers this run has set so far, by name (the backend calls them)."""
+        found: dict[str, UpdateHandler] | None = self.__dict__.get("_bridge_updates")
+        if found is None:
+            found = self.__dict__["_bridge_updates"] = {}
         return found
 
     @abc.abstractmethod

@@ -118,6 +118,18 @@ def wait_answer(rec: StepRecord) -> dict[str, Any]:
     }
 
 
+#: The status of an interrupt answer that settles nothing: the worker resumed the thread so
+#: that the wait delivers the run's pending updates (`GraphContext._pause`), after which the
+#: wait interrupts again. Recorded by LangGraph like any answer, so a replay applies the
+#: journaled updates at the same interrupt.
+UPDATES = "updates"
+
+
+def updates_answer(idx: int) -> dict[str, Any]:
+    """The answer that resumes the thread waiting at `idx` to deliver updates."""
+    return {WAIT_MARK: idx, "status": UPDATES, "output": None, "at": None}
+
+
 class Abandoned(BaseException):
     """Ends an execution without LangGraph recording anything, as a crash would.
 
@@ -261,7 +273,7 @@ class GraphContext(JournaledContext):
                 fire_at=now + secs,
             )
             await self._write(rec)  # the timer is armed before the thread stops
-        self._pause(rec)
+        await self._pause(rec)
 
     async def wait_for_signal(self, name: Any, *, timeout: float | timedelta | None = None) -> Any:
         names = signal_names(name, where=f"workflow {self._id!r}")
@@ -272,7 +284,7 @@ class GraphContext(JournaledContext):
         if rec is None:
             rec = self._signal_wait(idx, label, names, secs)
             await self._write(rec)
-        answer = self._pause(rec)
+        answer = await self._pause(rec)
         if answer["status"] == TIMED_OUT:
             return None
         self._progress()
@@ -289,9 +301,9 @@ class GraphContext(JournaledContext):
             return await super().wait_condition(condition, timeout=timeout)
         idx = self._take_index()
         self._recorded(idx, CONDITION, CONDITION, None, None)
-        return self._pause(rec)["status"] == COMPLETED
+        return (await self._pause(rec, condition))["status"] == COMPLETED
 
-    async def _condition_parks(self, rec: StepRecord) -> bool:
+    async def _condition_parks(self, rec: StepRecord, condition: Callable[[], bool]) -> bool:
         """Nothing in this execution can change the state any more. When another branch
         interrupted, that interrupt ends the execution and the condition is evaluated
         again when it is answered; otherwise the condition interrupts itself, and the
@@ -300,30 +312,48 @@ class GraphContext(JournaledContext):
             raise Suspend(wake_at=rec.fire_at, waiting_for="a condition")
         rec = replace(rec, output=PAUSED)
         await self._write(rec)
-        return self._pause(rec)["status"] == COMPLETED
+        return (await self._pause(rec, condition))["status"] == COMPLETED
 
-    def _pause(self, rec: StepRecord) -> dict[str, Any]:
+    async def _pause(
+        self, rec: StepRecord, condition: Callable[[], bool] | None = None
+    ) -> dict[str, Any]:
         """One `interrupt()`: LangGraph's answer to this wait, or Suspend until there is one.
 
         Every wait interrupts, answered or not, because LangGraph pairs answers with
-        interrupts by their order in the entrypoint.
+        interrupts by their order in the entrypoint. An `UPDATES` answer settles nothing:
+        the wait delivers the run's updates (`deliver_updates`) and interrupts again; a
+        condition wait whose condition the updates made true completes then (its row
+        keeps the PAUSED mark, so a replay takes the same interrupts).
         """
-        self._saver.raise_failure(self._thread)
-        question = {WAIT_MARK: rec.idx, "kind": rec.kind, "name": rec.name, "fire_at": rec.fire_at}
-        try:
-            answer = self._root.run(interrupt, question)
-        except GraphInterrupt as exc:
-            if self.interrupt is None:
-                self.interrupt = exc
-            waiting_for = {SLEEP: None, CONDITION: "a condition"}.get(rec.kind, rec.name)
-            raise Suspend(wake_at=rec.fire_at, waiting_for=waiting_for) from None
-        if not isinstance(answer, dict) or answer.get(WAIT_MARK) != rec.idx:
-            raise NonDeterminismError(
-                self._id,
-                rec.idx,
-                recorded=f"an interrupt answered with {answer!r}",
-                current=_describe_step(rec.kind, rec.name, None),
-            )
+        while True:
+            self._saver.raise_failure(self._thread)
+            question = {
+                WAIT_MARK: rec.idx,
+                "kind": rec.kind,
+                "name": rec.name,
+                "fire_at": rec.fire_at,
+            }
+            try:
+                answer = self._root.run(interrupt, question)
+            except GraphInterrupt as exc:
+                if self.interrupt is None:
+                    self.interrupt = exc
+                waiting_for = {SLEEP: None, CONDITION: "a condition"}.get(rec.kind, rec.name)
+                raise Suspend(wake_at=rec.fire_at, waiting_for=waiting_for) from None
+            if not isinstance(answer, dict) or answer.get(WAIT_MARK) != rec.idx:
+                raise NonDeterminismError(
+                    self._id,
+                    rec.idx,
+                    recorded=f"an interrupt answered with {answer!r}",
+                    current=_describe_step(rec.kind, rec.name, None),
+                )
+            if answer["status"] != UPDATES:
+                break
+            await self.deliver_updates()
+            if condition is not None and condition():
+                if self._steps.get(rec.idx, rec).status not in _FINAL:
+                    await self._write(replace(rec, status=COMPLETED, finished_at=time.time()))
+                return {WAIT_MARK: rec.idx, "status": COMPLETED, "output": PAUSED, "at": None}
         self._steps[rec.idx] = replace(
             rec, status=answer["status"], output=answer["output"], finished_at=answer["at"]
         )

@@ -33,13 +33,14 @@ from backends.langgraph._graph import (
     Execution,
     invoke,
     record_from_json,
+    updates_answer,
     wait_answer,
 )
 from backends.langgraph._store import SETTLED, Store
 from bridge import codec
 from bridge.backend import Status
 from bridge.errors import StorageError
-from bridge.journal.context import JournaledContext, StepRecord
+from bridge.journal.context import UPDATE, UPDATE_ACCEPTED, JournaledContext, StepRecord
 from bridge.journal.store import archive_id, generation_of
 from bridge.journal.worker import JournalWorker, RunJournal
 from bridge.workflow import WorkflowDefinition
@@ -148,13 +149,27 @@ class LangGraphWorker(JournalWorker):
                     f"out of step (restored separately?)"
                 )
             settled = rec if rec.status in SETTLED else store.settle_wait(rec)
-            if settled is None:
+            open_updates = [
+                r.idx for r in steps if r.kind == UPDATE and r.status == UPDATE_ACCEPTED
+            ]
+            # A wait after an unfinished update's row is inside its handler: it delivers no
+            # update (`JournaledContext.deliver_updates`), so none may resume it.
+            inside = any(u < idx for u in open_updates)
+            if settled is None and not inside and (open_updates or store.pending_updates(row.id)):
+                # Resume the wait only to deliver the run's updates (or to finish one whose
+                # handler a crash cut short: the same answer again); it interrupts again.
+                command = Command(resume={interrupt_id: updates_answer(idx)})
+            elif settled is None:
                 store.park(
-                    row.id, self.owner, waiting_for=None if rec.kind == "sleep" else rec.name
+                    row.id,
+                    self.owner,
+                    waiting_for=None if rec.kind == "sleep" else rec.name,
+                    wake_on_update=not inside,
                 )
                 return True
-            steps = [settled if r.idx == idx else r for r in steps]
-            command = Command(resume={interrupt_id: wait_answer(settled)})
+            else:
+                steps = [settled if r.idx == idx else r for r in steps]
+                command = Command(resume={interrupt_id: wait_answer(settled)})
         execution = Execution(
             definition=self.definitions[row.name],
             journal=RunJournal(self, row.id),

@@ -58,6 +58,7 @@ class SqlWorker(JournalWorker):
                 waiting_for=outcome.waiting_for,
                 error=outcome.error,
                 blocked=outcome.blocked,
+                wake_on_update=not ctx.waits_in_update,
             )
             if outcome.blocked:
                 log.error("workflow %s stopped: %s", row.id, (outcome.error or {}).get("message"))

@@ -30,6 +30,8 @@ from temporalio.client import (
     WorkflowHistory,
     WorkflowHistoryEventFilterType,
     WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -48,6 +50,9 @@ from bridge.errors import (
     QueryNotFoundError,
     StorageError,
     TimeoutWaitingError,
+    UpdateFailedError,
+    UpdateNotFoundError,
+    UpdateRejectedError,
     WorkflowClosedError,
     WorkflowIdConflictError,
     WorkflowNotFoundError,
@@ -96,6 +101,7 @@ class TemporalBackend(Backend):
             "multi_worker",
             "history_export",
             "queries",
+            "updates",
             "wait_condition",
             "continue_as_new",
             "crash_resume",
@@ -461,6 +467,44 @@ class TemporalBackend(Backend):
                 ) from None
             raise self._not_found(exc, id) from None
 
+    async def update(
+        self,
+        id: str,
+        name: str,
+        args: Sequence[Any],
+        *,
+        update_id: str,
+        timeout: float | None = None,
+    ) -> Any:
+        """A native Temporal update (`execute_update` with `update_id`), validated and run
+        by the workflow class's dynamic update handler (`_workflow_class.py`); Temporal
+        answers a repeated update id with the first outcome.
+
+        The handler's and validator's errors come back as ApplicationErrors whose type
+        tells a rejection (UpdateRejectedError, UpdateNotFoundError) from a failure, and
+        whose details carry the original error type and message."""
+        handle = await self._handle(id)
+        call = handle.execute_update(name, args=list(args), id=update_id)
+        try:
+            return await (call if timeout is None else asyncio.wait_for(call, timeout))
+        except TimeoutError:
+            raise TimeoutWaitingError(
+                f"update {name!r} (update id {update_id!r}) of workflow {id!r} has no "
+                f"outcome after {timeout}s; call again with the same update id to keep "
+                f"waiting: it is applied at most once"
+            ) from None
+        except WorkflowUpdateFailedError as exc:
+            raise _update_error(exc, id, name) from None
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            raise TimeoutWaitingError(
+                f"update {name!r} (update id {update_id!r}) of workflow {id!r}: Temporal "
+                f"gave no outcome in time; is a worker for task queue "
+                f"{self.settings.temporal.task_queue!r} running? Call again with the same "
+                f"update id to keep waiting"
+            ) from None
+        except RPCError as exc:
+            raise await self._closed_or_missing(exc, id, f"send update {name!r} to") from None
+
     async def cancel(self, id: str) -> None:
         # Temporal accepts a cancel request for a finished run without complaint; bridge
         # refuses it, as on sql, so look first.
@@ -604,6 +648,28 @@ class TemporalBackend(Backend):
         except WorkflowNotFoundError as missing:
             return missing
         return WorkflowClosedError(id, desc.status.value, action)
+
+
+def _update_error(exc: WorkflowUpdateFailedError, id: str, name: str) -> Exception:
+    """The bridge error for a failed Temporal update (see `RunState.validate`/`apply`)."""
+    cause = exc.cause
+    kind = getattr(cause, "type", None) or type(cause).__name__
+    message = getattr(cause, "message", None) or str(cause)
+    details = getattr(cause, "details", None) or ()
+    info = details[0] if details and isinstance(details[0], dict) else {}
+    if kind == "UpdateNotFoundError":
+        return UpdateNotFoundError(message)
+    if kind == "UpdateRejectedError":
+        return UpdateRejectedError(
+            message,
+            error_type=str(info.get("error_type", "")),
+            reason=str(info.get("reason", "")),
+        )
+    return UpdateFailedError(
+        f"update {name!r} of workflow {id!r} failed: {message}",
+        error_type=str(info.get("error_type", kind)),
+        reason=str(info.get("reason", message)),
+    )
 
 
 async def _close_event(handle: WorkflowHandle[Any, Any]) -> TemporalEvent | None:

@@ -35,18 +35,26 @@ from backends.temporal import _registry
 from backends.temporal._converter import decode_payload
 from bridge import codec
 from bridge.activity import ActivityDefinition, RetryPolicy, as_activity, seconds
-from bridge.errors import ActivityError, CompensationError
+from bridge.errors import (
+    ActivityError,
+    CompensationError,
+    UpdateNotFoundError,
+    UpdateRejectedError,
+)
 from bridge.limits import check_payload
 from bridge.workflow import (
     Context,
     ContinueAsNew,
     Signal,
+    UpdateHandler,
     WorkflowDefinition,
     _current_context,
     answer_query,
+    call_update_handler,
     flatten_awaitables,
     note_step_answer,
     signal_names,
+    validate_update,
 )
 
 __all__ = ["RunState", "TemporalContext", "execute"]
@@ -143,6 +151,7 @@ class RunState:
         self._signals: dict[str, deque[tuple[int, Any]]] = {}
         self._arrived = 0
         self.queries: dict[str, Callable[..., Any]] = {}
+        self.updates: dict[str, UpdateHandler] = {}
 
     def add_signal(self, name: str, payload: Any) -> None:
         self._arrived += 1
@@ -172,6 +181,49 @@ class RunState:
 
     def answer(self, name: str, args: Sequence[Any]) -> Any:
         return answer_query(self.queries, workflow.info().workflow_id, name, args)
+
+    def validate(self, name: str, args: Sequence[Any]) -> None:
+        """The dynamic update validator: `bridge.workflow.validate_update`, its refusal as
+        an ApplicationError whose type (UpdateNotFoundError / UpdateRejectedError) and
+        details (the validator's error type and message) the client turns back into the
+        same error as on the journal engines. Temporal journals nothing for it."""
+        try:
+            validate_update(self.updates, workflow.info().workflow_id, name, args)
+        except (UpdateNotFoundError, UpdateRejectedError) as exc:
+            raise temporalio.exceptions.ApplicationError(
+                str(exc),
+                {
+                    "error_type": getattr(exc, "error_type", ""),
+                    "reason": getattr(exc, "reason", ""),
+                },
+                type=type(exc).__name__,
+                non_retryable=True,
+            ) from None
+
+    async def apply(self, name: str, args: Sequence[Any]) -> Any:
+        """The dynamic update handler: the handler `ctx.set_update_handler` set, its result
+        as JSON data. Any exception it raises fails the update (not the workflow task,
+        Temporal's default for a non-ApplicationError), carrying its type and message."""
+        entry = self.updates.get(name)
+        if entry is None:  # removed between validation and now
+            self.validate(name, args)
+            raise AssertionError("unreachable")
+        try:
+            value = await call_update_handler(entry, args)
+            out = codec.to_jsonable(value, where=f"the result of update {name!r}")
+            check_payload(out, what=f"the result of update {name!r}")
+            return out
+        except (workflow.NondeterminismError, asyncio.CancelledError):
+            raise
+        except temporalio.exceptions.ApplicationError:
+            raise
+        except Exception as exc:
+            raise temporalio.exceptions.ApplicationError(
+                f"{type(exc).__name__}: {exc}",
+                {"error_type": type(exc).__name__, "reason": str(exc)},
+                type=type(exc).__name__,
+                non_retryable=True,
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -217,6 +269,11 @@ class TemporalContext(Context):
     def query_handlers(self) -> dict[str, Callable[..., Any]]:
         """The run's table, which the workflow class's dynamic query handler reads."""
         return self._state.queries
+
+    @property
+    def update_handlers(self) -> dict[str, UpdateHandler]:
+        """The run's table, which the workflow class's dynamic update handler calls."""
+        return self._state.updates
 
     @property
     def sandboxed(self) -> bool:
@@ -461,7 +518,11 @@ async def execute(state: RunState, args: Sequence[Any]) -> Any:
     token = _current_context.set(ctx)
     try:
         try:
-            return await _call(defn, ctx, _arguments(defn, args))
+            result = await _call(defn, ctx, _arguments(defn, args))
+            # Updates still running finish (and answer their callers) before the run ends,
+            # as on the journal engines, where a handler runs inline at a wait.
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return result
         except ContinueAsNew as c:
             data = defn.shape.encode_args(c.call_args, c.call_kwargs)
             check_payload(data, what=f"the continue-as-new input of workflow {ctx.workflow_id!r}")

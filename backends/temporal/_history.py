@@ -88,6 +88,8 @@ class _Builder:
         self.sleeps: dict[str, int] = {}
         self.signals: dict[str, deque[Any]] = {}
         self.waits_seen: set[int] = set()
+        #: The accepted event id of each update -> (update name, update id).
+        self.updates: dict[int, tuple[str, str]] = {}
         self.last_step = -1
         #: Temporal event id -> (step, description) for every event that records a step.
         self.steps_by_event: dict[int, tuple[int, str]] = {}
@@ -275,6 +277,46 @@ class _Builder:
             )
         elif wait.get("state") == TIMED_OUT:
             self.out.append(HistoryEvent(E.SIGNAL_TIMED_OUT, at, step=step, name=name))
+
+    def on_workflow_execution_update_accepted(
+        self, ev: TemporalEvent, a: Any, at: datetime
+    ) -> None:
+        """An update passed its validator (a rejected one has no event, as on the journal
+        engines). Temporal numbers no step for it, so `step` is None here."""
+        request = a.accepted_request
+        args = [self.converter.from_payload(p) for p in request.input.args.payloads]
+        update_id = request.meta.update_id
+        self.updates[ev.event_id] = (request.input.name, update_id)
+        self.out.append(
+            HistoryEvent(
+                E.UPDATE_ACCEPTED,
+                at,
+                name=request.input.name,
+                args=args,
+                details={"update_id": update_id},
+            )
+        )
+
+    def on_workflow_execution_update_completed(
+        self, ev: TemporalEvent, a: Any, at: datetime
+    ) -> None:
+        name, update_id = self.updates.get(a.accepted_event_id, (None, a.meta.update_id))
+        outcome = a.outcome
+        result = error = None
+        if outcome.HasField("failure"):
+            error = _error(outcome.failure)
+        elif outcome.HasField("success"):
+            result = self.decode(outcome.success)
+        self.out.append(
+            HistoryEvent(
+                E.UPDATE_COMPLETED,
+                at,
+                name=name,
+                result=result,
+                error=error,
+                details={"update_id": update_id},
+            )
+        )
 
     def on_marker_recorded(self, ev: TemporalEvent, a: Any, at: datetime) -> None:
         if a.marker_name != _PATCH_MARKER:

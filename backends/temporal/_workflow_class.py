@@ -48,6 +48,21 @@ class BridgeWorkflow:
         decoded = [decode_payload(a.payload, workflow.payload_converter) for a in args]
         return self._state.answer(name, decoded)
 
+    @workflow.update(dynamic=True)
+    async def _on_update(self, name: str, args: Sequence[RawValue]) -> Any:
+        """Every update: a native Temporal update, run by the handler
+        `ctx.set_update_handler` set; Temporal journals its acceptance and outcome and
+        answers a repeated update id with the first outcome."""
+        decoded = [decode_payload(a.payload, workflow.payload_converter) for a in args]
+        return await self._state.apply(name, decoded)
+
+    @_on_update.validator
+    def _validate_update(self, name: str, args: Sequence[RawValue]) -> None:
+        """The update's validator (and an unknown name's refusal), before anything is
+        journaled: a rejected update leaves no event in the run's history."""
+        decoded = [decode_payload(a.payload, workflow.payload_converter) for a in args]
+        self._state.validate(name, decoded)
+
     @workflow.run
     async def run(self, args: Sequence[RawValue]) -> Any:
         return await _context.execute(self._state, args)

@@ -46,6 +46,9 @@ class JournalDatabase:
     settled: ClassVar[frozenset[str]] = FINAL_STEP_STATUSES
     #: Whether a requested cancel wakes a run as it parks (the backend answers waits with it).
     park_wakes_on_cancel: ClassVar[bool] = False
+    #: Whether a pending update request wakes a run as it parks (the backend's context
+    #: delivers updates at its waits; see `JournaledContext.deliver_updates`).
+    park_wakes_on_update: ClassVar[bool] = True
 
     def __init__(
         self, settings: JournalSettings, *, interceptors: Sequence[Interceptor] = ()

@@ -16,9 +16,15 @@ from typing import Any, ClassVar
 from bridge import codec, interceptors
 from bridge.backend import Backend, Status, WorkflowDescription
 from bridge.config import JournalSettings, Settings
-from bridge.errors import TimeoutWaitingError
+from bridge.errors import (
+    TimeoutWaitingError,
+    UpdateFailedError,
+    UpdateNotFoundError,
+    UpdateRejectedError,
+    WorkflowClosedError,
+)
 from bridge.history import HistoryEvent, utc
-from bridge.journal.context import StepRecord, replay_for_query
+from bridge.journal.context import COMPLETED, FAILED, StepRecord, replay_for_query
 from bridge.journal.history import build_history
 from bridge.journal.store import JournalStore
 from bridge.journal.worker import JournalWorker
@@ -49,6 +55,7 @@ class JournalBackend(Backend):
             "multi_worker",
             "history_export",
             "queries",
+            "updates",
             "wait_condition",
             "continue_as_new",
             "crash_resume",
@@ -165,6 +172,71 @@ class JournalBackend(Backend):
             cancel_requested=bool(run.cancel_requested),
         )
         return answer_query(ctx.query_handlers, id, name, args)
+
+    async def update(
+        self,
+        id: str,
+        name: str,
+        args: Sequence[Any],
+        *,
+        update_id: str,
+        timeout: float | None = None,
+    ) -> Any:
+        """Record the request (once per `update_id`), wake the run, and wait for a worker
+        to reject it or to journal it and settle its row (`JournaledContext.deliver_updates`).
+
+        The outcome is read from the journal, so asking again with the same id (after a
+        timeout, a crash of this process or of the worker) returns the first result and
+        never runs the handler again."""
+        self.store.add_update(id, update_id, name, args)
+        self._wake_workers()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = _WAIT_POLL_FIRST
+        while True:
+            state, found = self.store.update_outcome(id, update_id)
+            if state == "rejected":
+                error = UpdateNotFoundError if found.get("not_found") else UpdateRejectedError
+                if error is UpdateNotFoundError:
+                    raise UpdateNotFoundError(str(found.get("message", "")))
+                raise UpdateRejectedError(
+                    str(found.get("message", "")),
+                    error_type=str(found.get("error_type", "")),
+                    reason=str(found.get("reason", "")),
+                )
+            if state == "accepted" and found is not None and found.status == COMPLETED:
+                return found.output
+            if state == "accepted" and found is not None and found.status == FAILED:
+                error_info = found.error or {}
+                raise UpdateFailedError(
+                    f"update {name!r} of workflow {id!r} failed: "
+                    f"{error_info.get('error_type', 'Error')}: {error_info.get('message', '')}",
+                    error_type=str(error_info.get("error_type", "")),
+                    reason=str(error_info.get("message", "")),
+                )
+            run = self.store.get_run(id)
+            if Status(run.status).is_terminal:
+                if self.store.update_outcome(id, update_id)[0] != state:
+                    continue  # settled just before the run ended: read it again
+                if state == "accepted":
+                    raise UpdateFailedError(
+                        f"update {name!r} of workflow {id!r} was accepted but the run "
+                        f"ended ({run.status.lower()}) before its handler finished",
+                        error_type="WorkflowClosedError",
+                    )
+                raise WorkflowClosedError(
+                    id,
+                    run.status,
+                    f"deliver update {name!r} (update id {update_id!r}) to",
+                )
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutWaitingError(
+                    f"update {name!r} (update id {update_id!r}) of workflow {id!r} has no "
+                    f"outcome after {timeout}s (it is {state}); call again with the same "
+                    f"update id to keep waiting: it is applied at most once"
+                )
+            await asyncio.sleep(pause if remaining is None else min(pause, remaining))
+            pause = min(pause * 2, _WAIT_POLL_MAX)
 
     async def history(self, id: str) -> list[HistoryEvent]:
         run = self.store.get_run(id)

@@ -35,6 +35,8 @@ from bridge.errors import (
     CompensationError,
     NonDeterminismError,
     StorageError,
+    UpdateNotFoundError,
+    UpdateRejectedError,
     WorkflowTimeoutError,
 )
 from bridge.history import utc
@@ -45,9 +47,11 @@ from bridge.workflow import (
     Signal,
     WorkflowDefinition,
     _current_context,
+    call_update_handler,
     flatten_awaitables,
     note_step_answer,
     signal_names,
+    validate_update,
 )
 
 if TYPE_CHECKING:
@@ -64,6 +68,10 @@ __all__ = [
     "Suspend",
     "drive",
     "replay_for_query",
+    "UPDATE",
+    "UPDATE_ACCEPTED",
+    "UPDATE_REJECTED",
+    "UPDATE_REQUEST",
 ]
 
 #: The kind of a generation's first journal row, at index -1 (no operation takes it): which
@@ -84,6 +92,13 @@ ACTIVITY, SLEEP, SIGNAL, PATCH, COMPENSATION, CONDITION = (
     "compensation",
     "condition",
 )
+#: The kind of an accepted update's row: `name` the update, `args` {"update_id", "args"};
+#: status `accepted` while its handler runs, then completed (output) or failed (error).
+UPDATE, UPDATE_ACCEPTED = "update", "accepted"
+#: The signals-table name of an update request (see `JournalStore.add_update`), and the
+#: `consumed_step` of one that was rejected (no journal row has it).
+UPDATE_REQUEST = "__bridge_update__"
+UPDATE_REJECTED = -1000
 #: Kinds whose rows are waits: a WAITING row arms a timer, settling it disarms the timer.
 WAIT_KINDS = (SLEEP, SIGNAL, CONDITION)
 COMPLETED, FAILED, RETRYING, WAITING, TIMED_OUT = (
@@ -142,6 +157,17 @@ class RunJournal(Protocol):
         `record` completed with its payload; or write `record` as it is and return
         (False, None) when none is pending."""
 
+    async def pending_updates(self) -> list[dict[str, Any]]:
+        """The run's update requests not yet accepted or rejected, oldest first: each
+        `{"seq", "update_id", "name", "args"}`."""
+
+    async def reject_update(self, seq: int, refusal: dict[str, Any]) -> None:
+        """Record that request `seq` was refused (nothing is journaled)."""
+
+    async def accept_update(self, seq: int, *records: StepRecord) -> None:
+        """Write `records` (the update's row last) and mark request `seq` accepted by it,
+        in one transaction."""
+
 
 class Suspend(BaseException):
     """Ends an execution that must wait; a BaseException so `except Exception` in user
@@ -170,6 +196,15 @@ class _NoWrites:
         return True
 
     async def take_signal(self, record: StepRecord) -> tuple[bool, Any]:
+        raise EndOfJournal
+
+    async def pending_updates(self) -> list[dict[str, Any]]:
+        raise EndOfJournal
+
+    async def reject_update(self, seq: int, refusal: dict[str, Any]) -> None:
+        raise EndOfJournal
+
+    async def accept_update(self, seq: int, *records: StepRecord) -> None:
         raise EndOfJournal
 
 
@@ -227,6 +262,10 @@ class JournaledContext(Context):
         self._ticks = 0
         self._inflight = 0
         self._changed: asyncio.Event | None = None
+        # Update handlers running now: a wait inside one delivers no update (see
+        # `deliver_updates`); `waits_in_update` is set when such a wait parked the run.
+        self._applying = 0
+        self.waits_in_update = False
 
     # -- identity ---------------------------------------------------------------------
     @property
@@ -504,6 +543,7 @@ class JournaledContext(Context):
         secs = seconds(duration, what="ctx.sleep duration") or 0.0
         idx = self._take_index()
         rec = self._recorded(idx, SLEEP, "sleep", None, None)
+        await self.deliver_updates()
         if rec is not None and rec.status == COMPLETED:
             return
         if rec is not None and rec.status == WAIT_CANCELLED:
@@ -533,6 +573,7 @@ class JournaledContext(Context):
         label = signal_label(name, names)
         idx = self._take_index()
         rec = self._recorded(idx, SIGNAL, label, None, None)
+        await self.deliver_updates()
         if rec is not None and rec.status == COMPLETED:
             return signal_value(names, rec.output)
         if rec is not None and rec.status == TIMED_OUT:
@@ -591,6 +632,7 @@ class JournaledContext(Context):
         secs = seconds(timeout, what="wait_condition timeout")
         idx = self._take_index()
         rec = self._recorded(idx, CONDITION, CONDITION, None, None)
+        await self.deliver_updates()
         if rec is not None and rec.status in (COMPLETED, TIMED_OUT):
             return rec.status == COMPLETED
         if rec is not None and rec.status == WAIT_CANCELLED:
@@ -612,7 +654,7 @@ class JournaledContext(Context):
             if not await self._others_moved(rec.fire_at):
                 if condition():
                     continue  # a branch changed the state as it ended, without a step after
-                return await self._condition_parks(rec)
+                return await self._condition_parks(rec, condition)
 
     def _condition_row(
         self, idx: int, rec: StepRecord | None, secs: float | None, status: str, output: Any = None
@@ -651,10 +693,118 @@ class JournaledContext(Context):
             await asyncio.wait_for(changed.wait(), limit)
         return True
 
-    async def _condition_parks(self, rec: StepRecord) -> bool:
+    async def _condition_parks(self, rec: StepRecord, condition: Callable[[], bool]) -> bool:
         """Nothing in this execution can make the condition true: end it until a signal,
         the timeout or a cancel wakes the run (the langgraph context interrupts instead)."""
         raise Suspend(wake_at=rec.fire_at, waiting_for="a condition")
+
+    # -- updates ----------------------------------------------------------------------
+    async def deliver_updates(self) -> None:
+        """Apply updates at a wait (called by every wait once it has taken its index).
+
+        First the accepted updates the journal holds at the next indices: their handlers
+        run again, in the order and at the point they first ran, so the state they changed
+        is rebuilt (their recorded outcome is kept). Then, only when this execution is past
+        everything its journal held (so a new row can only go at the journal's end), the
+        pending requests: each is validated against the live state; a refused one is
+        marked rejected and leaves no journal row; an accepted one takes the next index,
+        its `update` row is written (with the request marked taken, in one transaction)
+        before its handler runs, and the handler's outcome settles the row.
+
+        Updates are delivered at waits only (`sleep`, `wait_for_signal`, `wait_condition`),
+        and not at a wait inside an update handler (the handler finishes first, so a replay
+        meets the rows in the order they were written): a run taking steps without waiting
+        gets them at its next wait, and one that ends first refuses them (the caller gets
+        WorkflowClosedError).
+        """
+        if self._applying:
+            return  # a wait inside a handler: updates come after it, as the journal has them
+        while (rec := self._steps.get(self._next)) is not None and rec.kind == UPDATE:
+            await self._apply_update(self._take_index(), rec)
+        if self._replay_only or self._next < self._replay_until:
+            return
+        for request in await self._journal.pending_updates():
+            await self._accept_or_reject(request)
+
+    async def _accept_or_reject(self, request: dict[str, Any]) -> None:
+        name, args = request["name"], list(request.get("args") or [])
+        try:
+            validate_update(self.update_handlers, self._id, name, args)
+        except (UpdateNotFoundError, UpdateRejectedError) as exc:
+            self._fence()
+            await self._journal.reject_update(
+                request["seq"],
+                {
+                    "not_found": isinstance(exc, UpdateNotFoundError),
+                    "error_type": getattr(exc, "error_type", "") or type(exc).__name__,
+                    "reason": getattr(exc, "reason", ""),
+                    "message": str(exc),
+                },
+            )
+            return
+        self._fence()
+        idx = self._take_index()
+        rec = StepRecord(
+            workflow_id=self._id,
+            idx=idx,
+            kind=UPDATE,
+            name=name,
+            status=UPDATE_ACCEPTED,
+            args={"update_id": request["update_id"], "args": args},
+            started_at=time.time(),
+        )
+        pending, self._unwritten = self._unwritten, []
+        await self._journal.accept_update(request["seq"], *pending, rec)
+        self._steps[idx] = rec
+        self._clock = max(self._clock, rec.started_at)
+        await self._apply_update(idx, rec)
+
+    async def _apply_update(self, idx: int, rec: StepRecord) -> None:
+        """Run accepted update `rec`'s handler at index `idx`; settle its row unless the
+        journal already has its outcome (then only its effect on the state is wanted)."""
+        entry = self.update_handlers.get(rec.name)
+        data = rec.args if isinstance(rec.args, dict) else {}
+        if entry is None:
+            raise NonDeterminismError(
+                self._id,
+                idx,
+                recorded=_describe_step(rec.kind, rec.name, data.get("args")),
+                current=f"no handler for update {rec.name!r} at this point",
+            )
+        if rec.started_at:
+            self._clock = max(self._clock, rec.started_at)
+        settled = rec.status in FINAL_STEP_STATUSES
+        self._applying += 1
+        try:
+            value = await call_update_handler(entry, data.get("args") or [])
+            final = None if settled else self._update_done(rec, value)
+        except Suspend:
+            self.waits_in_update = True
+            raise
+        except (NonDeterminismError, StorageError):
+            raise
+        except Exception as exc:
+            final = (
+                None
+                if settled
+                else replace(rec, status=FAILED, error=error_info(exc), finished_at=time.time())
+            )
+        finally:
+            self._applying -= 1
+        self._progress()
+        if final is None or self._replay_only:
+            return
+        await self._write(final, fenced=False)
+
+    def _update_done(self, rec: StepRecord, value: Any) -> StepRecord:
+        """The completed row of update `rec` whose handler returned `value` (a failed one
+        when the value is no JSON data the caller could be given)."""
+        try:
+            out = codec.to_jsonable(value, where=f"the result of update {rec.name!r}")
+            check_payload(out, what=f"the result of update {rec.name!r}")
+        except Exception as exc:
+            return replace(rec, status=FAILED, error=error_info(exc), finished_at=time.time())
+        return replace(rec, status=COMPLETED, output=out, finished_at=time.time())
 
     # -- replay-safe sources ----------------------------------------------------------
     def now(self) -> datetime:

@@ -25,6 +25,32 @@ def _step_events(r: StepRecord) -> list[HistoryEvent]:
         # A wait_condition leaves no event, as on Temporal (whose condition timer the
         # neutral history does not show either), so histories compare across engines.
         return []
+    if r.kind == "update":
+        data = r.args if isinstance(r.args, dict) else {}
+        details = {"update_id": data.get("update_id")}
+        events = [
+            HistoryEvent(
+                E.UPDATE_ACCEPTED,
+                utc(r.started_at),
+                step=r.idx,
+                name=r.name,
+                args=data.get("args"),
+                details=details,
+            )
+        ]
+        if r.status in ("completed", "failed"):
+            events.append(
+                HistoryEvent(
+                    E.UPDATE_COMPLETED,
+                    utc(r.finished_at or r.started_at),
+                    step=r.idx,
+                    name=r.name,
+                    result=r.output,
+                    error=r.error,
+                    details=details,
+                )
+            )
+        return events
     if r.kind == "patch":
         return [HistoryEvent(E.PATCH_MARKER, utc(r.started_at), step=r.idx, name=r.name)]
     if r.kind == "sleep":

@@ -40,6 +40,8 @@ from bridge.journal.context import (
     DEADLINE,
     DEADLINE_IDX,
     SIGNAL,
+    UPDATE_REJECTED,
+    UPDATE_REQUEST,
     WAITING,
     StepRecord,
 )
@@ -357,9 +359,12 @@ class JournalStore(LeaseStatements, StepStatements):
         waiting_for: str | None,
         error: dict[str, Any] | None = None,
         blocked: bool = False,
+        wake_on_update: bool = True,
     ) -> bool:
         """Park a run (False when the lease was lost). A signal for one of its waits (or,
-        with `park_wakes_on_cancel`, a cancel) that arrived while it ran makes it PENDING
+        with `park_wakes_on_cancel`, a cancel; or a pending update request, unless
+        `wake_on_update` is False because the run waits inside an update handler, where
+        no update is delivered) that arrived while it ran makes it PENDING
         again at once, so a wake-up is never lost between the check and the park. Other
         signals leave it parked: waking for them would replay the run for nothing."""
         r, st, sg = self.schema.runs, self.schema.steps, self.schema.signals
@@ -377,6 +382,9 @@ class JournalStore(LeaseStatements, StepStatements):
                 )
             ).all()
             names = sorted({n for w in waits for n in wait_names(w.name, codec.loads(w.args))})
+            if self.park_wakes_on_update and wake_on_update:
+                # An update request that came while the run executed: deliver it now.
+                names.append(UPDATE_REQUEST)
             signalled = select(sg.c.seq).where(
                 sg.c.workflow_id == id, sg.c.consumed_step.is_(None), sg.c.name.in_(names)
             )
@@ -436,3 +444,103 @@ class JournalStore(LeaseStatements, StepStatements):
             if status == Status.WAITING.value:
                 values["status"] = Status.PENDING.value  # wake it so the workflow sees it
             conn.execute(update(r).where(r.c.id == id).values(**values))
+
+    # -- updates --------------------------------------------------------------------------
+    # An update request is a row of the signals table named `UPDATE_REQUEST` (so no schema
+    # change): its payload holds the update id, name and arguments; `consumed_step` is
+    # NULL while pending, the journal index of its `update` row once accepted, or
+    # `UPDATE_REJECTED` (with the refusal added to the payload) once rejected.
+    def _find_update(self, conn: Connection, id: str, update_id: str) -> Row[Any] | None:
+        sg = self.schema.signals
+        rows = conn.execute(
+            select(sg.c.seq, sg.c.payload, sg.c.consumed_step).where(
+                sg.c.workflow_id == id, sg.c.name == UPDATE_REQUEST
+            )
+        ).all()
+        return next((r for r in rows if codec.loads(r.payload)["update_id"] == update_id), None)
+
+    def add_update(self, id: str, update_id: str, name: str, args: Sequence[Any]) -> None:
+        """Record update request `update_id` for run `id` (nothing when it is already
+        there: the same id is delivered once) and wake the run if it is parked. A new id
+        for a finished run is refused (WorkflowClosedError); the run's row lock orders
+        this with `park`, so a request is never missed by a run about to park."""
+        r = self.schema.runs
+        with self._write("sending an update") as conn:
+            status = conn.execute(select(r.c.status).where(r.c.id == id).with_for_update()).scalar()
+            if status is None:
+                raise WorkflowNotFoundError(id, self.url)
+            if self._find_update(conn, id, update_id) is not None:
+                return
+            if Status(status).is_terminal:
+                raise WorkflowClosedError(id, status, f"send update {name!r} to")
+            payload = {"update_id": update_id, "name": name, "args": list(args)}
+            conn.execute(
+                self.schema.signals.insert().values(
+                    workflow_id=id,
+                    name=UPDATE_REQUEST,
+                    payload=codec.dumps(payload),
+                    created_at=time.time(),
+                )
+            )
+            conn.execute(
+                update(r)
+                .where(r.c.id == id, r.c.status == Status.WAITING.value, r.c.blocked.is_(False))
+                .values(status=Status.PENDING.value, updated_at=time.time())
+            )
+
+    def update_outcome(self, id: str, update_id: str) -> tuple[str, Any]:
+        """Where update `update_id` of run `id` is: ("pending", None), ("rejected",
+        refusal), or ("accepted", its journal row), read in one transaction."""
+        st = self.schema.steps
+        with self._read("reading an update") as conn:
+            row = self._find_update(conn, id, update_id)
+            if row is None:
+                return "missing", None
+            if row.consumed_step is None:
+                return "pending", None
+            if row.consumed_step == UPDATE_REJECTED:
+                return "rejected", codec.loads(row.payload).get("rejected") or {}
+            step = conn.execute(
+                select(st).where(st.c.workflow_id == id, st.c.idx == row.consumed_step)
+            ).first()
+        return "accepted", None if step is None else step_record(step)
+
+    def pending_updates(self, id: str) -> list[dict[str, Any]]:
+        """Run `id`'s update requests not yet accepted or rejected, oldest first, each its
+        payload with its `seq`."""
+        sg = self.schema.signals
+        with self._read("reading update requests") as conn:
+            rows = conn.execute(
+                select(sg.c.seq, sg.c.payload)
+                .where(
+                    sg.c.workflow_id == id,
+                    sg.c.name == UPDATE_REQUEST,
+                    sg.c.consumed_step.is_(None),
+                )
+                .order_by(sg.c.seq)
+            ).all()
+        return [{**codec.loads(r.payload), "seq": r.seq} for r in rows]
+
+    def reject_update(self, seq: int, refusal: dict[str, Any]) -> None:
+        """Mark request `seq` rejected with `refusal`; nothing goes to the journal."""
+        sg = self.schema.signals
+        with self._write("rejecting an update") as conn:
+            payload = conn.execute(select(sg.c.payload).where(sg.c.seq == seq)).scalar_one()
+            data = {**codec.loads(payload), "rejected": refusal}
+            conn.execute(
+                update(sg)
+                .where(sg.c.seq == seq, sg.c.consumed_step.is_(None))
+                .values(payload=codec.dumps(data), consumed_step=UPDATE_REJECTED)
+            )
+
+    def accept_update(self, seq: int, records: Sequence[StepRecord]) -> None:
+        """Write the accepted update's journal row (the last of `records`, after any
+        buffered ones) and mark request `seq` taken by it, in one transaction."""
+        sg = self.schema.signals
+        with self._write("accepting an update") as conn:
+            self._upsert_steps(conn, records)
+            conn.execute(
+                update(sg)
+                .where(sg.c.seq == seq, sg.c.consumed_step.is_(None))
+                .values(consumed_step=records[-1].idx)
+            )

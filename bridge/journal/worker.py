@@ -70,6 +70,15 @@ class RunJournal:
     async def take_signal(self, record: StepRecord) -> tuple[bool, Any]:
         return self._worker.store.take_signal(record)
 
+    async def pending_updates(self) -> list[dict[str, Any]]:
+        return self._worker.store.pending_updates(self._id)
+
+    async def reject_update(self, seq: int, refusal: dict[str, Any]) -> None:
+        self._worker.store.reject_update(seq, refusal)
+
+    async def accept_update(self, seq: int, *records: StepRecord) -> None:
+        self._worker.store.accept_update(seq, records)
+
 
 class JournalWorker(Worker):
     """Claims and executes runs of `workflows`; subclasses implement `execute(row)`."""

@@ -359,6 +359,32 @@ async def increment(n: int) -> int:
     return n + 1
 
 
+@bridge.workflow(name="conformance.tally")
+async def tally(ctx: bridge.Context, ledger_path: str) -> dict[str, Any]:
+    """Takes updates until one closes it: `add` (validated: positive amounts only) changes
+    the total and answers it; `close` takes a step, then ends the run."""
+    state: dict[str, Any] = {"total": 0, "closed": False}
+
+    def add(amount: int) -> int:
+        state["total"] += amount
+        return int(state["total"])
+
+    def positive(amount: int) -> None:
+        if amount <= 0:
+            raise ValueError(f"amount must be positive, got {amount}")
+
+    async def close(label: str) -> str:
+        done = await ctx.run(step, ledger_path, label)
+        state["closed"] = True
+        return done
+
+    ctx.set_update_handler("add", add, validator=positive)
+    ctx.set_update_handler("close", close)
+    ctx.set_query_handler("total", lambda: state["total"])
+    await ctx.wait_condition(lambda: state["closed"])
+    return state
+
+
 STANDARD = [
     sequence,
     five_steps,
@@ -373,4 +399,5 @@ STANDARD = [
     stages,
     held,
     counter,
+    tally,
 ]

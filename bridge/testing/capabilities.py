@@ -31,6 +31,8 @@ CAPABILITIES: dict[str, str] = {
     "history_export": "client.history returns the neutral event history",
     "replay": "Backend.replay checks a recorded native history against current code",
     "queries": "client.query reads a run's state through its query handlers, changing nothing",
+    "updates": "client.update changes a run through its update handlers, exactly once per "
+    "update id, and a validator's refusal journals nothing",
     "wait_condition": "ctx.wait_condition and waiting for the first of several signals",
     "continue_as_new": "ctx.continue_as_new continues the same id with a fresh history",
 }

@@ -21,6 +21,9 @@ from bridge.testing.suite._crash import test_crash_resume_at_every_step_boundary
 from bridge.testing.suite._messages import (
     test_continue_as_new,
     test_query,
+    test_update,
+    test_update_rejected_by_validator,
+    test_update_same_id_twice,
     test_wait_condition,
     test_wait_for_signals,
 )
@@ -59,6 +62,9 @@ __all__ = [
     "test_codec_round_trip",
     "test_crash_resume_at_every_step_boundary",
     "test_query",
+    "test_update",
+    "test_update_rejected_by_validator",
+    "test_update_same_id_twice",
     "test_wait_for_signals",
     "test_wait_condition",
     "test_continue_as_new",

@@ -10,7 +10,15 @@ from bridge.testing import _workflows as wf
 from bridge.testing.ledger import Ledger
 from bridge.testing.scenario import new_id, result_of, wait_for_status
 
-__all__ = ["test_continue_as_new", "test_query", "test_wait_condition", "test_wait_for_signals"]
+__all__ = [
+    "test_continue_as_new",
+    "test_query",
+    "test_update",
+    "test_update_rejected_by_validator",
+    "test_update_same_id_twice",
+    "test_wait_condition",
+    "test_wait_for_signals",
+]
 
 
 @pytest.mark.asyncio
@@ -32,6 +40,83 @@ async def test_query(
     assert result == "approve:ok", f"query: result {result!r}, expected 'approve:ok'"
     counts = bridge_ledger.counts_by_activity()
     assert counts["stage-1"] == 1, f"query: the run's step ran {counts['stage-1']} times"
+
+
+@pytest.mark.asyncio
+@pytest.mark.requires("updates")
+async def test_update(
+    bridge_client: bridge.Client, bridge_worker: bridge.Worker, bridge_ledger: Ledger
+) -> None:
+    """An update changes a waiting run and answers its caller; one whose handler takes a
+    step ends the run; both show in the history as accepted and completed."""
+    run = new_id("update")
+    await bridge_client.start(wf.tally, str(bridge_ledger.path), id=run)
+    await wait_for_status(bridge_client, run, bridge.Status.WAITING, scenario="update")
+    total = await bridge_client.update(run, "add", 5)
+    assert total == 5, f"update: add answered {total!r}, expected 5"
+    total = await bridge_client.update(run, "add", 2)
+    assert total == 7, f"update: add answered {total!r}, expected 7"
+    seen = await bridge_client.query(run, "total")
+    assert seen == 7, f"update: the run's total is {seen!r} after two updates, expected 7"
+    with pytest.raises(bridge.UpdateNotFoundError, match="add, close"):
+        await bridge_client.update(run, "no-such-update")
+    closed = await bridge_client.update(run, "close", "closing")
+    assert closed == "CLOSING", f"update: close answered {closed!r}, expected 'CLOSING'"
+    result = await result_of(bridge_client, run, scenario="update")
+    assert result == {"total": 7, "closed": True}, f"update: result {result!r}"
+    assert bridge_ledger.counts_by_activity()["closing"] == 1, "update: the step ran again"
+    events = await bridge_client.history(run)
+    kinds = [(e.type, e.name) for e in events if e.name in ("add", "close")]
+    accepted = bridge.EventType.UPDATE_ACCEPTED
+    completed = bridge.EventType.UPDATE_COMPLETED
+    assert kinds == [
+        (accepted, "add"),
+        (completed, "add"),
+        (accepted, "add"),
+        (completed, "add"),
+        (accepted, "close"),
+        (completed, "close"),
+    ], f"update: history shows {kinds}"
+
+
+@pytest.mark.asyncio
+@pytest.mark.requires("updates")
+async def test_update_rejected_by_validator(
+    bridge_client: bridge.Client, bridge_worker: bridge.Worker, bridge_ledger: Ledger
+) -> None:
+    """A validator's refusal reaches the caller as UpdateRejectedError and leaves no trace:
+    no history event, no change of state."""
+    run = new_id("update-rejected")
+    await bridge_client.start(wf.tally, str(bridge_ledger.path), id=run)
+    await wait_for_status(bridge_client, run, bridge.Status.WAITING, scenario="update rejected")
+    before = len(await bridge_client.history(run))
+    with pytest.raises(bridge.UpdateRejectedError, match="amount must be positive"):
+        await bridge_client.update(run, "add", -3)
+    after = len(await bridge_client.history(run))
+    assert after == before, f"update rejected: the history grew from {before} to {after} events"
+    seen = await bridge_client.query(run, "total")
+    assert seen == 0, f"update rejected: the total is {seen!r}, expected 0"
+    await bridge_client.update(run, "close", "end")
+    await result_of(bridge_client, run, scenario="update rejected")
+
+
+@pytest.mark.asyncio
+@pytest.mark.requires("updates")
+async def test_update_same_id_twice(
+    bridge_client: bridge.Client, bridge_worker: bridge.Worker, bridge_ledger: Ledger
+) -> None:
+    """The same update id twice: the first result, the handler not run again."""
+    run = new_id("update-once")
+    await bridge_client.start(wf.tally, str(bridge_ledger.path), id=run)
+    await wait_for_status(bridge_client, run, bridge.Status.WAITING, scenario="update once")
+    first = await bridge_client.update(run, "add", 4, update_id="add-once")
+    again = await bridge_client.update(run, "add", 4, update_id="add-once")
+    assert (first, again) == (4, 4), f"update once: answered {first!r} then {again!r}"
+    seen = await bridge_client.query(run, "total")
+    assert seen == 4, f"update once: the total is {seen!r}, the update was applied twice"
+    await bridge_client.update(run, "close", "end")
+    result = await result_of(bridge_client, run, scenario="update once")
+    assert result == {"total": 4, "closed": True}, f"update once: result {result!r}"
 
 
 @pytest.mark.asyncio
