@@ -30,6 +30,7 @@ import warnings
 from collections.abc import Iterable
 from typing import Annotated, Any
 
+import typing_extensions
 from langchain_core.load import dumpd, load
 from langchain_core.load.serializable import Serializable
 from langgraph.types import Command, Send
@@ -84,7 +85,9 @@ def schema_types(schemas: Iterable[Any]) -> dict[str, type]:
             found[_type_key(tp)] = tp
         if issubclass(tp, Serializable):
             return  # LangChain's own objects go through dumpd/load
-        if _is_objectlike(tp) or typing.is_typeddict(tp):
+        # typing_extensions' check: typing.is_typeddict is False on 3.11 for a
+        # typing_extensions.TypedDict, which is what LangGraph's docs import.
+        if _is_objectlike(tp) or typing_extensions.is_typeddict(tp):
             try:
                 hints = typing.get_type_hints(tp, include_extras=True)
             except Exception:  # an unresolved forward reference: nothing more to learn

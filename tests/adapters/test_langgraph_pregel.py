@@ -429,11 +429,54 @@ async def doubler(xs: list[int], runtime: Runtime[Caller]) -> dict[str, Any]:
 
 DOUBLER = from_entrypoint(doubler, name="lg_doubler")
 
+
+# -- orchestrator-worker: pydantic objects inside a typing_extensions TypedDict state -------
+class Section(BaseModel):
+    name: str
+    words: int
+
+
+class Report(TypedDict, total=False):
+    topic: str
+    sections: list[Section]
+    written: Annotated[list[str], operator.add]
+
+
+class SectionJob(TypedDict):
+    section: Section
+
+
+def _plan_sections(state: Report) -> Report:
+    return {"sections": [Section(name=f"{state['topic']} {i}", words=10 * i) for i in (1, 2)]}
+
+
+def _assign(state: Report) -> list[Send]:
+    return [Send("write", {"section": s}) for s in state["sections"]]
+
+
+def _write(job: SectionJob) -> Report:
+    return {"written": [f"{job['section'].name}: {job['section'].words} words"]}
+
+
+def _orchestrator() -> StateGraph[Any]:
+    g = StateGraph(Report)
+    g.add_node("plan", _plan_sections)
+    g.add_node("write", _write)
+    g.add_edge(START, "plan")
+    g.add_conditional_edges("plan", _assign, ["write"])
+    g.add_edge("write", END)
+    return g
+
+
+ORCHESTRATOR = from_state_graph(_orchestrator(), name="lg_orchestrator")
+
+
 ALL = [
     SEQUENCE,
     FAN,
     BRANCHING,
     MAP_REDUCE,
+    ORCHESTRATOR,
     PYDANTIC,
     CONTEXT,
     RETRYING,
@@ -494,6 +537,16 @@ async def test_send_map_reduce(client: bridge.Client) -> None:
     assert ours["final"] == "about cats; about dogs; about owls"
     steps = bridge.history.step_sequence(await client.history("mapreduce"))
     assert steps.count("lg_map_reduce.draft") == 3
+
+
+async def test_send_of_pydantic_objects_in_a_typing_extensions_state(
+    client: bridge.Client,
+) -> None:
+    """The objects of a `typing_extensions.TypedDict` state (what LangGraph's docs import)
+    are on the codec's allow-list: found by LangGraph's docs orchestrator-worker program."""
+    theirs, ours = await _both(client, ORCHESTRATOR, _orchestrator(), {"topic": "owls"}, id="orch")
+    assert ours == theirs
+    assert sorted(ours["written"]) == ["owls 1: 10 words", "owls 2: 20 words"]
 
 
 async def test_pydantic_state(client: bridge.Client) -> None:
