@@ -5,12 +5,14 @@ in `backends.*` and are found through the `bridge.backends` entry-point group.
 """
 
 from bridge import codec, history
+from bridge._liveness import heartbeat
 from bridge.activity import ActivityDefinition, ActivityInfo, RetryPolicy, activity, activity_info
 from bridge.backend import Backend, Status, Worker, WorkflowDescription
 from bridge.client import Client, WorkflowHandle, connect
 from bridge.config import Settings, load_settings
 from bridge.errors import (
     ActivityError,
+    ActivityHeartbeatTimeoutError,
     ActivityTimeoutError,
     BridgeError,
     CompensationError,
@@ -47,6 +49,7 @@ __all__ = [
     "Context",
     "Signal",
     "activity_info",
+    "heartbeat",
     "ActivityInfo",
     "ActivityDefinition",
     "WorkflowDefinition",
@@ -74,6 +77,7 @@ __all__ = [
     "SerializationError",
     "NonDeterminismError",
     "ActivityError",
+    "ActivityHeartbeatTimeoutError",
     "ActivityTimeoutError",
     "NonRetryableError",
     "CompensationError",

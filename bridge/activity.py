@@ -92,6 +92,9 @@ class ActivityInfo:
     step: int
     attempt: int
     idempotency_key: str
+    #: The details the previous attempt of this step last sent with `bridge.heartbeat()`
+    #: (None on a first attempt, or when it sent none): where a retry resumes from.
+    heartbeat_details: Any = None
 
 
 _current_info: contextvars.ContextVar[ActivityInfo | None] = contextvars.ContextVar(

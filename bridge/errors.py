@@ -119,6 +119,12 @@ class ActivityTimeoutError(TimeoutError):
     """One attempt of an activity overran its timeout; it is retried per the policy."""
 
 
+class ActivityHeartbeatTimeoutError(ActivityTimeoutError):
+    """One attempt of an activity declared with `heartbeat_timeout` stayed silent longer
+    than that (no `bridge.heartbeat()`): taken for stuck, it is cancelled and retried per
+    the policy, the next attempt reading its last heartbeat details."""
+
+
 class CompensationError(BridgeError):
     """One or more compensations failed; the others still ran, in reverse order."""
 

@@ -17,6 +17,7 @@ shim heartbeats on its own, so a worker that dies is noticed after the heartbeat
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
@@ -29,6 +30,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from backends.temporal._context import failures_of, parse_activity_id
 from backends.temporal._converter import decode_payload
 from bridge._execute import error_info, is_retryable, run_attempt
+from bridge._liveness import Liveness
 from bridge.activity import lookup_activity
 from bridge.errors import NotRegisteredError
 from bridge.interceptors import Interceptor
@@ -37,22 +39,41 @@ __all__ = ["activity_for"]
 
 
 class _KeepAlive:
-    """Heartbeats `details` every `interval` seconds until cancelled: a timer, not a task,
-    so an attempt that ends before its first beat (most do) costs next to nothing."""
+    """Heartbeats the failures so far (and the activity's own last details, once it sent
+    some) every `interval` seconds until cancelled: a timer, not a task, so an attempt that
+    ends before its first beat (most do) costs next to nothing."""
 
-    def __init__(self, interval: float, details: list[dict[str, Any]]) -> None:
+    def __init__(self, interval: float, failures: list[dict[str, Any]]) -> None:
         self._interval = interval
-        self._details = details
+        self._details: tuple[Any, ...] = (failures,)
         self._loop = asyncio.get_running_loop()
         # call_later copies the current context: the callback still knows its activity.
+        self._context = contextvars.copy_context()
         self._handle = self._loop.call_later(interval, self._beat)
 
     def _beat(self) -> None:
-        activity.heartbeat(self._details)
+        activity.heartbeat(*self._details)
         self._handle = self._loop.call_later(self._interval, self._beat)
+
+    def user_beat(self, data: Any) -> None:
+        """`bridge.heartbeat(data)`, maybe from a synchronous activity's thread: sent to
+        Temporal at once (it throttles), and with every later keep-alive beat."""
+        self._details = (self._details[0], {"heartbeat": data})
+        self._loop.call_soon_threadsafe(
+            lambda: activity.heartbeat(*self._details), context=self._context
+        )
 
     def cancel(self) -> None:
         self._handle.cancel()
+
+
+def previous_heartbeat(details: Sequence[Any]) -> Any:
+    """The activity's own last heartbeat details from the previous attempt: the running
+    beat it sent last (a worker that died), else the one kept with its failure."""
+    if len(details) > 1 and isinstance(details[1], dict):
+        return details[1].get("heartbeat")
+    failures = failures_of(details)
+    return failures[-1].get("heartbeat") if failures else None
 
 
 def activity_for(interceptors: Sequence[Interceptor]) -> Callable[..., Awaitable[Any]]:
@@ -81,6 +102,10 @@ async def _run(args: Sequence[RawValue], interceptors: Sequence[Interceptor]) ->
         if info.heartbeat_timeout
         else None
     )
+    live = Liveness(
+        previous=previous_heartbeat(info.heartbeat_details),
+        sink=beat.user_beat if beat is not None else None,
+    )
     started = time.time()
     try:
         return await run_attempt(
@@ -90,6 +115,7 @@ async def _run(args: Sequence[RawValue], interceptors: Sequence[Interceptor]) ->
             step=step,
             attempt=info.attempt,
             interceptors=interceptors,
+            liveness=live,
         )
     except Exception as exc:
         failure = {
@@ -98,6 +124,8 @@ async def _run(args: Sequence[RawValue], interceptors: Sequence[Interceptor]) ->
             "at": started,
             "duration": time.time() - started,
         }
+        if live.beaten:
+            failure["heartbeat"] = live.details
         failures = [*prior, failure]
         activity.heartbeat(failures)  # what the next attempt reads as heartbeat_details
         retryable = is_retryable(defn, exc)

@@ -91,6 +91,7 @@ class TemporalBackend(Backend):
     name = "temporal"
     capabilities = frozenset(
         {
+            "heartbeats",
             "signals",
             "signal_timeout",
             "durable_sleep",

@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +84,8 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
 #: What a bridge worker's Temporal identity ends with, so another bridge worker can tell
 #: its polls from a raw temporalio worker's.
 _IDENTITY_MARK = "(durable-bridge)"
+#: How far apart a running activity's heartbeats reach the server at most.
+_HEARTBEAT_THROTTLE = timedelta(seconds=0.5)
 # A poller is live if it polled this recently: a workflow poll is a long poll of at most
 # about 70 s, so a running worker shows a newer one.
 _LIVE_POLLER_SECONDS = 90.0
@@ -185,6 +188,12 @@ class TemporalWorker(Worker):
                     activities=[activity_for(interceptors.load(self.backend.settings))],
                     workflow_runner=sandbox_runner(),
                     identity=f"{client.identity} {_IDENTITY_MARK}",
+                    # Temporal delivers an activity's cancellation in a heartbeat's reply
+                    # and throttles heartbeats to 0.8 x the heartbeat timeout by default;
+                    # at most this apart, a running activity hears of it within a second,
+                    # as on the journal engines.
+                    max_heartbeat_throttle_interval=_HEARTBEAT_THROTTLE,
+                    default_heartbeat_throttle_interval=_HEARTBEAT_THROTTLE,
                 )
             except RuntimeError as exc:  # the sandbox refused to load the workflow modules
                 modules = sorted({d.fn.__module__ for d in self.definitions.values()})

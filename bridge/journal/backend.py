@@ -45,6 +45,7 @@ class JournalBackend(Backend):
     worker_class: ClassVar[type[JournalWorker]]
     capabilities = frozenset(
         {
+            "heartbeats",
             "signals",
             "signal_timeout",
             "durable_sleep",

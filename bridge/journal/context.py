@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from bridge import codec
 from bridge._execute import error_info, is_retryable, run_attempt
+from bridge._liveness import Liveness
 from bridge.activity import ActivityDefinition, as_activity, seconds
 from bridge.backend import Status
 from bridge.errors import (
@@ -449,6 +450,11 @@ class JournaledContext(Context):
         while True:
             self._fence()
             t0 = time.time()
+            # The last heartbeat details of a failed attempt are kept with its failure
+            # (journaled with the retrying record), which is where the retry reads them.
+            live = Liveness(
+                previous=next((f["heartbeat"] for f in reversed(prior) if "heartbeat" in f), None)
+            )
             try:
                 out = await run_attempt(
                     defn,
@@ -457,6 +463,7 @@ class JournaledContext(Context):
                     step=idx,
                     attempt=attempt,
                     interceptors=self._journal.interceptors,
+                    liveness=live,
                 )
             except Exception as exc:
                 failure = {
@@ -465,6 +472,8 @@ class JournaledContext(Context):
                     "at": t0,
                     "duration": time.time() - t0,
                 }
+                if live.beaten:
+                    failure["heartbeat"] = live.details
                 prior = [*prior, failure]
                 retryable = is_retryable(defn, exc)
                 if not retryable or defn.retry.exhausted(attempt):

@@ -51,6 +51,9 @@ _DEAD_OWNER_CHECK_POLLS = 5
 _DEAD_OWNER_CHECK_MAX = 1.0
 # The longest pause between tries while the database is locked or away.
 _MAX_BACKOFF = 2.0
+#: Seconds between looks for cancel requests while runs execute (a running activity is
+#: cancelled within about this long after its run's cancel request).
+_CANCEL_CHECK = 0.5
 
 
 class RunJournal:
@@ -144,7 +147,7 @@ class JournalWorker(Worker):
         self.backend.attach(self)
         heartbeat_every = s.lease_seconds / 3
         dead_check_every = min(s.poll_interval * _DEAD_OWNER_CHECK_POLLS, _DEAD_OWNER_CHECK_MAX)
-        last_heartbeat = last_dead_check = 0.0
+        last_heartbeat = last_dead_check = last_cancel_check = 0.0
         unblocked = False
         failures = 0
         try:
@@ -157,6 +160,11 @@ class JournalWorker(Worker):
                     if now - last_heartbeat >= heartbeat_every:
                         self._heartbeat()
                         last_heartbeat = now
+                    elif self._tasks and now - last_cancel_check >= _CANCEL_CHECK:
+                        # Between lease renewals: a running activity hears of its run's
+                        # cancellation within a second, not a third of a lease.
+                        self._deliver_cancels(self.store.cancel_requested(list(self._tasks)))
+                        last_cancel_check = now
                     if self._to_release:
                         self._release_interrupted()
                     if now - last_dead_check >= dead_check_every:
@@ -174,6 +182,8 @@ class JournalWorker(Worker):
                     failures += 1
                     delay = min(s.poll_interval * 2**failures, _MAX_BACKOFF)
                     log.warning("worker cannot reach its database (retry in %.2fs): %s", delay, exc)
+                if self._tasks:
+                    delay = min(delay, _CANCEL_CHECK)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), min(delay, heartbeat_every))
                 self._wake.clear()
@@ -205,13 +215,11 @@ class JournalWorker(Worker):
         until = renewed_at + self.settings.lease_seconds
         for id in held:
             self._lease_until[id] = until
+        self._deliver_cancels({id for id, cancel in held.items() if cancel})
         for id, task in list(self._tasks.items()):
             ctx = self.context_of(id)
             if id not in held:
                 log.warning("lost the lease of workflow %s; another worker took it", id)
-                task.cancel()
-            elif held[id] and ctx is not None and not ctx.cancelled_by_request:
-                ctx.cancelled_by_request = True
                 task.cancel()
             elif ctx is not None and not ctx.cancelled_by_request and ctx.past_deadline():
                 # Past its execution deadline while executing (an activity under way, a
@@ -219,6 +227,16 @@ class JournalWorker(Worker):
                 # would be; `drive` ends it FAILED with WorkflowTimeoutError.
                 ctx.cancelled_by_request = True
                 ctx.timed_out = True
+                task.cancel()
+
+    def _deliver_cancels(self, ids: set[str]) -> None:
+        """Cancel the executions of runs whose cancel was requested, once each: the
+        workflow sees the cancel where it awaits, a running activity is cancelled with it
+        (a synchronous one at its next `bridge.heartbeat()`)."""
+        for id in ids:
+            task, ctx = self._tasks.get(id), self.context_of(id)
+            if task is not None and ctx is not None and not ctx.cancelled_by_request:
+                ctx.cancelled_by_request = True
                 task.cancel()
 
     def _release(self, id: str) -> None:

@@ -385,6 +385,46 @@ async def tally(ctx: bridge.Context, ledger_path: str) -> dict[str, Any]:
     return state
 
 
+# -- activity liveness: heartbeats and cancellation ------------------------------------------
+LIVENESS_RETRY = bridge.RetryPolicy(max_attempts=3, initial_interval=0.05, backoff=1.0)
+
+
+@bridge.activity(name="conformance.goes_silent", retry=LIVENESS_RETRY, heartbeat_timeout=1.0)
+async def goes_silent(ledger_path: str) -> Any:
+    """Heartbeats its progress, then hangs on its first attempt; the retry returns what
+    the first attempt last reported."""
+    info = bridge.activity_info()
+    await _record(ledger_path, f"silent-attempt-{info.attempt}", "goes_silent")
+    if info.attempt == 1:
+        bridge.heartbeat({"done": 2})
+        await asyncio.sleep(30)
+    return info.heartbeat_details
+
+
+@bridge.workflow(name="conformance.silent")
+async def silent(ctx: bridge.Context, ledger_path: str) -> Any:
+    return await ctx.run(goes_silent, ledger_path)
+
+
+@bridge.activity(name="conformance.beating", retry=LIVENESS_RETRY, heartbeat_timeout=5.0)
+async def beating(ledger_path: str) -> str:
+    """Heartbeats until cancelled, recording that it heard of the cancellation."""
+    await _record(ledger_path, "beating-started", "beating")
+    try:
+        for _ in range(600):
+            bridge.heartbeat()
+            await asyncio.sleep(0.05)
+    except asyncio.CancelledError:
+        await asyncio.shield(_record(ledger_path, "beating-cancelled", "beating"))
+        raise
+    return "finished"
+
+
+@bridge.workflow(name="conformance.beating_run")
+async def beating_run(ctx: bridge.Context, ledger_path: str) -> str:
+    return await ctx.run(beating, ledger_path)
+
+
 STANDARD = [
     sequence,
     five_steps,
@@ -400,4 +440,6 @@ STANDARD = [
     held,
     counter,
     tally,
+    silent,
+    beating_run,
 ]

@@ -17,6 +17,7 @@ from tests.conftest import ROOT
 BRIDGE_ALL = [
     "ActivityDefinition",
     "ActivityError",
+    "ActivityHeartbeatTimeoutError",
     "ActivityInfo",
     "ActivityTimeoutError",
     "Backend",
@@ -59,6 +60,7 @@ BRIDGE_ALL = [
     "activity_info",
     "codec",
     "connect",
+    "heartbeat",
     "history",
     "load_settings",
     "on",
@@ -92,7 +94,11 @@ def test_star_import_gives_exactly_all() -> None:
 def test_errors_derive_from_bridge_error() -> None:
     for name in BRIDGE_ALL:
         obj = getattr(bridge, name)
-        if name.endswith("Error") and name not in ("NonRetryableError", "ActivityTimeoutError"):
+        if name.endswith("Error") and name not in (
+            "NonRetryableError",
+            "ActivityTimeoutError",
+            "ActivityHeartbeatTimeoutError",
+        ):
             assert issubclass(obj, bridge.BridgeError), name
     # The two an activity raises itself are plain exceptions, so activity code needs no bridge base.
     assert issubclass(bridge.NonRetryableError, Exception)

@@ -18,6 +18,7 @@ OpenAI Agents adapter adds `test_agent_loop_with_tools`); they run in the same w
 
 from bridge.testing._plugins import contributed_scenarios
 from bridge.testing.suite._crash import test_crash_resume_at_every_step_boundary
+from bridge.testing.suite._liveness import test_activity_cancellation, test_heartbeat_timeout
 from bridge.testing.suite._messages import (
     test_continue_as_new,
     test_query,
@@ -68,6 +69,8 @@ __all__ = [
     "test_wait_for_signals",
     "test_wait_condition",
     "test_continue_as_new",
+    "test_heartbeat_timeout",
+    "test_activity_cancellation",
 ]
 
 # The plugins' scenarios and fixtures, so that `from bridge.testing.suite import *` runs them.
