@@ -15,6 +15,7 @@ from bridge.errors import (
     ActivityHeartbeatTimeoutError,
     ActivityTimeoutError,
     BridgeError,
+    ChildWorkflowError,
     CompensationError,
     ConfigError,
     InvalidIdError,
@@ -39,7 +40,7 @@ from bridge.errors import (
     WorkflowTimeoutError,
 )
 from bridge.history import EventType, HistoryEvent
-from bridge.workflow import Context, Signal, WorkflowDefinition, workflow
+from bridge.workflow import ChildHandle, Context, Signal, WorkflowDefinition, workflow
 
 __all__ = [
     # Declaring work
@@ -48,6 +49,7 @@ __all__ = [
     "RetryPolicy",
     "Context",
     "Signal",
+    "ChildHandle",
     "activity_info",
     "heartbeat",
     "ActivityInfo",
@@ -81,6 +83,7 @@ __all__ = [
     "ActivityTimeoutError",
     "NonRetryableError",
     "CompensationError",
+    "ChildWorkflowError",
     "StorageError",
     "NotRegisteredError",
     "InvalidIdError",

@@ -144,6 +144,50 @@ class WorkflowFailedError(BridgeError):
         super().__init__(f"workflow {workflow_id!r} failed: {error_type}: {message}")
 
 
+class ChildWorkflowError(BridgeError):
+    """A child workflow (`ctx.execute_child` / `ChildHandle.result()`) did not complete:
+    it failed (`status` "FAILED", with its `error_type` and `message`), was cancelled
+    ("CANCELLED") or terminated by its parent's close policy ("TERMINATED"), or its id was
+    already in use when the parent started it ("ALREADY_STARTED").
+
+    One error on every engine (Temporal's own ChildWorkflowError is translated to it), kept
+    as JSON in the parent's journal so a replay raises the same one.
+    """
+
+    def __init__(
+        self, *, child_id: str, workflow: str, status: str, error_type: str, message: str
+    ) -> None:
+        self.child_id = child_id
+        self.workflow = workflow
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        what = {"FAILED": "failed", "CANCELLED": "was cancelled", "TERMINATED": "was terminated"}
+        verb = what.get(status, f"could not start ({status.lower()})")
+        super().__init__(
+            f"child workflow {child_id!r} ({workflow}) {verb}: {error_type}: {message}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "child_id": self.child_id,
+            "workflow": self.workflow,
+            "status": self.status,
+            "error_type": self.error_type,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChildWorkflowError:
+        return cls(
+            child_id=str(data.get("child_id", "")),
+            workflow=str(data.get("workflow", "")),
+            status=str(data.get("status", "FAILED")),
+            error_type=str(data.get("error_type", "")),
+            message=str(data.get("message", "")),
+        )
+
+
 class WorkflowTimeoutError(BridgeError):
     """A run passed the execution timeout it was started with (`client.start(...,
     execution_timeout=)`). It is what a timed-out run's `WorkflowFailedError.error_type`

@@ -35,6 +35,14 @@ class EventType(enum.StrEnum):
     UPDATE_ACCEPTED = "update_accepted"
     #: An accepted update's handler returned (`result`) or raised (`error`).
     UPDATE_COMPLETED = "update_completed"
+    #: The run started a child workflow: `name` its workflow, `args` its input,
+    #: `details["child_id"]` its id and `details["parent_close_policy"]`.
+    CHILD_WORKFLOW_STARTED = "child_workflow_started"
+    #: A child workflow the run awaited completed (`result`).
+    CHILD_WORKFLOW_COMPLETED = "child_workflow_completed"
+    #: A child workflow the run awaited failed, was cancelled or terminated (`error`, whose
+    #: `status` says which).
+    CHILD_WORKFLOW_FAILED = "child_workflow_failed"
     WORKFLOW_COMPLETED = "workflow_completed"
     WORKFLOW_FAILED = "workflow_failed"
     WORKFLOW_CANCELLED = "workflow_cancelled"

@@ -24,6 +24,8 @@ from bridge.errors import (
 )
 
 __all__ = [
+    "PARENT_CLOSE_POLICIES",
+    "ChildHandle",
     "Context",
     "ContinueAsNew",
     "Signal",
@@ -168,6 +170,59 @@ class ContinueAsNew(BaseException):
         super().__init__("continue as new")
         self.call_args = args
         self.call_kwargs = kwargs
+
+
+#: What happens to a child still open when its parent ends (completes, fails, is cancelled
+#: or continues as new): Temporal's ParentClosePolicy, by the same names.
+PARENT_CLOSE_POLICIES = ("terminate", "request_cancel", "abandon")
+
+
+def check_child_call(
+    workflow: Any, parent_close_policy: str, *, where: str
+) -> WorkflowDefinition[..., Any]:
+    """The definition of the child `workflow` (a `@bridge.workflow` function), once its
+    parent-close policy is known; the one check every backend makes at the call site."""
+    defn = getattr(workflow, "__bridge_workflow__", workflow)
+    if not isinstance(defn, WorkflowDefinition):
+        raise ConfigError(
+            f"{where}: a child workflow must be a @bridge.workflow function, not {workflow!r}"
+        )
+    if parent_close_policy not in PARENT_CLOSE_POLICIES:
+        raise ConfigError(
+            f"{where}: parent_close_policy must be one of "
+            f"{', '.join(map(repr, PARENT_CLOSE_POLICIES))}, not {parent_close_policy!r}"
+        )
+    return defn
+
+
+def default_child_id(parent_id: str, step: int) -> str:
+    """A child's id when none is given: the parent's id and the step index that starts it,
+    so the same call makes the same id on every replay and every engine."""
+    return f"{parent_id}/child-{step}"
+
+
+class ChildHandle(abc.ABC):
+    """A child workflow a run started (`ctx.start_child`): await its result, signal it or
+    cancel it from the parent. Every call is journaled (or a Temporal command), so a
+    replay neither signals nor cancels twice."""
+
+    #: The child's workflow id.
+    id: str
+
+    @abc.abstractmethod
+    async def result(self) -> Any:
+        """The child's result, decoded to its declared return type; ChildWorkflowError
+        when it failed, was cancelled or terminated. The parent waits durably (on the
+        journal engines it parks and is woken by the child's end)."""
+
+    @abc.abstractmethod
+    async def signal(self, name: str, payload: Any = None) -> None:
+        """Send signal `name` to the child."""
+
+    @abc.abstractmethod
+    async def cancel(self) -> None:
+        """Ask the child to cancel (it sees CancelledError at its next operation);
+        `result()` then raises ChildWorkflowError with status CANCELLED."""
 
 
 class Context(abc.ABC):
@@ -380,9 +435,69 @@ class Context(abc.ABC):
     def patched(self, change_id: str) -> bool:
         """True for runs that reach this point with the new code, False when replaying old ones."""
 
+    def deprecate_patch(self, change_id: str) -> None:
+        """Retire `ctx.patched(change_id)` once no run on the old path remains (Temporal's
+        `workflow.deprecate_patch`): replace `if ctx.patched(id): new else: old` with
+        `ctx.deprecate_patch(id)` followed by the new code only.
+
+        Runs that recorded the patch (they took the new path under `patched`) replay through
+        it unchanged; runs that reach it now record nothing. Once no open run recorded the
+        patch, the call itself can be removed: a run that recorded it would then no longer
+        match its journal. The path is: 1. `patched` (old and new code side by side);
+        2. when no run on the old path remains, `deprecate_patch`; 3. when no run that
+        started before step 2 remains, remove the call."""
+        raise NotImplementedError(
+            f"{type(self).__qualname__} does not implement deprecate_patch({change_id!r})"
+        )
+
     @abc.abstractmethod
     async def compensate(self) -> None:
         """Run the compensations of completed steps, newest first, each as a journaled step."""
+
+    def start_child(
+        self,
+        workflow: Any,
+        *args: Any,
+        id: str | None = None,
+        parent_close_policy: str = "terminate",
+        **kwargs: Any,
+    ) -> Awaitable[ChildHandle]:
+        """Start `workflow(*args, **kwargs)` as a child run on the same engine and return
+        its handle once it is started (Temporal's `workflow.start_child_workflow`).
+
+        The start is a journaled step whose index is taken when this is called (so
+        `ctx.gather` of children numbers them by position); a replay never starts a child
+        twice. `id` defaults to `"<parent id>/child-<step>"`. `parent_close_policy` says
+        what happens to the child if it is still open when this run ends: "terminate"
+        (the default, as on Temporal), "request_cancel" or "abandon". A child id already
+        in use raises ChildWorkflowError (status ALREADY_STARTED).
+
+        Not abstract, so a backend written before it existed keeps working; such a
+        backend refuses it with this error.
+        """
+        raise ConfigError(
+            f"ctx.start_child is not supported by {type(self).__name__} (workflow "
+            f"{self.workflow_id!r}); use a backend that provides it (sql, langgraph, temporal)"
+        )
+
+    def execute_child(
+        self,
+        workflow: Any,
+        *args: Any,
+        id: str | None = None,
+        parent_close_policy: str = "terminate",
+        **kwargs: Any,
+    ) -> Awaitable[Any]:
+        """Start a child (see `start_child`) and wait for its result, decoded to its
+        declared return type; ChildWorkflowError when it fails or is cancelled."""
+        started = self.start_child(
+            workflow, *args, id=id, parent_close_policy=parent_close_policy, **kwargs
+        )
+
+        async def child_result() -> Any:
+            return await (await started).result()
+
+        return child_result()
 
     def continue_as_new(self, *args: Any, **kwargs: Any) -> NoReturn:
         """End this run's history and go on as a new run of the same workflow and id, called

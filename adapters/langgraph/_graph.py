@@ -25,6 +25,11 @@ the workflow are fixed first (in the node's step, or from the input), so replays
 Values cross each step as exact JSON (`_codec.py`): LangChain messages with LangChain's own
 serialization, everything else by the types the graph's schemas name. Nothing is pickled.
 
+The run publishes what LangGraph's own stream gives, through two query handlers:
+`STATE_QUERY` (the state now, as `get_state(config).values`; the final state once the run
+has ended) and `STREAM_QUERY` (LangGraph's "updates" and "values" chunks so far, from an
+index), which `adapters.langgraph.get_state` and `stream` read from the client.
+
 Refused before running (`_refuse_unsupported`): a Store, a node cache, static
 `interrupt_before/after`, error handlers, `idle_timeout`, state types that cannot be JSON.
 """
@@ -52,6 +57,7 @@ from langgraph._internal._constants import (
     CONFIG_KEY_RUNTIME,
     CONFIG_KEY_SCRATCHPAD,
     CONFIG_KEY_SEND,
+    INTERRUPT,
 )
 from langgraph._internal._runnable import RunnableCallable
 from langgraph._internal._scratchpad import PregelScratchpad
@@ -76,7 +82,14 @@ from bridge.activity import ActivityDefinition, RetryPolicy, activity, activity_
 from bridge.errors import ConfigError, NonRetryableError, OutsideWorkflowError, SerializationError
 from bridge.workflow import Context, WorkflowDefinition, current_context, workflow
 
-__all__ = ["RESUME_SIGNAL", "from_state_graph", "graph_workflow"]
+__all__ = [
+    "RESUME_SIGNAL",
+    "STATE_QUERY",
+    "STREAM_QUERY",
+    "codec_of",
+    "from_state_graph",
+    "graph_workflow",
+]
 
 #: The bridge policy of a node without a LangGraph RetryPolicy. Its own errors are final
 #: at once (LangGraph runs such a node once); this only re-runs an attempt whose worker
@@ -86,6 +99,22 @@ INFRA_RETRY = RetryPolicy(max_attempts=3)
 #: The signal that answers a node's `interrupt(value)`: its payload is what `interrupt`
 #: returns when the node runs again (`bridge signal <id> langgraph.resume '"yes"'`).
 RESUME_SIGNAL = "langgraph.resume"
+
+#: The query answering a run's current state (LangGraph's `get_state(config).values`),
+#: encoded by the graph's codec (`adapters.langgraph.get_state` decodes it).
+STATE_QUERY = "langgraph.state"
+
+#: The query answering LangGraph's stream chunks of a run so far: args (mode, start), mode
+#: "updates" or "values"; the encoded chunks from index `start` on.
+STREAM_QUERY = "langgraph.stream"
+
+#: Each graph workflow's codec, by workflow name: the client decodes query answers with it.
+_CODECS: dict[str, GraphCodec] = {}
+
+
+def codec_of(workflow_name: str) -> GraphCodec | None:
+    """The codec of graph workflow `workflow_name` defined in this process, if any."""
+    return _CODECS.get(workflow_name)
 
 
 def from_state_graph(
@@ -153,14 +182,18 @@ def graph_workflow(
     sandbox (which re-imports workflow modules) finds it there by its module-level name."""
     value_type = gc.annotation()
     message_keys = _message_keys(durable)
+    _CODECS[name] = gc
 
     async def run(ctx: Context, state: Any, context: Any = None) -> Any:
         config: RunnableConfig = {}
         if recursion_limit is not None:
             config["recursion_limit"] = recursion_limit
+        progress = _Progress(durable, gc)
+        ctx.set_query_handler(STATE_QUERY, progress.state)
+        ctx.set_query_handler(STREAM_QUERY, progress.chunks)
         digest = codec.digest(gc.encode(state, where=f"{what} {name!r} input"))
         state = _with_message_ids(state, message_keys, lambda k, i: _input_id(digest, k, i))
-        return await durable.ainvoke(state, config, context=context)
+        return await progress.run(state, config, context)
 
     run.__annotations__ = {
         "ctx": Context,
@@ -171,6 +204,80 @@ def graph_workflow(
     run.__doc__ = f"LangGraph {what} {name!r} as a bridge workflow (adapters.langgraph)."
     run.__module__ = module
     return workflow(name=name)(run)
+
+
+class _Progress:
+    """A run's LangGraph stream, kept for the queries: the "updates" and "values" chunks
+    LangGraph itself emits (so `stream` gives what `graph.astream` gives), the last of the
+    values being the state `get_state` answers.
+
+    The graph runs as `ainvoke` runs it (`astream` with "updates" and "values", keeping the
+    latest values), except that the values read every state channel, as LangGraph's
+    `get_state` and `stream(stream_mode="values")` do; the result is then read from them
+    for the graph's output channels, as `ainvoke` reads it. The chunks are kept for the
+    run's life, in the workflow's memory, each holding references to the state's values
+    (as the journal holds each node's input).
+    """
+
+    def __init__(self, durable: Pregel, gc: GraphCodec) -> None:
+        self.durable = durable
+        self.gc = gc
+        self.updates: list[Any] = []
+        self.values: list[Any] = []
+
+    async def run(self, state: Any, config: RunnableConfig, context: Any) -> Any:
+        durable = self.durable
+        interrupts: list[Any] = []
+        async for mode, chunk in durable.astream(
+            state,
+            config,
+            context=context,
+            stream_mode=["updates", "values"],
+            output_keys=durable.stream_channels_asis,
+        ):
+            if mode == "updates":
+                if isinstance(chunk, dict) and (found := chunk.get(INTERRUPT)) is not None:
+                    interrupts.extend(found)
+                else:
+                    self.updates.append(chunk)
+            else:
+                self.values.append(chunk)
+        latest = self._output()
+        if interrupts:  # what ainvoke returns when the loop itself was interrupted
+            return (
+                {**latest, INTERRUPT: interrupts}
+                if isinstance(latest, dict)
+                else {INTERRUPT: interrupts}
+            )
+        return latest
+
+    def _output(self) -> Any:
+        """The run's result read from the last values, as `ainvoke` reads it."""
+        if not self.values:
+            return None
+        latest = self.values[-1]
+        out, streamed = self.durable.output_channels, self.durable.stream_channels_asis
+        if out == streamed or not isinstance(latest, dict):
+            return latest
+        if isinstance(out, str):
+            return latest.get(out)
+        picked = {k: latest[k] for k in out if k in latest}
+        return picked or None
+
+    def state(self) -> Any:
+        """The query: the state now (after the last superstep), encoded."""
+        if self.values:
+            now = self.values[-1]
+        else:
+            now = None if isinstance(self.durable.stream_channels_asis, str) else {}
+        return self.gc.encode(now, where=f"{self.gc.where} state")
+
+    def chunks(self, mode: str = "updates", start: int = 0) -> list[Any]:
+        """The query: LangGraph's `mode` chunks from index `start` on, encoded."""
+        if mode not in ("updates", "values"):
+            raise ValueError(f"stream mode {mode!r}: use 'updates' or 'values'")
+        kept = self.updates if mode == "updates" else self.values
+        return [self.gc.encode(c, where=f"{self.gc.where} {mode}") for c in kept[start:]]
 
 
 def caller_module() -> str:

@@ -47,7 +47,7 @@ from backends.langgraph._store import CANCELLED
 from bridge import codec
 from bridge.activity import ActivityDefinition, as_activity, seconds
 from bridge.backend import Status
-from bridge.errors import NonDeterminismError
+from bridge.errors import ChildWorkflowError, NonDeterminismError
 from bridge.journal.context import (
     ACTIVITY,
     COMPLETED,
@@ -115,6 +115,8 @@ def wait_answer(rec: StepRecord) -> dict[str, Any]:
         "status": rec.status,
         "output": rec.output,
         "at": rec.finished_at,
+        # A child's failure (`ChildWorkflowError` JSON); absent from older answers.
+        "error": rec.error,
     }
 
 
@@ -303,6 +305,18 @@ class GraphContext(JournaledContext):
         self._recorded(idx, CONDITION, CONDITION, None, None)
         return (await self._pause(rec, condition))["status"] == COMPLETED
 
+    async def child_result(self, idx: int, defn: WorkflowDefinition[..., Any]) -> Any:
+        """A child's wait is an interrupt, like every wait here, answered or not (LangGraph
+        pairs answers with interrupts by order): the worker answers it once the child has
+        ended (`Store.settle_wait` journals the outcome first), or with a cancel, which
+        also asks the child to cancel."""
+        rec = self._steps[idx]
+        answer = await self._pause(rec)
+        self._progress()
+        if answer["status"] == COMPLETED:
+            return defn.shape.decode_result(answer["output"])
+        raise ChildWorkflowError.from_json(answer.get("error") or {})
+
     async def _condition_parks(self, rec: StepRecord, condition: Callable[[], bool]) -> bool:
         """Nothing in this execution can change the state any more. When another branch
         interrupted, that interrupt ends the execution and the condition is evaluated
@@ -355,7 +369,11 @@ class GraphContext(JournaledContext):
                     await self._write(replace(rec, status=COMPLETED, finished_at=time.time()))
                 return {WAIT_MARK: rec.idx, "status": COMPLETED, "output": PAUSED, "at": None}
         self._steps[rec.idx] = replace(
-            rec, status=answer["status"], output=answer["output"], finished_at=answer["at"]
+            rec,
+            status=answer["status"],
+            output=answer["output"],
+            error=answer.get("error"),
+            finished_at=answer["at"],
         )
         if answer["at"] is not None:
             self._clock = max(self._clock, answer["at"])

@@ -22,6 +22,7 @@ from bridge._sqlengine import SqliteDialect
 from bridge.config import LangGraphSettings
 from bridge.interceptors import Interceptor
 from bridge.journal.context import (
+    CHILD,
     COMPLETED,
     DEADLINE,
     DEADLINE_IDX,
@@ -102,6 +103,9 @@ class Store(JournalStore):
                 found, payload = self._take_signal(conn, rec)
                 if found:
                     settled = replace(rec, status=COMPLETED, output=payload, finished_at=now)
+            if rec.kind == CHILD:
+                # A child's wait is answered by the child's end (its run's outcome).
+                settled = self._child_outcome(conn, rec)
             due = rec.fire_at is not None and rec.fire_at <= now
             if settled is None and due:
                 status = COMPLETED if rec.kind == SLEEP else TIMED_OUT
@@ -119,6 +123,9 @@ class Store(JournalStore):
                 or (conn.execute(deadline).scalar() or float("inf")) <= now
             ):
                 settled = replace(rec, status=CANCELLED, finished_at=now)
+                if rec.kind == CHILD:
+                    # Cancelling a parent that waits for a child cancels the child too.
+                    self._request_cancel(conn, str(rec.args["id"]))
             if settled is not None:
                 self._upsert_steps(conn, [settled])
             return settled

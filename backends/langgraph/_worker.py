@@ -40,7 +40,13 @@ from backends.langgraph._store import SETTLED, Store
 from bridge import codec
 from bridge.backend import Status
 from bridge.errors import StorageError
-from bridge.journal.context import UPDATE, UPDATE_ACCEPTED, JournaledContext, StepRecord
+from bridge.journal.context import (
+    CHILD,
+    UPDATE,
+    UPDATE_ACCEPTED,
+    JournaledContext,
+    StepRecord,
+)
 from bridge.journal.store import archive_id, generation_of
 from bridge.journal.worker import JournalWorker, RunJournal
 from bridge.workflow import WorkflowDefinition
@@ -160,11 +166,19 @@ class LangGraphWorker(JournalWorker):
                 # handler a crash cut short: the same answer again); it interrupts again.
                 command = Command(resume={interrupt_id: updates_answer(idx)})
             elif settled is None:
+                child = rec.kind == CHILD
                 store.park(
                     row.id,
                     self.owner,
-                    waiting_for=None if rec.kind == "sleep" else rec.name,
+                    waiting_for=(
+                        f"child workflow {rec.args['id']}"
+                        if child
+                        else None
+                        if rec.kind == "sleep"
+                        else rec.name
+                    ),
                     wake_on_update=not inside,
+                    children=[str(rec.args["id"])] if child else (),
                 )
                 return True
             else:

@@ -59,6 +59,7 @@ class SqlWorker(JournalWorker):
                 error=outcome.error,
                 blocked=outcome.blocked,
                 wake_on_update=not ctx.waits_in_update,
+                children=ctx.awaiting_children,
             )
             if outcome.blocked:
                 log.error("workflow %s stopped: %s", row.id, (outcome.error or {}).get("message"))

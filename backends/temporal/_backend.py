@@ -105,6 +105,7 @@ class TemporalBackend(Backend):
             "updates",
             "wait_condition",
             "continue_as_new",
+            "child_workflows",
             "crash_resume",
             "idempotent_start",
             "non_determinism_detection",

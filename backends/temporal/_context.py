@@ -37,12 +37,14 @@ from bridge import codec
 from bridge.activity import ActivityDefinition, RetryPolicy, as_activity, seconds
 from bridge.errors import (
     ActivityError,
+    ChildWorkflowError,
     CompensationError,
     UpdateNotFoundError,
     UpdateRejectedError,
 )
 from bridge.limits import check_payload
 from bridge.workflow import (
+    ChildHandle,
     Context,
     ContinueAsNew,
     Signal,
@@ -51,6 +53,8 @@ from bridge.workflow import (
     _current_context,
     answer_query,
     call_update_handler,
+    check_child_call,
+    default_child_id,
     flatten_awaitables,
     note_step_answer,
     signal_names,
@@ -66,6 +70,16 @@ ACTIVITY, COMPENSATION = "activity", "compensation"
 WAIT_MEMO = "bridge.wait"
 WAITING_FOR_MEMO = "bridge.waiting_for"
 WAITING, RECEIVED, TIMED_OUT = "waiting", "received", "timed_out"
+#: Memo key a child run is started with: the parent's step index that started it, which the
+#: parent's history reads back (the neutral history numbers child starts like steps).
+CHILD_STEP_MEMO = "bridge.parent_step"
+#: Temporal's parent-close policies by the neutral names (`bridge.workflow.PARENT_CLOSE_POLICIES`).
+PARENT_CLOSE = {
+    "terminate": workflow.ParentClosePolicy.TERMINATE,
+    "request_cancel": workflow.ParentClosePolicy.REQUEST_CANCEL,
+    "abandon": workflow.ParentClosePolicy.ABANDON,
+}
+
 #: Memo key of a run started by continue-as-new: the signals its previous run had received
 #: and not taken, `[[name, payload], ...]` oldest first, which this run takes first.
 CARRIED_SIGNALS_MEMO = "bridge.carried_signals"
@@ -422,6 +436,62 @@ class TemporalContext(Context):
             }
         )
 
+    # -- child workflows --------------------------------------------------------------
+    def start_child(
+        self,
+        workflow_: Any,
+        *args: Any,
+        id: str | None = None,
+        parent_close_policy: str = "terminate",
+        **kwargs: Any,
+    ) -> Awaitable[ChildHandle]:
+        """Temporal's own child workflow (`workflow.start_child_workflow`) on this run's
+        task queue, with Temporal's ParentClosePolicy; it takes a step index like the
+        journal's `child` row, so both number later steps alike."""
+        where = f"ctx.start_child in workflow {self._id!r}"
+        defn = check_child_call(workflow_, parent_close_policy, where=where)
+        idx = self._take_index()
+        data = defn.shape.encode_args(args, kwargs)  # SerializationError here, at the call site
+        child_id = id if id is not None else default_child_id(self._id, idx)
+        if self._asked is not None:
+            self._asked[idx] = (
+                "child",
+                defn.name,
+                {"id": child_id, "args": data, "policy": parent_close_policy},
+            )
+        return self._start_child(defn, child_id, data, parent_close_policy, idx)
+
+    async def _start_child(
+        self,
+        defn: WorkflowDefinition[..., Any],
+        child_id: str,
+        data: dict[str, Any],
+        policy: str,
+        idx: int,
+    ) -> ChildHandle:
+        check_payload(data, what=f"the input of child workflow {child_id!r}")
+        try:
+            handle = await workflow.start_child_workflow(
+                defn.name,
+                data,
+                id=child_id,
+                task_queue=workflow.info().task_queue,
+                parent_close_policy=PARENT_CLOSE[policy],
+                # An id used before is refused, as on the journal engines (one store row
+                # per id), rather than Temporal's default of reusing a closed one's id.
+                id_reuse_policy=temporalio.common.WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                memo={CHILD_STEP_MEMO: idx},
+            )
+        except temporalio.exceptions.WorkflowAlreadyStartedError:
+            raise ChildWorkflowError(
+                child_id=child_id,
+                workflow=defn.name,
+                status="ALREADY_STARTED",
+                error_type="WorkflowIdConflictError",
+                message=f"a run with id {child_id!r} already exists; pass another id=",
+            ) from None
+        return _TemporalChildHandle(handle, defn, child_id)
+
     # -- replay-safe sources ----------------------------------------------------------
     def now(self) -> datetime:
         return workflow.now()
@@ -449,6 +519,20 @@ class TemporalContext(Context):
             self._patches[change_id] = answer
         return self._patches[change_id]
 
+    def deprecate_patch(self, change_id: str) -> None:
+        """Only where the history is replayed can a patch marker be there: asking
+        `workflow.patched` then consumes it (and the index it took) without recording one.
+        Live, nothing is recorded, as on the journal engines, so a run started now has no
+        marker and never needs the call (not `workflow.deprecate_patch`, which records
+        one in every new run and would keep the call needed for them too)."""
+        if change_id in self._patches:
+            return
+        if workflow.unsafe.is_replaying() and workflow.patched(change_id):
+            idx = self._take_index()
+            if self._asked is not None:
+                self._asked[idx] = ("patch", change_id, None)
+        self._patches[change_id] = True
+
     # -- sagas ------------------------------------------------------------------------
     async def compensate(self) -> None:
         failures: list[ActivityError] = []
@@ -461,6 +545,58 @@ class TemporalContext(Context):
                 failures.append(exc)
         if failures:
             raise CompensationError(failures)
+
+
+class _TemporalChildHandle(ChildHandle):
+    """A Temporal child workflow handle behind the neutral `ChildHandle`."""
+
+    def __init__(
+        self,
+        handle: workflow.ChildWorkflowHandle[Any, Any],
+        defn: WorkflowDefinition[..., Any],
+        id: str,
+    ) -> None:
+        self._handle = handle
+        self._defn = defn
+        self.id = id
+
+    async def result(self) -> Any:
+        try:
+            out = await self._handle
+        except temporalio.exceptions.ChildWorkflowError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # This run is being cancelled and its child cancelled with it (Temporal
+                # waits for the child's cancellation): the run sees its own cancellation.
+                raise asyncio.CancelledError(
+                    f"workflow {workflow.info().workflow_id!r} was cancelled"
+                ) from None
+            raise _child_error(exc, self.id, self._defn.name) from None
+        return self._defn.shape.decode_result(out)
+
+    async def signal(self, name: str, payload: Any = None) -> None:
+        await self._handle.signal(name, codec.to_jsonable(payload, where="a signal"))
+
+    async def cancel(self) -> None:
+        self._handle.cancel()
+
+
+def _child_error(
+    exc: temporalio.exceptions.ChildWorkflowError, child_id: str, name: str
+) -> ChildWorkflowError:
+    """Temporal's ChildWorkflowError as the neutral one, with the statuses the journal
+    engines record (FAILED, CANCELLED, TERMINATED)."""
+    cause = exc.cause
+    status, error_type, message = "FAILED", type(cause).__name__, str(cause or exc)
+    if isinstance(cause, temporalio.exceptions.CancelledError):
+        status, error_type, message = "CANCELLED", "CancelledError", "cancelled"
+    elif isinstance(cause, temporalio.exceptions.TerminatedError):
+        status, error_type = "TERMINATED", "TerminatedError"
+    elif isinstance(cause, temporalio.exceptions.ApplicationError):
+        error_type, message = cause.type or "ApplicationError", cause.message
+    return ChildWorkflowError(
+        child_id=child_id, workflow=name, status=status, error_type=error_type, message=message
+    )
 
 
 def _neutral_error(exc: temporalio.exceptions.ActivityError, name: str, step: int) -> BaseException:

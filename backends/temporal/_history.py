@@ -23,6 +23,7 @@ from temporalio.converter import PayloadConverter
 
 from backends.temporal._context import (
     CARRIED_SIGNALS_MEMO,
+    CHILD_STEP_MEMO,
     COMPENSATION,
     DIGEST_IDS_PATCH,
     RECEIVED,
@@ -93,6 +94,8 @@ class _Builder:
         self.last_step = -1
         #: Temporal event id -> (step, description) for every event that records a step.
         self.steps_by_event: dict[int, tuple[int, str]] = {}
+        #: The initiated event id of each child start -> (step, workflow, details).
+        self.children: dict[int, tuple[int | None, str, dict[str, Any]]] = {}
 
     # -- helpers ------------------------------------------------------------------------
     def decode(self, payloads: Payloads) -> Any:
@@ -153,11 +156,17 @@ class _Builder:
         raw = a.memo.fields.get(CARRIED_SIGNALS_MEMO)
         for name, payload in (self.converter.from_payload(raw) if raw is not None else None) or []:
             self.signals.setdefault(str(name), deque()).append(payload)
-        details = (
+        details: dict[str, Any] = (
             {"continued_from_run": a.continued_execution_run_id}
             if a.continued_execution_run_id
             else {}
         )
+        if a.HasField("parent_workflow_execution"):
+            # A child run names its parent (and the step that started it), as on sql.
+            details["parent_id"] = a.parent_workflow_execution.workflow_id
+            raw_step = a.memo.fields.get(CHILD_STEP_MEMO)
+            if raw_step is not None:
+                details["parent_step"] = self.converter.from_payload(raw_step)
         self.out.append(
             HistoryEvent(
                 E.WORKFLOW_STARTED,
@@ -254,6 +263,88 @@ class _Builder:
         step = self.sleeps.get(a.timer_id)
         if step is not None:
             self.out.append(HistoryEvent(E.TIMER_FIRED, at, step=step, name="sleep"))
+
+    # -- child workflows: the parent's step index is in the child's memo ------------------
+    def on_start_child_workflow_execution_initiated(
+        self, ev: TemporalEvent, a: Any, at: datetime
+    ) -> None:
+        raw = a.memo.fields.get(CHILD_STEP_MEMO)
+        step = int(self.converter.from_payload(raw)) if raw is not None else None
+        policy = {1: "terminate", 2: "abandon", 3: "request_cancel"}.get(int(a.parent_close_policy))
+        details = {"child_id": a.workflow_id, "parent_close_policy": policy}
+        self.children[ev.event_id] = (step, a.workflow_type.name, details)
+        args = self.decode(a.input)
+        if step is not None:
+            self.mark(ev.event_id, step, describe_step("child", a.workflow_type.name, args))
+        self.out.append(
+            HistoryEvent(
+                E.CHILD_WORKFLOW_STARTED,
+                at,
+                step=step,
+                name=a.workflow_type.name,
+                args=args,
+                details=details,
+            )
+        )
+
+    def _child_ended(self, a: Any, at: datetime, status: str, error: dict[str, Any]) -> None:
+        step, name, details = self.children.get(a.initiated_event_id, (None, None, {}))
+        self.out.append(
+            HistoryEvent(
+                E.CHILD_WORKFLOW_FAILED,
+                at,
+                step=step,
+                name=name,
+                error={
+                    "child_id": details.get("child_id"),
+                    "workflow": name,
+                    "status": status,
+                    **error,
+                },
+                details=details,
+            )
+        )
+
+    def on_child_workflow_execution_completed(
+        self, ev: TemporalEvent, a: Any, at: datetime
+    ) -> None:
+        step, name, details = self.children.get(a.initiated_event_id, (None, None, {}))
+        self.out.append(
+            HistoryEvent(
+                E.CHILD_WORKFLOW_COMPLETED,
+                at,
+                step=step,
+                name=name,
+                result=self.decode(a.result),
+                details=details,
+            )
+        )
+
+    def on_child_workflow_execution_failed(self, ev: TemporalEvent, a: Any, at: datetime) -> None:
+        cause = a.failure.cause if a.failure.HasField("cause") else a.failure
+        self._child_ended(a, at, "FAILED", _error(cause))
+
+    def on_child_workflow_execution_canceled(self, ev: TemporalEvent, a: Any, at: datetime) -> None:
+        self._child_ended(
+            a, at, "CANCELLED", {"error_type": "CancelledError", "message": "cancelled"}
+        )
+
+    def on_child_workflow_execution_terminated(
+        self, ev: TemporalEvent, a: Any, at: datetime
+    ) -> None:
+        self._child_ended(
+            a, at, "TERMINATED", {"error_type": "TerminatedError", "message": "terminated"}
+        )
+
+    def on_start_child_workflow_execution_failed(
+        self, ev: TemporalEvent, a: Any, at: datetime
+    ) -> None:
+        self._child_ended(
+            a,
+            at,
+            "ALREADY_STARTED",
+            {"error_type": "WorkflowIdConflictError", "message": "the id is in use"},
+        )
 
     def on_workflow_execution_signaled(self, ev: TemporalEvent, a: Any, at: datetime) -> None:
         self.signals.setdefault(a.signal_name, deque()).append(self.decode(a.input))

@@ -59,6 +59,7 @@ class JournalBackend(Backend):
             "updates",
             "wait_condition",
             "continue_as_new",
+            "child_workflows",
             "crash_resume",
             "idempotent_start",
             "non_determinism_detection",
@@ -92,6 +93,10 @@ class JournalBackend(Backend):
     def _wake_workers(self) -> None:
         for w in self._workers:
             w.wake()
+
+    def wake_workers(self) -> None:
+        """Wake this process's workers (a run started or woke another: a child, a parent)."""
+        self._wake_workers()
 
     def notify(self, id: str) -> None:
         """A local worker finished or parked run `id`: wake its local waiters."""

@@ -33,6 +33,7 @@ from bridge.activity import ActivityDefinition, as_activity, seconds
 from bridge.backend import Status
 from bridge.errors import (
     ActivityError,
+    ChildWorkflowError,
     CompensationError,
     NonDeterminismError,
     StorageError,
@@ -41,14 +42,17 @@ from bridge.errors import (
     WorkflowTimeoutError,
 )
 from bridge.history import utc
-from bridge.limits import check_payload
+from bridge.limits import check_id, check_payload
 from bridge.workflow import (
+    ChildHandle,
     Context,
     ContinueAsNew,
     Signal,
     WorkflowDefinition,
     _current_context,
     call_update_handler,
+    check_child_call,
+    default_child_id,
     flatten_awaitables,
     note_step_answer,
     signal_names,
@@ -100,6 +104,16 @@ UPDATE, UPDATE_ACCEPTED = "update", "accepted"
 #: `consumed_step` of one that was rejected (no journal row has it).
 UPDATE_REQUEST = "__bridge_update__"
 UPDATE_REJECTED = -1000
+#: A child workflow this run started (`ctx.start_child`): `name` the child's workflow, `args`
+#: {"id", "args", "policy"}; WAITING while the parent has not seen it end, then completed
+#: (output: its result) or failed (error: a ChildWorkflowError's JSON). The child run is
+#: created in the transaction that writes this row, so a replay never starts it twice.
+#: `child_signal` / `child_cancel` rows record a signal or cancel sent to it, once.
+CHILD, CHILD_SIGNAL, CHILD_CANCEL = "child", "child_signal", "child_cancel"
+#: The kind of the row at index `PARENT_IDX` a child run has (no operation takes it): `args`
+#: {"parent_id", "idx", "policy"}, read when the child ends to wake its parent, and by the
+#: history (`workflow_started` details). A row, like the deadline, so no schema change.
+PARENT, PARENT_IDX = "parent", -3
 #: Kinds whose rows are waits: a WAITING row arms a timer, settling it disarms the timer.
 WAIT_KINDS = (SLEEP, SIGNAL, CONDITION)
 COMPLETED, FAILED, RETRYING, WAITING, TIMED_OUT = (
@@ -169,6 +183,21 @@ class RunJournal(Protocol):
         """Write `records` (the update's row last) and mark request `seq` accepted by it,
         in one transaction."""
 
+    async def start_child(self, *records: StepRecord) -> StepRecord:
+        """Write `records` (the `child` row last) and create the child run it names, in one
+        transaction; the row as written (failed when the child's id was in use)."""
+
+    async def settle_child(self, record: StepRecord) -> StepRecord:
+        """The `child` row `record` settled with the child's outcome when the child has
+        ended (written), else `record` as it is."""
+
+    async def cancel_child(self, child_id: str) -> None:
+        """Ask child run `child_id` to cancel (nothing when it has ended)."""
+
+    async def command_child(self, *records: StepRecord) -> StepRecord:
+        """Write `records` (a `child_signal`/`child_cancel` row last) and deliver it to the
+        child in one transaction; that row as written (failed when the child has ended)."""
+
 
 class Suspend(BaseException):
     """Ends an execution that must wait; a BaseException so `except Exception` in user
@@ -206,6 +235,18 @@ class _NoWrites:
         raise EndOfJournal
 
     async def accept_update(self, seq: int, *records: StepRecord) -> None:
+        raise EndOfJournal
+
+    async def start_child(self, *records: StepRecord) -> StepRecord:
+        raise EndOfJournal
+
+    async def settle_child(self, record: StepRecord) -> StepRecord:
+        raise EndOfJournal
+
+    async def cancel_child(self, child_id: str) -> None:
+        raise EndOfJournal
+
+    async def command_child(self, *records: StepRecord) -> StepRecord:
         raise EndOfJournal
 
 
@@ -267,6 +308,9 @@ class JournaledContext(Context):
         # `deliver_updates`); `waits_in_update` is set when such a wait parked the run.
         self._applying = 0
         self.waits_in_update = False
+        #: Ids of the children whose end this execution waited for when it parked: a park
+        #: checks them, so a child ending just before its parent parks still wakes it.
+        self.awaiting_children: list[str] = []
 
     # -- identity ---------------------------------------------------------------------
     @property
@@ -340,6 +384,14 @@ class JournaledContext(Context):
             # first operation the journal has not decided (a new step, or a wait still
             # open), as in Temporal; the workflow may catch it and compensate.
             self.deliver_cancel()
+        return self._check_recorded(idx, kind, name, digest, args)
+
+    def _check_recorded(
+        self, idx: int, kind: str, name: str, digest: str | None, args: Any
+    ) -> StepRecord | None:
+        """The journal's row at `idx` once it matches the operation now asked for
+        (NonDeterminismError otherwise); no cancellation is delivered here."""
+        rec = self._steps.get(idx)
         if rec is None:
             return None
         if rec.kind != kind or rec.name != name or (digest is not None and rec.digest != digest):
@@ -815,6 +867,126 @@ class JournaledContext(Context):
             return replace(rec, status=FAILED, error=error_info(exc), finished_at=time.time())
         return replace(rec, status=COMPLETED, output=out, finished_at=time.time())
 
+    # -- child workflows --------------------------------------------------------------
+    def start_child(
+        self,
+        workflow: Any,
+        *args: Any,
+        id: str | None = None,
+        parent_close_policy: str = "terminate",
+        **kwargs: Any,
+    ) -> Awaitable[ChildHandle]:
+        """The index is taken now (see `Context.start_child`); the start is the `child`
+        row, written with the child run in one transaction."""
+        where = f"ctx.start_child in workflow {self._id!r}"
+        defn = check_child_call(workflow, parent_close_policy, where=where)
+        idx = self._take_index()
+        data = defn.shape.encode_args(args, kwargs)  # SerializationError here, at the call site
+        child_id = id if id is not None else default_child_id(self._id, idx)
+        return self._start_child(idx, defn, child_id, data, parent_close_policy)
+
+    async def _start_child(
+        self,
+        idx: int,
+        defn: WorkflowDefinition[..., Any],
+        child_id: str,
+        data: dict[str, Any],
+        policy: str,
+    ) -> ChildHandle:
+        args = {"id": child_id, "args": data, "policy": policy}
+        digest = codec.digest(args)
+        rec = self._steps.get(idx)
+        if rec is None or (rec.kind != CHILD and rec.status not in FINAL_STEP_STATUSES):
+            # Not started yet: an undecided operation, where a cancel is delivered. A child
+            # started and still open is decided; its wait (`result`) delivers the cancel.
+            rec = self._recorded(idx, CHILD, defn.name, digest, args)
+        else:
+            rec = self._check_recorded(idx, CHILD, defn.name, digest, args)
+        replayed = rec is not None
+        if rec is None:
+            self._beyond_journal()
+            self._fence()
+            check_id(child_id)
+            check_payload(data, what=f"the input of child workflow {child_id!r}")
+            rec = StepRecord(
+                workflow_id=self._id,
+                idx=idx,
+                kind=CHILD,
+                name=defn.name,
+                status=WAITING,
+                digest=digest,
+                args=args,
+                started_at=time.time(),
+            )
+            pending, self._unwritten = self._unwritten, []
+            rec = await self._journal.start_child(*pending, rec)
+            self._steps[idx] = rec
+            self._progress()
+        note_step_answer(replayed=replayed)
+        error = rec.error or {}
+        if rec.status == FAILED and error.get("status") == "ALREADY_STARTED":
+            raise ChildWorkflowError.from_json(error)
+        return _JournalChildHandle(self, idx, child_id, defn)
+
+    async def child_result(self, idx: int, defn: WorkflowDefinition[..., Any]) -> Any:
+        """Wait for the child started at `idx` to end: its decoded result or its
+        ChildWorkflowError. While it runs the parent parks (`Suspend`); the child's end
+        makes the parent runnable again, and the outcome is journaled in the parent."""
+        rec = self._steps[idx]
+        await self.deliver_updates()
+        replayed = rec.status in FINAL_STEP_STATUSES
+        if not replayed:
+            self._beyond_journal()
+            child_id = str(rec.args["id"])
+            if self._cancel_pending or self.past_deadline():
+                # Cancelling a parent that waits for a child cancels the child (whatever
+                # its close policy), then the parent sees its own cancellation.
+                self._fence()
+                await self._journal.cancel_child(child_id)
+                self.deliver_cancel()
+            rec = await self._journal.settle_child(rec)
+            if rec.status not in FINAL_STEP_STATUSES:
+                self.awaiting_children.append(child_id)
+                raise Suspend(wake_at=None, waiting_for=f"child workflow {child_id}")
+            self._steps[idx] = rec
+            self._progress()
+        if rec.finished_at is not None:
+            self._clock = max(self._clock, rec.finished_at)
+        note_step_answer(replayed=replayed)
+        return settled_child(rec, defn)
+
+    async def child_command(
+        self, kind: str, child_id: str, name: str = "", payload: Any = None
+    ) -> None:
+        """Signal (`child_signal`, `name`, `payload`) or cancel (`child_cancel`) a child,
+        as a journaled step of this run, so a replay never sends it twice."""
+        idx = self._take_index()
+        args: dict[str, Any] = {"id": child_id}
+        if kind == CHILD_SIGNAL:
+            args.update(signal=name, payload=codec.to_jsonable(payload, where="a signal"))
+        digest = codec.digest(args)
+        rec = self._recorded(idx, kind, name or kind, digest, args)
+        if rec is None:
+            self._beyond_journal()
+            self._fence()
+            now = time.time()
+            rec = StepRecord(
+                workflow_id=self._id,
+                idx=idx,
+                kind=kind,
+                name=name or kind,
+                status=COMPLETED,
+                digest=digest,
+                args=args,
+                started_at=now,
+                finished_at=now,
+            )
+            pending, self._unwritten = self._unwritten, []
+            rec = await self._journal.command_child(*pending, rec)
+            self._steps[idx] = rec
+        if rec.status == FAILED:
+            raise ChildWorkflowError.from_json(rec.error or {})
+
     # -- replay-safe sources ----------------------------------------------------------
     def now(self) -> datetime:
         return utc(self._clock)
@@ -824,6 +996,17 @@ class JournaledContext(Context):
 
     def random(self) -> float:
         return self._rng.random()
+
+    def deprecate_patch(self, change_id: str) -> None:
+        # The marker is consumed where a run recorded it (its index stays taken, so later
+        # steps keep their numbers); a run reaching this point now records nothing.
+        if change_id in self._patches:
+            return
+        self._progress()
+        rec = self._steps.get(self._next)
+        if rec is not None and rec.kind == PATCH and rec.name == change_id:
+            self._next += 1
+        self._patches[change_id] = True
 
     def patched(self, change_id: str) -> bool:
         if change_id in self._patches:
@@ -864,6 +1047,35 @@ class JournaledContext(Context):
                 failures.append(exc)
         if failures:
             raise CompensationError(failures)
+
+
+class _JournalChildHandle(ChildHandle):
+    """A child started by a `JournaledContext`; every call goes through its context."""
+
+    def __init__(
+        self, ctx: JournaledContext, idx: int, child_id: str, defn: WorkflowDefinition[..., Any]
+    ) -> None:
+        self._ctx = ctx
+        self._idx = idx
+        self._defn = defn
+        self.id = child_id
+
+    async def result(self) -> Any:
+        return await self._ctx.child_result(self._idx, self._defn)
+
+    async def signal(self, name: str, payload: Any = None) -> None:
+        await self._ctx.child_command(CHILD_SIGNAL, self.id, name, payload)
+
+    async def cancel(self) -> None:
+        await self._ctx.child_command(CHILD_CANCEL, self.id)
+
+
+def settled_child(rec: StepRecord, defn: WorkflowDefinition[..., Any]) -> Any:
+    """The value of a settled `child` row: the child's result decoded to its declared
+    type, or its ChildWorkflowError raised."""
+    if rec.status == COMPLETED:
+        return defn.shape.decode_result(rec.output)
+    raise ChildWorkflowError.from_json(rec.error or {})
 
 
 def signal_label(name: Any, names: tuple[str, ...] | None) -> str:

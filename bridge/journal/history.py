@@ -8,7 +8,15 @@ from bridge import codec
 from bridge.backend import Status
 from bridge.history import EventType as E
 from bridge.history import HistoryEvent, utc
-from bridge.journal.context import CONTINUED, DEADLINE, StepRecord
+from bridge.journal.context import (
+    CHILD,
+    CHILD_CANCEL,
+    CHILD_SIGNAL,
+    CONTINUED,
+    DEADLINE,
+    PARENT,
+    StepRecord,
+)
 from bridge.journal.store import CONTINUED_MARK
 
 _SCHEDULED = {"activity": E.STEP_SCHEDULED, "compensation": E.COMPENSATION_SCHEDULED}
@@ -19,8 +27,47 @@ _FAILED = {"activity": E.STEP_FAILED, "compensation": E.COMPENSATION_FAILED}
 def _step_events(r: StepRecord) -> list[HistoryEvent]:
     if r.kind == CONTINUED:
         return []  # told by the workflow_started event (see build_history)
-    if r.kind == DEADLINE:
+    if r.kind in (DEADLINE, PARENT):
         return []  # a setting of the run, not an event (Temporal shows none either)
+    if r.kind in (CHILD_SIGNAL, CHILD_CANCEL):
+        return []  # sent to the child; the child's own history shows what it did
+    if r.kind == CHILD:
+        data = r.args if isinstance(r.args, dict) else {}
+        details = {"child_id": data.get("id"), "parent_close_policy": data.get("policy")}
+        events = [
+            HistoryEvent(
+                E.CHILD_WORKFLOW_STARTED,
+                utc(r.started_at),
+                step=r.idx,
+                name=r.name,
+                args=data.get("args"),
+                details=details,
+            )
+        ]
+        end = utc(r.finished_at or r.started_at)
+        if r.status == "completed":
+            events.append(
+                HistoryEvent(
+                    E.CHILD_WORKFLOW_COMPLETED,
+                    end,
+                    step=r.idx,
+                    name=r.name,
+                    result=r.output,
+                    details=details,
+                )
+            )
+        elif r.status == "failed":
+            events.append(
+                HistoryEvent(
+                    E.CHILD_WORKFLOW_FAILED,
+                    end,
+                    step=r.idx,
+                    name=r.name,
+                    error=r.error,
+                    details=details,
+                )
+            )
+        return events
     if r.kind == "condition":
         # A wait_condition leaves no event, as on Temporal (whose condition timer the
         # neutral history does not show either), so histories compare across engines.
@@ -137,13 +184,19 @@ def build_history(workflow: Any, steps: list[StepRecord]) -> list[HistoryEvent]:
     `history` accepts); an earlier generation ends with `continued_as_new`.
     """
     details: dict[str, Any] = {}
-    # The rows below index 0 come first (the deadline at -2, the continuation at -1).
-    first = next((r for r in steps[:2] if r.kind == CONTINUED), None)
+    # The rows below index 0 come first (a parent link at -3, the deadline at -2, the
+    # continuation at -1).
+    first = next((r for r in steps[:3] if r.kind == CONTINUED), None)
     if first is not None and isinstance(first.args, dict):
         details = {
             "generation": first.args.get("generation"),
             "continued_from": first.args.get("previous"),
         }
+    # A child run names its parent (and the step that started it) on its first event.
+    link = next((r for r in steps[:3] if r.kind == PARENT), None)
+    if link is not None and isinstance(link.args, dict):
+        details["parent_id"] = link.args.get("parent_id")
+        details["parent_step"] = link.args.get("idx")
     events = [
         HistoryEvent(
             E.WORKFLOW_STARTED,

@@ -24,21 +24,33 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, delete, not_, select, update
 
 from bridge import codec
 from bridge.backend import Status
-from bridge.errors import WorkflowClosedError, WorkflowIdConflictError, WorkflowNotFoundError
+from bridge.errors import (
+    ChildWorkflowError,
+    WorkflowClosedError,
+    WorkflowIdConflictError,
+    WorkflowNotFoundError,
+)
 from bridge.interceptors import RunEnded
 from bridge.journal._leases import LeaseStatements
 from bridge.journal._steps import StepStatements, step_record, step_row, wait_names
 from bridge.journal.context import (
+    CHILD,
+    CHILD_CANCEL,
     COMPLETED,
     CONTINUED,
     DEADLINE,
     DEADLINE_IDX,
+    FAILED,
+    FINAL_STEP_STATUSES,
+    PARENT,
+    PARENT_IDX,
     SIGNAL,
     UPDATE_REJECTED,
     UPDATE_REQUEST,
@@ -74,8 +86,9 @@ def archive_id(id: str, generation: int) -> str:
 def generation_of(steps: Sequence[StepRecord]) -> int:
     """Which generation a journal is (0 for a run that never continued as new), from the
     `continued` row a continuation writes at index -1."""
-    # The rows below index 0 come first (a deadline at -2, the continuation at -1).
-    first = next((s for s in steps[:2] if s.kind == CONTINUED), None)
+    # The rows below index 0 come first (a parent link at -3, a deadline at -2, the
+    # continuation at -1).
+    first = next((s for s in steps[:3] if s.kind == CONTINUED), None)
     if first is not None and isinstance(first.args, dict):
         return int(first.args.get("generation", 0))
     return 0
@@ -221,6 +234,7 @@ class JournalStore(LeaseStatements, StepStatements):
         if name is None:
             return False
         conn.execute(delete(self.schema.timers).where(self.schema.timers.c.workflow_id == id))
+        self._run_closed(conn, id)
         if self.interceptors:
             ended = RunEnded(
                 workflow_id=id,
@@ -272,6 +286,14 @@ class JournalStore(LeaseStatements, StepStatements):
             if first is not None and first.kind == CONTINUED:
                 generation = int(codec.loads(first.args).get("generation", 0))
             kept = archive_id(id, generation)
+            # The generation's open children get its close policy (as on Temporal); its
+            # own parent link stays with the run, so the last generation wakes the parent.
+            self._close_children(conn, id)
+            parent_link = conn.execute(
+                select(st).where(
+                    st.c.workflow_id == id, st.c.idx == PARENT_IDX, st.c.kind == PARENT
+                )
+            ).first()
             # The execution timeout spans the whole chain (as Temporal's does): the next
             # generation keeps the first one's deadline.
             deadline = conn.execute(
@@ -329,6 +351,8 @@ class JournalStore(LeaseStatements, StepStatements):
                 finished_at=now,
             )
             conn.execute(st.insert(), [step_row(marker)])
+            if parent_link is not None:
+                conn.execute(st.insert(), [step_row(step_record(parent_link))])
             if deadline is not None and deadline.fire_at is not None:
                 timeout = float((codec.loads(deadline.args) or {}).get("seconds", 0.0))
                 self._arm_deadline(conn, id, row.name, deadline.fire_at, timeout)
@@ -360,8 +384,11 @@ class JournalStore(LeaseStatements, StepStatements):
         error: dict[str, Any] | None = None,
         blocked: bool = False,
         wake_on_update: bool = True,
+        children: Sequence[str] = (),
     ) -> bool:
-        """Park a run (False when the lease was lost). A signal for one of its waits (or,
+        """Park a run (False when the lease was lost). `children` are the child runs the
+        execution waited for: one that ended meanwhile makes the run PENDING at once.
+        A signal for one of its waits (or,
         with `park_wakes_on_cancel`, a cancel; or a pending update request, unless
         `wake_on_update` is False because the run waits inside an update handler, where
         no update is delivered) that arrived while it ran makes it PENDING
@@ -391,6 +418,7 @@ class JournalStore(LeaseStatements, StepStatements):
             woken = not blocked and (
                 (self.park_wakes_on_cancel and bool(row.cancel_requested))
                 or (bool(names) and conn.execute(signalled.limit(1)).first() is not None)
+                or (bool(children) and self._any_ended(conn, children))
             )
             conn.execute(
                 update(r)
@@ -543,4 +571,287 @@ class JournalStore(LeaseStatements, StepStatements):
                 update(sg)
                 .where(sg.c.seq == seq, sg.c.consumed_step.is_(None))
                 .values(consumed_step=records[-1].idx)
+            )
+
+    # -- child workflows ----------------------------------------------------------------
+    # A child is a run of its own in the same store (claimable by any worker serving its
+    # workflow). Its parent journals the start as a `child` row, written with the child's
+    # run and its `parent` link row (index PARENT_IDX) in one transaction; the child's end
+    # (`_run_closed`, in the transaction that ends it) makes a parked parent PENDING, and
+    # the parent settles its row from the child's run when it next looks. Parent and
+    # child rows are locked in that order everywhere (`park` locks the parent's row and
+    # reads the child's status), so a child ending as its parent parks is never missed.
+    _TERMINAL = tuple(s.value for s in Status if s.is_terminal)
+
+    def _any_ended(self, conn: Connection, ids: Sequence[str]) -> bool:
+        r = self.schema.runs
+        found = conn.execute(
+            select(r.c.id).where(r.c.id.in_(list(ids)), r.c.status.in_(self._TERMINAL)).limit(1)
+        ).first()
+        return found is not None
+
+    def start_child(self, records: Sequence[StepRecord]) -> StepRecord:
+        """Write `records` (the parent's `child` row last) and create the child run with its
+        parent link, in one transaction; the `child` row as written. A row already there
+        (written before a crash) is returned as it is; an id already in use makes the row
+        FAILED with a ChildWorkflowError (status ALREADY_STARTED), never a second run."""
+        *pending, rec = records
+        st, r = self.schema.steps, self.schema.runs
+        data = rec.args
+        child_id, now = str(data["id"]), time.time()
+        with self._write("starting a child workflow") as conn:
+            if pending:
+                self._upsert_steps(conn, pending)
+            existing = conn.execute(
+                select(st).where(st.c.workflow_id == rec.workflow_id, st.c.idx == rec.idx)
+            ).first()
+            if existing is not None:
+                return step_record(existing)
+            created = (
+                conn.execute(
+                    self.dialect.insert(r)
+                    .values(
+                        id=child_id,
+                        name=rec.name,
+                        status=Status.PENDING.value,
+                        input=codec.dumps(data["args"]),
+                        created_at=now,
+                        updated_at=now,
+                        executions=0,
+                        cancel_requested=False,
+                        blocked=False,
+                    )
+                    .on_conflict_do_nothing(index_elements=["id"])
+                    .returning(r.c.id)
+                ).first()
+                is not None
+            )
+            if created:
+                link = StepRecord(
+                    workflow_id=child_id,
+                    idx=PARENT_IDX,
+                    kind=PARENT,
+                    name=rec.workflow_id,
+                    status=COMPLETED,
+                    args={"parent_id": rec.workflow_id, "idx": rec.idx, "policy": data["policy"]},
+                    started_at=now,
+                    finished_at=now,
+                )
+                conn.execute(st.insert(), [step_row(link)])
+            else:
+                error = ChildWorkflowError(
+                    child_id=child_id,
+                    workflow=rec.name,
+                    status="ALREADY_STARTED",
+                    error_type="WorkflowIdConflictError",
+                    message=f"a run with id {child_id!r} already exists; pass another id=",
+                )
+                rec = replace(rec, status=FAILED, error=error.to_json(), finished_at=now)
+            self._upsert_steps(conn, [rec])
+        return rec
+
+    def settle_child(self, rec: StepRecord) -> StepRecord:
+        """The parent's `child` row `rec` settled from the child run once that has ended
+        (written in this transaction), or `rec` unchanged while the child is open."""
+        st = self.schema.steps
+        with self._write("reading a child workflow") as conn:
+            current = conn.execute(
+                select(st).where(st.c.workflow_id == rec.workflow_id, st.c.idx == rec.idx)
+            ).first()
+            if current is not None and current.status in FINAL_STEP_STATUSES:
+                return step_record(current)
+            settled = self._child_outcome(conn, rec)
+            if settled is None:
+                return rec
+            self._upsert_steps(conn, [settled])
+        return settled
+
+    def _child_outcome(self, conn: Connection, rec: StepRecord) -> StepRecord | None:
+        """The parent's `child` row `rec` settled from its child's run (unwritten), or None
+        while the child is open. A child run that is gone reads as failed (NOT_FOUND)."""
+        r = self.schema.runs
+        child_id = str(rec.args["id"])
+        child = conn.execute(
+            select(r.c.status, r.c.result, r.c.error).where(r.c.id == child_id)
+        ).first()
+        if child is not None and child.status not in self._TERMINAL:
+            return None
+        now = time.time()
+        if child is not None and child.status == Status.COMPLETED.value:
+            settled = replace(
+                rec, status=COMPLETED, output=codec.loads(child.result), finished_at=now
+            )
+        else:
+            err = (codec.loads(child.error) if child is not None else None) or {}
+            status = "FAILED" if child is not None else "NOT_FOUND"
+            if child is not None and child.status == Status.CANCELLED.value:
+                status = "CANCELLED"
+            elif err.get("error_type") == "TerminatedError":
+                status = "TERMINATED"
+            error = ChildWorkflowError(
+                child_id=child_id,
+                workflow=rec.name,
+                status=status,
+                error_type=str(err.get("error_type", "CancelledError")),
+                message=str(err.get("message", "the child run is gone")),
+            )
+            settled = replace(rec, status=FAILED, error=error.to_json(), finished_at=now)
+        return settled
+
+    def cancel_child(self, child_id: str) -> None:
+        """Request the cancellation of child run `child_id`; nothing when it has ended."""
+        with self._write("cancelling a child workflow") as conn:
+            self._request_cancel(conn, child_id)
+
+    def command_child(self, records: Sequence[StepRecord]) -> StepRecord:
+        """Write `records` and deliver the last (a `child_signal` or `child_cancel` row) to
+        its child in one transaction; that row, FAILED when the child has ended."""
+        *pending, rec = records
+        st, r = self.schema.steps, self.schema.runs
+        child_id = str(rec.args["id"])
+        with self._write("sending to a child workflow") as conn:
+            if pending:
+                self._upsert_steps(conn, pending)
+            existing = conn.execute(
+                select(st).where(st.c.workflow_id == rec.workflow_id, st.c.idx == rec.idx)
+            ).first()
+            if existing is not None:
+                return step_record(existing)
+            status = conn.execute(
+                select(r.c.status).where(r.c.id == child_id).with_for_update()
+            ).scalar()
+            if status is None or status in self._TERMINAL:
+                error = ChildWorkflowError(
+                    child_id=child_id,
+                    workflow="",
+                    status=str(status or "NOT_FOUND"),
+                    error_type="WorkflowClosedError",
+                    message=f"cannot {rec.kind.replace('child_', '')} a child that has ended",
+                )
+                rec = replace(rec, status=FAILED, error=error.to_json())
+            elif rec.kind == CHILD_CANCEL:
+                self._request_cancel(conn, child_id)
+            else:
+                conn.execute(
+                    self.schema.signals.insert().values(
+                        workflow_id=child_id,
+                        name=rec.args["signal"],
+                        payload=codec.dumps(rec.args.get("payload")),
+                        created_at=time.time(),
+                    )
+                )
+                conn.execute(
+                    update(r)
+                    .where(
+                        r.c.id == child_id,
+                        r.c.status == Status.WAITING.value,
+                        r.c.blocked.is_(False),
+                    )
+                    .values(status=Status.PENDING.value, updated_at=time.time())
+                )
+            self._upsert_steps(conn, [rec])
+        return rec
+
+    def _request_cancel(self, conn: Connection, id: str) -> None:
+        """Set run `id`'s cancel request (waking it when parked), unless it has ended."""
+        r = self.schema.runs
+        now = time.time()
+        conn.execute(
+            update(r)
+            .where(r.c.id == id, r.c.status.not_in(self._TERMINAL))
+            .values(cancel_requested=True, updated_at=now)
+        )
+        conn.execute(
+            update(r)
+            .where(r.c.id == id, r.c.status == Status.WAITING.value)
+            .values(status=Status.PENDING.value, updated_at=now)
+        )
+
+    def _run_closed(self, conn: Connection, id: str) -> None:
+        """Run `id` just ended (in `conn`'s transaction): wake its parent if it has one,
+        and apply its close policy to its children still open."""
+        st, r = self.schema.steps, self.schema.runs
+        link = conn.execute(
+            select(st.c.args).where(
+                st.c.workflow_id == id, st.c.idx == PARENT_IDX, st.c.kind == PARENT
+            )
+        ).scalar()
+        if link is not None:
+            parent_id = codec.loads(link)["parent_id"]
+            conn.execute(
+                update(r)
+                .where(
+                    r.c.id == parent_id,
+                    r.c.status == Status.WAITING.value,
+                    r.c.blocked.is_(False),
+                )
+                .values(status=Status.PENDING.value, updated_at=time.time())
+            )
+        self._close_children(conn, id)
+
+    def _close_children(self, conn: Connection, id: str) -> None:
+        """Apply the parent-close policy of each child of run `id` whose end it has not
+        seen: terminate (the child ends at once, FAILED with TerminatedError, its own
+        children closed in turn), request_cancel, or abandon (left running)."""
+        st = self.schema.steps
+        rows = conn.execute(
+            select(st.c.args).where(
+                st.c.workflow_id == id,
+                st.c.kind == CHILD,
+                st.c.status.not_in([COMPLETED, FAILED]),
+            )
+        ).all()
+        for row in rows:
+            data = codec.loads(row.args)
+            policy, child_id = data.get("policy"), str(data["id"])
+            if policy == "terminate":
+                self._terminate(conn, child_id, id)
+            elif policy == "request_cancel":
+                self._request_cancel(conn, child_id)
+
+    def _terminate(self, conn: Connection, id: str, parent_id: str) -> None:
+        """End child run `id` now, FAILED with a TerminatedError (Temporal reports a
+        terminated run as failed too); its worker, if any, loses its lease at its next
+        renewal and stops. Interceptors see the ending as for any run."""
+        r = self.schema.runs
+        error = {
+            "error_type": "TerminatedError",
+            "message": f"terminated because its parent {parent_id!r} ended "
+            f"(parent_close_policy 'terminate')",
+        }
+        # A child already asked to cancel (its parent was cancelled while awaiting it) is
+        # left to finish cancelling, as Temporal's default child cancellation waits for.
+        name = conn.execute(
+            update(r)
+            .where(
+                r.c.id == id,
+                r.c.status.not_in(self._TERMINAL),
+                r.c.cancel_requested.is_(False),
+            )
+            .values(
+                status=Status.FAILED.value,
+                error=codec.dumps(error),
+                lease_owner=None,
+                lease_expires_at=None,
+                waiting_for=None,
+                blocked=False,
+                updated_at=time.time(),
+            )
+            .returning(r.c.name)
+        ).scalar()
+        if name is None:
+            return
+        conn.execute(delete(self.schema.timers).where(self.schema.timers.c.workflow_id == id))
+        self._close_children(conn, id)
+        for interceptor in self.interceptors:
+            interceptor.run_ended(
+                conn,
+                RunEnded(
+                    workflow_id=id,
+                    workflow=name,
+                    engine=self.engine_name,
+                    status=Status.FAILED,
+                    result=None,
+                    error=error,
+                ),
             )

@@ -82,6 +82,24 @@ class RunJournal:
     async def accept_update(self, seq: int, *records: StepRecord) -> None:
         self._worker.store.accept_update(seq, records)
 
+    # Child workflows (`JournaledContext.start_child`): each one store transaction.
+    async def start_child(self, *records: StepRecord) -> StepRecord:
+        started = self._worker.store.start_child(records)
+        self._worker.backend.wake_workers()
+        return started
+
+    async def settle_child(self, record: StepRecord) -> StepRecord:
+        return self._worker.store.settle_child(record)
+
+    async def cancel_child(self, child_id: str) -> None:
+        self._worker.store.cancel_child(child_id)
+        self._worker.backend.wake_workers()
+
+    async def command_child(self, *records: StepRecord) -> StepRecord:
+        sent = self._worker.store.command_child(records)
+        self._worker.backend.wake_workers()
+        return sent
+
 
 class JournalWorker(Worker):
     """Claims and executes runs of `workflows`; subclasses implement `execute(row)`."""

@@ -233,10 +233,19 @@ async def _v2_unpatched(ctx: bridge.Context) -> list[str]:
     return [*out, await ctx.run(part, "b")]
 
 
+async def _v3_deprecated(ctx: bridge.Context) -> list[str]:
+    out = [await ctx.run(part, "a")]
+    ctx.deprecate_patch("add-c")
+    out.append(await ctx.run(part, "c"))
+    await ctx.wait_for_signal("go")
+    return [*out, await ctx.run(part, "b")]
+
+
 VERSIONED = "conformance.versioned"
 V1 = WorkflowDefinition(_v1, name=VERSIONED)
 V2_PATCHED = WorkflowDefinition(_v2_patched, name=VERSIONED)
 V2_UNPATCHED = WorkflowDefinition(_v2_unpatched, name=VERSIONED)
+V3_DEPRECATED = WorkflowDefinition(_v3_deprecated, name=VERSIONED)
 
 
 # -- the codec: every supported type in one value ---------------------------------------------
@@ -425,7 +434,50 @@ async def beating_run(ctx: bridge.Context, ledger_path: str) -> str:
     return await ctx.run(beating, ledger_path)
 
 
+# -- child workflows ------------------------------------------------------------------------
+@bridge.workflow(name="conformance.child_double")
+async def child_double(ctx: bridge.Context, ledger_path: str, n: int) -> int:
+    await ctx.run(step, ledger_path, f"child-{n}")
+    return n * 2
+
+
+@bridge.workflow(name="conformance.child_fails")
+async def child_fails(ctx: bridge.Context, message: str) -> int:
+    raise ValueError(message)
+
+
+@bridge.workflow(name="conformance.child_waits")
+async def child_waits(ctx: bridge.Context) -> str:
+    return str(await ctx.wait_for_signal("go"))
+
+
+@bridge.workflow(name="conformance.children")
+async def children(ctx: bridge.Context, ledger_path: str) -> dict[str, Any]:
+    """One child awaited, two run concurrently, one that fails."""
+    one = await ctx.execute_child(child_double, ledger_path, 1)
+    a = await ctx.start_child(child_double, ledger_path, 2)
+    b = await ctx.start_child(child_double, ledger_path, 3)
+    both = await ctx.gather(a.result(), b.result())
+    try:
+        await ctx.execute_child(child_fails, "boom")
+        failure: list[str] = []
+    except bridge.ChildWorkflowError as exc:
+        failure = [exc.status, exc.error_type]
+    return {"one": one, "both": both, "failure": failure}
+
+
+@bridge.workflow(name="conformance.child_policy")
+async def child_policy(ctx: bridge.Context, policy: str) -> str:
+    """Starts a child that waits for a signal and ends at once, leaving it open."""
+    return (await ctx.start_child(child_waits, parent_close_policy=policy)).id
+
+
 STANDARD = [
+    child_double,
+    child_fails,
+    child_waits,
+    children,
+    child_policy,
     sequence,
     five_steps,
     retrying,

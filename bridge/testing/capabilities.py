@@ -35,6 +35,8 @@ CAPABILITIES: dict[str, str] = {
     "update id, and a validator's refusal journals nothing",
     "wait_condition": "ctx.wait_condition and waiting for the first of several signals",
     "continue_as_new": "ctx.continue_as_new continues the same id with a fresh history",
+    "child_workflows": "ctx.execute_child / ctx.start_child run a child on the same engine, "
+    "its result or ChildWorkflowError in the parent, its parent-close policy applied",
     "heartbeats": "a silent attempt fails after its heartbeat_timeout and is retried with its "
     "last heartbeat details; a running activity hears of its run's cancellation within ~1 s",
 }

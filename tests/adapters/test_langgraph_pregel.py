@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import operator
+import time
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -430,6 +431,40 @@ async def doubler(xs: list[int], runtime: Runtime[Caller]) -> dict[str, Any]:
 DOUBLER = from_entrypoint(doubler, name="lg_doubler")
 
 
+# -- a synchronous entrypoint: task(...).result(), futures started together ----------------
+SQUARING = {"now": 0, "most": 0}
+
+
+@task
+def square(x: int) -> int:
+    TASK_CALLS.append(f"square {x}")
+    SQUARING["now"] += 1
+    SQUARING["most"] = max(SQUARING["most"], SQUARING["now"])
+    time.sleep(0.3)  # long enough for the squares started together to overlap
+    SQUARING["now"] -= 1
+    return x * x
+
+
+@task
+def total(values: list[int], label: str) -> str:
+    TASK_CALLS.append("total")
+    return f"{label}={sum(values)}"
+
+
+@entrypoint(checkpointer=InMemorySaver())
+def squarer(xs: list[int]) -> dict[str, Any]:
+    futures = [square(x) for x in xs]  # all started before the first .result()
+    squares = [f.result() for f in futures]
+    try:
+        first = square(squares[0]).result()  # a later task on an earlier one's result
+    except ValueError:  # the user's own except clauses do not see a pending result
+        first = -1
+    return {"squares": squares, "summary": total(squares, "sum").result(), "first": first}
+
+
+SQUARER = from_entrypoint(squarer, name="lg_squarer")
+
+
 # -- orchestrator-worker: pydantic objects inside a typing_extensions TypedDict state -------
 class Section(BaseModel):
     name: str
@@ -471,7 +506,32 @@ def _orchestrator() -> StateGraph[Any]:
 ORCHESTRATOR = from_state_graph(_orchestrator(), name="lg_orchestrator")
 
 
+# -- input and output schemas narrower than the state ---------------------------------------
+class AskIn(TypedDict):
+    question: str
+
+
+class AskOut(TypedDict):
+    answer: str
+
+
+class AskState(AskIn, AskOut, total=False):
+    notes: str
+
+
+def _schemas() -> StateGraph[Any]:
+    g = StateGraph(AskState, input_schema=AskIn, output_schema=AskOut)
+    g.add_node("think", lambda s: {"notes": s["question"][::-1]})
+    g.add_node("answer", lambda s: {"answer": f"{s['question']}? {s['notes']}"})
+    g.add_edge(START, "think")
+    g.add_edge("think", "answer")
+    return g
+
+
+SCHEMAS = from_state_graph(_schemas(), name="lg_schemas")
+
 ALL = [
+    SCHEMAS,
     SEQUENCE,
     FAN,
     BRANCHING,
@@ -485,6 +545,7 @@ ALL = [
     REACT,
     REVIEW,
     DOUBLER,
+    SQUARER,
 ]
 
 
@@ -516,6 +577,12 @@ async def test_sequence(client: bridge.Client) -> None:
     assert ours == theirs == {"text": "a b c", "words": ["a", "b", "c"], "count": 3}
     steps = bridge.history.step_sequence(await client.history("seq"))
     assert steps == ["lg_sequence.words", "lg_sequence.count"]
+
+
+async def test_input_and_output_schemas(client: bridge.Client) -> None:
+    """The result is read for the output schema only, as `ainvoke` reads it."""
+    theirs, ours = await _both(client, SCHEMAS, _schemas(), {"question": "why"}, id="schemas")
+    assert ours == theirs == {"answer": "why? yhw"}
 
 
 async def test_parallel_fan_out_and_fan_in(client: bridge.Client) -> None:
@@ -568,7 +635,7 @@ async def test_retry_on_and_max_attempts_as_in_langgraph(client: bridge.Client) 
     theirs = await _retrying().compile().ainvoke({"key": "lg", "mode": "transient"})
     async with client.worker(ALL):
         ours = await client.execute(
-            RETRYING, {"key": "ours", "mode": "transient"}, id="retry-1", timeout=60
+            RETRYING, {"key": "ours", "mode": "transient"}, id="lg-retry-1", timeout=60
         )
     assert _drop(ours, "key") == _drop(theirs, "key") == {"mode": "transient", "out": "ok after 3"}
     assert ATTEMPTS == {"lg": 3, "ours": 3}
@@ -634,6 +701,20 @@ async def test_functional_api_entrypoint_and_tasks(client: bridge.Client) -> Non
     assert steps == ["lg_doubler.double"] * 3 + ["lg_doubler.describe"]
 
 
+async def test_a_sync_entrypoint_with_parallel_tasks(client: bridge.Client) -> None:
+    theirs = squarer.invoke([1, 2, 3], {"configurable": {"thread_id": "sync"}})
+    TASK_CALLS.clear()
+    SQUARING["most"] = 0
+    async with client.worker(ALL):
+        ours = await client.execute(SQUARER, [1, 2, 3], id="sync-functional", timeout=60)
+    assert SQUARING["most"] >= 2  # the squares started together ran in parallel
+    assert ours == theirs == {"squares": [1, 4, 9], "summary": "sum=14", "first": 1}
+    # each task ran once, though the function ran again after each unfinished result
+    assert sorted(TASK_CALLS) == ["square 1", "square 1", "square 2", "square 3", "total"]
+    events = await client.history("sync-functional")
+    assert bridge.history.step_sequence(events) == ["lg_squarer.square"] * 4 + ["lg_squarer.total"]
+
+
 async def test_interrupt_parks_until_the_resume_signal(client: bridge.Client) -> None:
     graph = _reviewed().compile(checkpointer=InMemorySaver())
     thread: RunnableConfig = {"configurable": {"thread_id": "t"}}
@@ -663,7 +744,7 @@ async def test_interrupt_parks_until_the_resume_signal(client: bridge.Client) ->
 def test_values_round_trip_exactly_without_pickle() -> None:
     gc = GraphCodec(schema_types([Basket, Caller]), where="test")
     value = {
-        "messages": [HumanMessage("hi", id="h1"), AIMessage("", tool_calls=[], id="a1")],
+        "messages": [HumanMessage("hi", id="h1"), AIMessage("", tool_calls=[], id="lg-a1")],
         "basket": Basket(items=[Item(name="fig", qty=1)]),
         "caller": Caller(user="ann"),
         "pair": (1, "two"),
@@ -717,8 +798,6 @@ def test_an_entrypoint_is_refused_with_what_to_do() -> None:
 
     with pytest.raises(bridge.ConfigError, match="functional API @entrypoint: wrap it with"):
         from_state_graph(flow, name="refused_entrypoint")  # type: ignore[arg-type]
-    with pytest.raises(bridge.ConfigError, match=r"synchronous.*`async def`"):
-        from_entrypoint(flow, name="refused_sync_entrypoint")
 
 
 # -- replay: LangGraph's loop asks for the same steps in the same order ---------------------
@@ -729,8 +808,9 @@ def test_an_entrypoint_is_refused_with_what_to_do() -> None:
         (MAP_REDUCE, ({"topics": ["x", "y", "z", "w"]},)),
         (CHAT, ({"messages": [{"role": "user", "content": "Rome"}]},)),
         (DOUBLER, ([5, 6, 7, 8], Caller(user="cy"))),
+        (SQUARER, ([5, 6, 7, 8],)),
     ],
-    ids=["fan", "map_reduce", "chat", "functional"],
+    ids=["fan", "map_reduce", "chat", "functional", "sync_functional"],
 )
 async def test_parallel_steps_replay_in_the_recorded_order(
     client: bridge.Client, settings: dict[str, Any], tmp_path: Path, wf: Any, args: Any

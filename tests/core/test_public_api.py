@@ -22,6 +22,8 @@ BRIDGE_ALL = [
     "ActivityTimeoutError",
     "Backend",
     "BridgeError",
+    "ChildHandle",
+    "ChildWorkflowError",
     "Client",
     "CompensationError",
     "ConfigError",

@@ -46,7 +46,8 @@ async def test_one_span_per_attempt_in_the_runs_trace_and_none_after_a_resume(
             # The worker gets past the retried step into the gated one, then stops there.
             for _ in range(600):
                 if any(
-                    s.name == "RunActivity:fails_once" and s.attributes["bridge.attempt"] == 2
+                    s.name == "RunActivity:tracing.fails_once"
+                    and s.attributes["bridge.attempt"] == 2
                     for s in spans.get_finished_spans()
                 ):
                     break
@@ -64,23 +65,25 @@ async def test_one_span_per_attempt_in_the_runs_trace_and_none_after_a_resume(
     for s in steps:
         by_name.setdefault(s.name, []).append(s)
     # Journaled steps are answered from the journal after the resume: no second span.
-    assert len(by_name["RunActivity:plain"]) == 1
+    assert len(by_name["RunActivity:tracing.plain"]) == 1
     # The failed first attempt and its retry are a span each, the failure recorded.
-    attempts = sorted(s.attributes["bridge.attempt"] for s in by_name["RunActivity:fails_once"])
+    attempts = sorted(
+        s.attributes["bridge.attempt"] for s in by_name["RunActivity:tracing.fails_once"]
+    )
     assert attempts == [1, 2]
     failed = next(
-        s for s in by_name["RunActivity:fails_once"] if s.attributes["bridge.attempt"] == 1
+        s for s in by_name["RunActivity:tracing.fails_once"] if s.attributes["bridge.attempt"] == 1
     )
     assert failed.status.status_code is trace.StatusCode.ERROR
     assert any(e.name == "exception" for e in failed.events)
     # The gated step: at least the attempt that finished after the resume.
-    assert by_name["RunActivity:gated"][-1].status.status_code is not trace.StatusCode.ERROR
+    assert by_name["RunActivity:tracing.gated"][-1].status.status_code is not trace.StatusCode.ERROR
     run_trace = run_span_context(run_id).trace_id
     assert {s.context.trace_id for s in steps} == {run_trace}
     for s in steps:
         assert s.attributes["bridge.workflow_id"] == run_id
         assert s.attributes["bridge.backend"] == backend_name
-    start = [s for s in finished if s.name == "StartWorkflow:traced"]
+    start = [s for s in finished if s.name == "StartWorkflow:tracing.traced"]
     assert len(start) == 1
     assert [link.context.trace_id for link in start[0].links] == [run_trace]
     assert start[0].attributes["bridge.created"] is True

@@ -11,26 +11,26 @@ import bridge
 RETRY = bridge.RetryPolicy(max_attempts=3, initial_interval=0.01, backoff=1.0)
 
 
-@bridge.activity(retry=RETRY)
+@bridge.activity(name="tracing.plain", retry=RETRY)
 async def plain(label: str) -> str:
     return label
 
 
-@bridge.activity(retry=RETRY)
+@bridge.activity(name="tracing.fails_once", retry=RETRY)
 async def fails_once(label: str) -> str:
     if bridge.activity_info().attempt == 1:
         raise RuntimeError("first attempt fails")
     return label
 
 
-@bridge.activity(retry=RETRY)
+@bridge.activity(name="tracing.gated", retry=RETRY)
 async def gated(gate: str) -> str:
     while not os.path.exists(gate):
         await asyncio.sleep(0.02)
     return "through"
 
 
-@bridge.workflow
+@bridge.workflow(name="tracing.traced")
 async def traced(ctx: bridge.Context, gate: str) -> list[str]:
     return [
         await ctx.run(plain, "a"),

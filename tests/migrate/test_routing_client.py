@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -148,11 +149,12 @@ async def test_the_cli_reaches_a_run_on_a_non_default_engine(
     try:
         assert client.router.engine_of(run_id) == name
         # A run of another workflow type (no rule) starts on the default engine.
-        await client.start(wfs.nap, ledger_path, 0.0, id="nap-1")
-        assert client.router.engine_of("nap-1") == "sql"
+        nap_id = f"nap-{uuid.uuid4()}"  # Temporal lists its whole namespace: ids of ours
+        await client.start(wfs.nap, ledger_path, 0.0, id=nap_id)
+        assert client.router.engine_of(nap_id) == "sql"
         async with (
             (await client.client_for(run_id)).worker([wfs.approval]),
-            (await client.client_for("nap-1")).worker([wfs.nap]),
+            (await client.client_for(nap_id)).worker([wfs.nap]),
         ):
             await _until_waiting(client, run_id)
             status = await _cli(tmp_path, "status", run_id)
@@ -161,12 +163,10 @@ async def test_the_cli_reaches_a_run_on_a_non_default_engine(
 
             listed = await _cli(tmp_path, "list")
             assert listed.returncode == 0, listed.stderr
-            rows = [
-                line for line in listed.stdout.splitlines() if run_id in line or "nap-1" in line
-            ]
+            rows = [line for line in listed.stdout.splitlines() if run_id in line or nap_id in line]
             assert len(rows) == 2, listed.stdout
             assert any(name in r and run_id in r for r in rows), listed.stdout
-            assert any("sql" in r and "nap-1" in r for r in rows), listed.stdout
+            assert any("sql" in r and nap_id in r for r in rows), listed.stdout
 
             sent = await _cli(tmp_path, "signal", run_id, "approve", '"via-cli"')
             assert sent.returncode == 0, sent.stderr

@@ -17,6 +17,7 @@ OpenAI Agents adapter adds `test_agent_loop_with_tools`); they run in the same w
 """
 
 from bridge.testing._plugins import contributed_scenarios
+from bridge.testing.suite._children import test_child_parent_close_policy, test_child_workflow
 from bridge.testing.suite._crash import test_crash_resume_at_every_step_boundary
 from bridge.testing.suite._liveness import test_activity_cancellation, test_heartbeat_timeout
 from bridge.testing.suite._messages import (
@@ -38,7 +39,11 @@ from bridge.testing.suite._steps import (
     test_sequence,
     test_timeout,
 )
-from bridge.testing.suite._versions import test_non_determinism_detection, test_patched
+from bridge.testing.suite._versions import (
+    test_deprecate_patch,
+    test_non_determinism_detection,
+    test_patched,
+)
 from bridge.testing.suite._waits import (
     test_cancellation,
     test_durable_sleep_across_restart,
@@ -71,6 +76,9 @@ __all__ = [
     "test_continue_as_new",
     "test_heartbeat_timeout",
     "test_activity_cancellation",
+    "test_child_workflow",
+    "test_child_parent_close_policy",
+    "test_deprecate_patch",
 ]
 
 # The plugins' scenarios and fixtures, so that `from bridge.testing.suite import *` runs them.

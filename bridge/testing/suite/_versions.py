@@ -12,7 +12,7 @@ from bridge.testing import _workflows as wf
 from bridge.testing.scenario import new_id, result_of, wait_for_status
 from bridge.workflow import WorkflowDefinition
 
-__all__ = ["test_non_determinism_detection", "test_patched"]
+__all__ = ["test_deprecate_patch", "test_non_determinism_detection", "test_patched"]
 
 
 async def _park(
@@ -39,6 +39,37 @@ async def test_patched(bridge_client: bridge.Client) -> None:
         new = await result_of(bridge_client, new_run, scenario="patched (new run)")
     assert old == ["a", "b"], f"patched: the run started on old code gave {old}, expected [a, b]"
     assert new == ["a", "c", "b"], f"patched: a new run gave {new}, expected [a, c, b]"
+
+
+@pytest.mark.asyncio
+@pytest.mark.requires("signals", "patched", "non_determinism_detection")
+async def test_deprecate_patch(bridge_client: bridge.Client) -> None:
+    """Retiring a patch blocks nothing: a run that recorded `patched` replays through
+    `deprecate_patch`, and a run that reached `deprecate_patch` runs on once the call is
+    removed (the new path's code alone)."""
+    scenario = "deprecate_patch"
+    patched_run = new_id("patched-run")
+    deprecated_run = new_id("deprecated-run")
+    await _park(bridge_client, wf.V2_PATCHED, patched_run, scenario)
+    async with bridge_client.worker([wf.V3_DEPRECATED]):
+        await _park(bridge_client, wf.V3_DEPRECATED, deprecated_run, scenario)
+        await bridge_client.signal(patched_run, "go")
+        first = await result_of(bridge_client, patched_run, scenario=f"{scenario} (patched run)")
+    assert first == ["a", "c", "b"], (
+        f"{scenario}: the run that recorded the patch gave {first} under deprecate_patch"
+    )
+    # Step 3: the call removed; the run started under deprecate_patch recorded no marker.
+    async with bridge_client.worker([wf.V2_UNPATCHED]):
+        await bridge_client.signal(deprecated_run, "go")
+        try:
+            second = await bridge_client.result(deprecated_run, timeout=30)
+        except bridge.WorkflowBlockedError as exc:
+            raise AssertionError(
+                f"{scenario}: removing the call blocked a run started under it: {exc}"
+            ) from None
+    assert second == ["a", "c", "b"], (
+        f"{scenario}: the run started under deprecate_patch gave {second} once it was removed"
+    )
 
 
 @pytest.mark.asyncio
