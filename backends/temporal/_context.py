@@ -166,6 +166,11 @@ class RunState:
         self._arrived = 0
         self.queries: dict[str, Callable[..., Any]] = {}
         self.updates: dict[str, UpdateHandler] = {}
+        #: Whether the workflow code has started: an update that arrives with the start
+        #: reaches the validator before the code has set any handler (a native Temporal
+        #: workflow's handlers exist with its class), so until then it is let through and
+        #: checked once the code has run to its first wait.
+        self.code_started = False
 
     def add_signal(self, name: str, payload: Any) -> None:
         self._arrived += 1
@@ -201,6 +206,8 @@ class RunState:
         an ApplicationError whose type (UpdateNotFoundError / UpdateRejectedError) and
         details (the validator's error type and message) the client turns back into the
         same error as on the journal engines. Temporal journals nothing for it."""
+        if name not in self.updates and not self.code_started:
+            return  # checked by `apply` once the code has had the chance to set it
         try:
             validate_update(self.updates, workflow.info().workflow_id, name, args)
         except (UpdateNotFoundError, UpdateRejectedError) as exc:
@@ -218,6 +225,11 @@ class RunState:
         """The dynamic update handler: the handler `ctx.set_update_handler` set, its result
         as JSON data. Any exception it raises fails the update (not the workflow task,
         Temporal's default for a non-ApplicationError), carrying its type and message."""
+        if name not in self.updates and not self.code_started:
+            # Arrived with the start: Temporal checks conditions only once every ready task
+            # has run, so by then the code has run to its first wait and set its handlers.
+            await workflow.wait_condition(lambda: self.code_started)
+            self.validate(name, args)  # the check the validator could not make yet
         entry = self.updates.get(name)
         if entry is None:  # removed between validation and now
             self.validate(name, args)
@@ -643,6 +655,7 @@ async def execute(state: RunState, args: Sequence[Any]) -> Any:
     sandbox's refusals, which are a kind of it) still fail only the task: the run is kept
     and resumes when a worker with fixed code picks it up.
     """
+    state.code_started = True
     info = workflow.info()
     defn, served = _registry.lookup(info.task_queue, info.workflow_type)
     ctx = TemporalContext(

@@ -17,6 +17,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,25 @@ async def test_update_changes_the_run_and_answers(client: bridge.Client, tmp_pat
     completed = [e for e in events if e.type is bridge.EventType.UPDATE_COMPLETED]
     assert [e.name for e in accepted] == ["add", "add", "checkout"]
     assert [e.result for e in completed] == [3, 7, "PAID"]
+
+
+async def test_an_update_sent_right_after_the_start_is_applied(
+    client: bridge.Client, tmp_path: Path
+) -> None:
+    """As Temporal's hello_update does: the caller updates at once after starting. On
+    Temporal the update can arrive with the start, before the workflow code has set its
+    handlers; it waits for them instead of being refused as unknown."""
+    id = f"update-early-{uuid.uuid4()}"
+    async with client.worker([cart]):
+        handle = await client.start(
+            cart, str(tmp_path / "ledger.db"), str(tmp_path / "door"), id=id
+        )
+        assert await handle.update("add", "fig", 2) == 2
+        with pytest.raises(bridge.UpdateNotFoundError):
+            await handle.update("no-such-update")
+        assert await handle.update("checkout", "paid") == "PAID"
+        result = await handle.result(timeout=30)
+    assert result == {"items": ["fig"], "total": 2, "done": True}
 
 
 async def test_rejected_failed_and_unknown_updates(client: bridge.Client, tmp_path: Path) -> None:
