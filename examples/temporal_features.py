@@ -445,14 +445,14 @@ async def hold_seat(ctx: bridge.Context, ledger_path: str | None, seat: str) -> 
     with `client.start(hold_seat, ..., execution_timeout=600)`.
 
     Past the timeout the run ends FAILED and `result()` raises WorkflowFailedError with
-    `error_type == "WorkflowTimeoutError"`, on every engine. On sql and langgraph the run
-    sees `asyncio.CancelledError` at its wait first, so the `except` gives the seat back
-    before it fails; Temporal's server ends a timed-out run without running any more of its
-    code (there the seat would be released by whoever watches for the failure, or by a
-    workflow timer: `ctx.wait_for_signal("paid", timeout=...)`).
+    `error_type == "WorkflowTimeoutError"`, on every engine. The run sees
+    `asyncio.CancelledError` at its wait first, so the `except` gives the seat back before
+    it fails (on Temporal too: the bridge cancels the code with a workflow timer at the
+    deadline and sets Temporal's own execution timeout a grace period later).
 
     Natively on Temporal: `client.start_workflow(..., execution_timeout=timedelta(...))`,
-    the run failing with `WorkflowFailureError` whose cause is a timeout.
+    the run failing with `WorkflowFailureError` whose cause is a timeout, and no code of
+    the run running after it (the server ends it).
     """
     await ctx.run(reserve_seat, ledger_path, seat)
     try:

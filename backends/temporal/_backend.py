@@ -36,7 +36,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from backends.temporal import _registry
-from backends.temporal._context import WAITING_FOR_MEMO
+from backends.temporal._context import DEADLINE_GRACE_S, DEADLINE_MEMO, WAITING_FOR_MEMO
 from backends.temporal._converter import data_converter
 from backends.temporal._devserver import DevServer
 from backends.temporal._history import build_history, non_determinism
@@ -239,7 +239,16 @@ class TemporalBackend(Backend):
             workflow_id_conflict_policy=temporalio.api.enums.v1.WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
         )
         if execution_timeout is not None:
-            request.workflow_execution_timeout.FromTimedelta(timedelta(seconds=execution_timeout))
+            # The workflow cancels its own code at the deadline (so it can compensate, as on
+            # the journal engines: `_context.DEADLINE_MEMO`); Temporal's own timeout, a
+            # grace period later, ends a run whose code never stops.
+            deadline = [time.time() + execution_timeout, execution_timeout]
+            request.memo.fields[DEADLINE_MEMO].CopyFrom(
+                (await client.data_converter.encode([deadline]))[0]
+            )
+            request.workflow_execution_timeout.FromTimedelta(
+                timedelta(seconds=execution_timeout + DEADLINE_GRACE_S)
+            )
         request.input.payloads.extend(await client.data_converter.encode([args]))
         try:
             response = await client.workflow_service.start_workflow_execution(request, retry=True)

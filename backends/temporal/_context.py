@@ -41,6 +41,7 @@ from bridge.errors import (
     CompensationError,
     UpdateNotFoundError,
     UpdateRejectedError,
+    WorkflowTimeoutError,
 )
 from bridge.limits import check_payload
 from bridge.workflow import (
@@ -83,6 +84,12 @@ PARENT_CLOSE = {
 #: Memo key of a run started by continue-as-new: the signals its previous run had received
 #: and not taken, `[[name, payload], ...]` oldest first, which this run takes first.
 CARRIED_SIGNALS_MEMO = "bridge.carried_signals"
+#: The run's execution deadline (epoch seconds) and timeout, in its memo: the workflow code
+#: is cancelled at the deadline by a workflow timer, so it can compensate as on the journal
+#: engines, and the run ends FAILED with WorkflowTimeoutError. Temporal's own execution
+#: timeout is set later (`DEADLINE_GRACE_S`), as the backstop for code that never ends.
+DEADLINE_MEMO = "bridge.deadline"
+DEADLINE_GRACE_S = 60.0
 
 # Temporal wants a start-to-close timeout on every activity. The declared timeout is enforced
 # by the shim (so a timeout reads ActivityTimeoutError, as on sql); the server's, a little
@@ -664,10 +671,12 @@ async def execute(state: RunState, args: Sequence[Any]) -> Any:
     # A run continued as new takes the signals its previous run left first, in their order:
     # they arrived before any sent to this run.
     state.carry(workflow.memo_value(CARRIED_SIGNALS_MEMO, default=None) or [])
+    deadline = workflow.memo_value(DEADLINE_MEMO, default=None)
     token = _current_context.set(ctx)
     try:
         try:
-            result = await _call(defn, ctx, _arguments(defn, args))
+            running = _call(defn, ctx, _arguments(defn, args))
+            result = await (running if deadline is None else _by_deadline(running, deadline))
             # Updates still running finish (and answer their callers) before the run ends,
             # as on the journal engines, where a handler runs inline at a wait.
             await workflow.wait_condition(workflow.all_handlers_finished)
@@ -678,7 +687,10 @@ async def execute(state: RunState, args: Sequence[Any]) -> Any:
             # Temporal's own continue-as-new: the new run gets the same id and task queue.
             # The memo is given whole (Temporal would copy this run's, wait marks and all),
             # carrying the signals this run received and no wait took.
-            workflow.continue_as_new(args=[data], memo={CARRIED_SIGNALS_MEMO: state.pending()})
+            memo: dict[str, Any] = {CARRIED_SIGNALS_MEMO: state.pending()}
+            if deadline is not None:
+                memo[DEADLINE_MEMO] = deadline  # the deadline spans continue-as-new
+            workflow.continue_as_new(args=[data], memo=memo)
     except workflow.NondeterminismError:
         raise
     except Exception as exc:
@@ -691,6 +703,24 @@ async def execute(state: RunState, args: Sequence[Any]) -> Any:
         # own task Context, which nothing else sees, so there is nothing to reset then.
         with contextlib.suppress(ValueError):
             _current_context.reset(token)
+
+
+async def _by_deadline(running: Awaitable[Any], deadline: Sequence[float]) -> Any:
+    """The workflow code, cancelled at `deadline` ([epoch seconds, timeout]) by a workflow
+    timer: it sees CancelledError at its current await (and may compensate), and the run
+    then fails with WorkflowTimeoutError however the code went on, as on the journal
+    engines."""
+    at, timeout = deadline
+    task = asyncio.ensure_future(running)
+    remaining = at - workflow.now().timestamp()
+    try:
+        await workflow.wait_condition(task.done, timeout=max(remaining, 0.001))
+    except TimeoutError:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise WorkflowTimeoutError(workflow.info().workflow_id, timeout) from None
+    return task.result()
 
 
 def _message(exc: Exception, workflow_name: str) -> str:

@@ -247,12 +247,8 @@ async def test_a_seat_not_paid_in_time_times_out(
     assert info.value.error_type == "WorkflowTimeoutError"
     assert took < 15, f"the timeout was enforced after {took:.1f}s"
     assert (await client.describe(rid)).status is bridge.Status.FAILED
-    done = ledger.counts_by_activity(ledger_path)
-    if backend_name == "temporal":
-        # Temporal's server ends the run without running more of its code.
-        assert done == {"reserve:4A": 1}
-    else:
-        assert done == {"reserve:4A": 1, "release:4A": 1}
+    # The seat is given back before the run fails, on every engine.
+    assert ledger.counts_by_activity(ledger_path) == {"reserve:4A": 1, "release:4A": 1}
 
 
 async def test_a_seat_paid_in_time_is_unaffected_by_its_timeout(client: bridge.Client) -> None:
