@@ -92,6 +92,7 @@ class TemporalBackend(Backend):
     capabilities = frozenset(
         {
             "heartbeats",
+            "execution_timeout",
             "signals",
             "signal_timeout",
             "durable_sleep",

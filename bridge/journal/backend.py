@@ -46,6 +46,7 @@ class JournalBackend(Backend):
     capabilities = frozenset(
         {
             "heartbeats",
+            "execution_timeout",
             "signals",
             "signal_timeout",
             "durable_sleep",

@@ -472,6 +472,20 @@ async def child_policy(ctx: bridge.Context, policy: str) -> str:
     return (await ctx.start_child(child_waits, parent_close_policy=policy)).id
 
 
+# -- execution timeout ------------------------------------------------------------------------
+@bridge.workflow(name="conformance.timed_hold")
+async def timed_hold(ctx: bridge.Context, ledger_path: str, trip: str) -> str:
+    """Books a hotel, then waits for a payment that never comes; the caller's execution
+    timeout cancels it, and it gives the room back before the run fails."""
+    await ctx.run(book_hotel, ledger_path, trip)
+    try:
+        await ctx.wait_for_signal("paid")
+    except asyncio.CancelledError:
+        await ctx.compensate()
+        raise
+    return "paid"
+
+
 STANDARD = [
     child_double,
     child_fails,
@@ -494,4 +508,5 @@ STANDARD = [
     tally,
     silent,
     beating_run,
+    timed_hold,
 ]

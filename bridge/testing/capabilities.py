@@ -37,6 +37,8 @@ CAPABILITIES: dict[str, str] = {
     "continue_as_new": "ctx.continue_as_new continues the same id with a fresh history",
     "child_workflows": "ctx.execute_child / ctx.start_child run a child on the same engine, "
     "its result or ChildWorkflowError in the parent, its parent-close policy applied",
+    "execution_timeout": "client.start(..., execution_timeout=) cancels a run past its deadline "
+    "(it may compensate) and fails it with WorkflowTimeoutError",
     "heartbeats": "a silent attempt fails after its heartbeat_timeout and is retried with its "
     "last heartbeat details; a running activity hears of its run's cancellation within ~1 s",
 }

@@ -47,6 +47,7 @@ from bridge.testing.suite._versions import (
 from bridge.testing.suite._waits import (
     test_cancellation,
     test_durable_sleep_across_restart,
+    test_execution_timeout,
     test_signal,
     test_signal_timeout,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "test_child_workflow",
     "test_child_parent_close_policy",
     "test_deprecate_patch",
+    "test_execution_timeout",
 ]
 
 # The plugins' scenarios and fixtures, so that `from bridge.testing.suite import *` runs them.

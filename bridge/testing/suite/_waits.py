@@ -18,6 +18,7 @@ from bridge.testing.scenario import new_id, result_of, times, wait_for_status
 __all__ = [
     "test_cancellation",
     "test_durable_sleep_across_restart",
+    "test_execution_timeout",
     "test_signal",
     "test_signal_timeout",
 ]
@@ -128,3 +129,33 @@ async def test_cancellation(
     assert status is bridge.Status.CANCELLED, f"cancellation: the run ended {status.value}"
     ran = dict(bridge_ledger.counts_by_activity())
     assert ran == {"asked": 1}, f"cancellation: side effects {ran}, expected only 'asked' once"
+
+
+@pytest.mark.asyncio
+@pytest.mark.requires("execution_timeout", "compensation")
+async def test_execution_timeout(
+    bridge_client: bridge.Client, bridge_worker: bridge.Worker, bridge_ledger: Ledger
+) -> None:
+    """A run past its execution timeout is cancelled where it waits (it compensates) and
+    ends FAILED with WorkflowTimeoutError."""
+    run = new_id("execution-timeout")
+    scenario = "execution timeout"
+    t0 = time.monotonic()
+    await bridge_client.start(
+        wf.timed_hold, str(bridge_ledger.path), "t-9", id=run, execution_timeout=1.0
+    )
+    try:
+        outcome = await bridge_client.result(run, timeout=30)
+    except bridge.WorkflowFailedError as exc:
+        outcome = exc.error_type
+    took = time.monotonic() - t0
+    assert outcome == "WorkflowTimeoutError", (
+        f"{scenario}: the run ended with {outcome!r}, expected a WorkflowTimeoutError failure"
+    )
+    assert took < 10, f"{scenario}: a 1 s timeout ended the run after {took:.1f}s"
+    desc = await bridge_client.describe(run)
+    assert desc.status is bridge.Status.FAILED, f"{scenario}: the run is {desc.status.value}"
+    counts = bridge_ledger.counts_by_activity()
+    assert counts["cancel_hotel:t-9"] == 1, (
+        f"{scenario}: the compensation ran {counts['cancel_hotel:t-9']} times, expected once"
+    )
