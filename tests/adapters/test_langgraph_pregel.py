@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import operator
+import os
+import signal
 import time
+import uuid
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -36,6 +39,7 @@ import bridge
 from adapters.langgraph import RESUME_SIGNAL, from_entrypoint, from_state_graph
 from adapters.langgraph._codec import GraphCodec, schema_types
 from bridge.testing import replay
+from tests.conftest import Workers
 from tests.journal.test_crash import wait_for_steps
 
 
@@ -738,6 +742,41 @@ async def test_interrupt_parks_until_the_resume_signal(client: bridge.Client) ->
     ]
     question = asked["__interrupt__"][0].value
     assert question == {"question": "publish 'post'?"}
+
+
+async def test_a_worker_killed_while_parked_on_interrupt_loses_nothing(
+    settings: dict[str, Any], tmp_path: Path
+) -> None:
+    """SIGKILL of the worker while the run waits on `interrupt()`: another worker resumes
+    it with the answer, no finished node runs again, and the final state is LangGraph's."""
+    graph = _reviewed().compile(checkpointer=InMemorySaver())
+    thread: RunnableConfig = {"configurable": {"thread_id": "t"}}
+    await graph.ainvoke({"text": " post "}, thread)
+    theirs = await graph.ainvoke(Command(resume="yes"), thread)
+    rid = f"review-killed-{uuid.uuid4()}"
+    workers = Workers(settings, tmp_path)
+    client = await bridge.connect(settings)
+    try:
+        await client.start(REVIEW, {"text": " post "}, id=rid)
+        first = workers.start("tests.adapters.test_langgraph_pregel")
+        await wait_for_steps(client, rid, 2, timeout=60)  # draft, approve (interrupted)
+        await asyncio.sleep(0.3)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        workers.start("tests.adapters.test_langgraph_pregel")
+        await client.signal(rid, RESUME_SIGNAL, "yes")
+        ours = await client.result(rid, timeout=60)
+        steps = bridge.history.step_sequence(await client.history(rid))
+    finally:
+        workers.close()
+        await client.close()
+    assert ours == theirs
+    assert [s for s in steps if s.startswith("lg_")] == [
+        "lg_review.draft",
+        "lg_review.approve",
+        "lg_review.approve",
+        "lg_review.publish",
+    ]
 
 
 # -- the codec and the refusals (no engine) -------------------------------------------------
