@@ -20,16 +20,13 @@ import json
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
 
 from bridge.config import load_settings
 from bridge.errors import ConfigError
-
-if TYPE_CHECKING:
-    from bridge.bus.outbox import SqlOutbox
 
 __all__ = ["bus_app"]
 
@@ -51,6 +48,14 @@ UrlOption = Annotated[
     str | None,
     typer.Option(
         "--url", help="The outbox's database (SQLAlchemy URL); default: the sql journal's."
+    ),
+]
+NatsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--nats",
+        metavar="URL",
+        help="Take the dead letters of the NATS JetStream bus at URL instead of a SQL outbox.",
     ),
 ]
 Subscription = Annotated[
@@ -163,15 +168,26 @@ def serve(
     asyncio.run(body())
 
 
-def _with_outbox(url: str | None, body: Callable[[SqlOutbox], Awaitable[T]]) -> T:
-    from bridge.bus.outbox import SqlOutbox
+def _with_outbox(
+    url: str | None, body: Callable[[Any], Awaitable[T]], *, nats: str | None = None
+) -> T:
+    """Run `body` with the SQL outbox at `url` (default: the sql journal's), or with the
+    NATS JetStream bus at `nats` (its default stream and subject prefix): both keep dead
+    letters and answer the same three calls."""
 
     async def run() -> T:
-        outbox = SqlOutbox(url=url or load_settings().sql.url)
+        if nats is not None:
+            from bridge.bus.nats import NatsTransport
+
+            bus: Any = NatsTransport(servers=nats)
+        else:
+            from bridge.bus.outbox import SqlOutbox
+
+            bus = SqlOutbox(url=url or load_settings().sql.url)
         try:
-            return await body(outbox)
+            return await body(bus)
         finally:
-            await outbox.close()
+            await bus.close()
 
     return asyncio.run(run())
 
@@ -182,17 +198,18 @@ def list_dead_letters(
         str | None, typer.Option("--subscription", "-s", help="Only this subscription's.")
     ] = None,
     url: UrlOption = None,
+    nats: NatsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="The dead letters as JSON.")] = False,
 ) -> None:
     """The dead letters, oldest first: subscription, event, attempts and the last error."""
     from bridge.cli import out
 
-    letters = _with_outbox(url, lambda o: o.dead_letters(subscription))
+    letters = _with_outbox(url, lambda o: o.dead_letters(subscription), nats=nats)
     if as_json:
         rows = [
             {
                 "subscription": d.subscription,
-                "event": d.event.to_dict(),
+                "event": d.event.to_dict() if d.event is not None else None,
                 "attempts": d.attempts,
                 "error": d.error,
                 "dead_at": d.dead_at,
@@ -210,8 +227,8 @@ def list_dead_letters(
     for d in letters:
         table.add_row(
             d.subscription,
-            d.event.id,
-            d.event.type,
+            d.event.id if d.event is not None else "(not an event)",
+            d.event.type if d.event is not None else "",
             str(d.attempts),
             datetime.fromtimestamp(d.dead_at).strftime("%Y-%m-%d %H:%M:%S"),
             d.error or "",
@@ -220,18 +237,30 @@ def list_dead_letters(
 
 
 @dead_letters_app.command("replay")
-def replay(subscription: Subscription, event_ids: EventIds = None, url: UrlOption = None) -> None:
+def replay(
+    subscription: Subscription,
+    event_ids: EventIds = None,
+    url: UrlOption = None,
+    nats: NatsOption = None,
+) -> None:
     """Deliver dead letters of SUBSCRIPTION again (fix what made them fail first)."""
     from bridge.cli import out
 
-    n = _with_outbox(url, lambda o: o.replay_dead_letters(subscription, event_ids or None))
+    n = _with_outbox(
+        url, lambda o: o.replay_dead_letters(subscription, event_ids or None), nats=nats
+    )
     out.print(f"replayed {n} dead letter{'s' if n != 1 else ''} of {subscription!r}", markup=False)
 
 
 @dead_letters_app.command("drop")
-def drop(subscription: Subscription, event_ids: EventIds = None, url: UrlOption = None) -> None:
+def drop(
+    subscription: Subscription,
+    event_ids: EventIds = None,
+    url: UrlOption = None,
+    nats: NatsOption = None,
+) -> None:
     """Delete dead letters of SUBSCRIPTION for good."""
     from bridge.cli import out
 
-    n = _with_outbox(url, lambda o: o.drop_dead_letters(subscription, event_ids or None))
+    n = _with_outbox(url, lambda o: o.drop_dead_letters(subscription, event_ids or None), nats=nats)
     out.print(f"dropped {n} dead letter{'s' if n != 1 else ''} of {subscription!r}", markup=False)

@@ -95,6 +95,8 @@ class DeadLetter:
     dead_at: float
     raw: bytes
     stream_sequence: int
+    #: The letter's own sequence in the dead-letter stream (what replay and drop remove).
+    dead_letter_sequence: int = 0
 
 
 @dataclass
@@ -725,8 +727,70 @@ class NatsTransport:
                     dead_at=raw.time.timestamp() if raw.time else 0.0,
                     raw=data,
                     stream_sequence=int(headers.get("Bridge-Stream-Sequence", "0")),
+                    dead_letter_sequence=sequence,
                 )
             )
+
+    async def replay_dead_letters(
+        self, subscription: str, event_ids: Sequence[str] | None = None
+    ) -> int:
+        """Deliver dead letters of `subscription` again (those of `event_ids`, or all); how
+        many. Each event is published again to its subject, then its letter is deleted.
+
+        JetStream cannot address one consumer, so every subscription of the event's type
+        receives it again: the consumer's inbox drops it where it was handled already. The
+        republished message gets a Nats-Msg-Id of its own (the original's would fall in the
+        duplicate window), the same for the same letter, so a replay repeated after a crash
+        between the publish and the delete stores it once. A letter that is not a valid
+        envelope cannot be replayed: drop it."""
+        _, js = await self._ready()
+        replayed = 0
+        for letter in await self._chosen_letters(subscription, event_ids):
+            if letter.event is None:
+                raise NatsTransportError(
+                    f"dead letter {letter.dead_letter_sequence} of subscription "
+                    f"{subscription!r} is not a valid event envelope and cannot be "
+                    f"replayed; drop it (bridge bus dead-letters drop)"
+                )
+            subject, body, headers = self._message(letter.event)
+            headers["Nats-Msg-Id"] = (
+                f"{headers['Nats-Msg-Id']}.replay.{letter.dead_letter_sequence}"
+            )
+            try:
+                await js.publish(subject, body, headers=headers)
+                await js.delete_msg(self.dead_letter_stream, letter.dead_letter_sequence)
+            except (APIError, nats.errors.Error) as exc:
+                raise NatsTransportError(
+                    f"replaying dead letter {letter.dead_letter_sequence} of "
+                    f"{subscription!r} on NATS stream {self.stream!r} failed: {exc}"
+                ) from exc
+            replayed += 1
+        return replayed
+
+    async def drop_dead_letters(
+        self, subscription: str, event_ids: Sequence[str] | None = None
+    ) -> int:
+        """Delete dead letters of `subscription` (those of `event_ids`, or all) for good;
+        how many. The events stay in the event stream for other subscriptions."""
+        _, js = await self._ready()
+        dropped = 0
+        for letter in await self._chosen_letters(subscription, event_ids):
+            try:
+                await js.delete_msg(self.dead_letter_stream, letter.dead_letter_sequence)
+            except NotFoundError:
+                continue  # dropped meanwhile
+            dropped += 1
+        return dropped
+
+    async def _chosen_letters(
+        self, subscription: str, event_ids: Sequence[str] | None
+    ) -> list[DeadLetter]:
+        wanted = None if event_ids is None else set(event_ids)
+        return [
+            d
+            for d in await self.dead_letters(subscription)
+            if wanted is None or (d.event is not None and d.event.id in wanted)
+        ]
 
     async def close(self) -> None:
         nc, self._nc, self._js = self._nc, None, None

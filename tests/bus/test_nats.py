@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -28,7 +29,7 @@ pytest.importorskip("nats", reason='nats-py is not installed (pip install "durab
 import nats
 
 from bridge.bus import Delivery, Event, EventError, LeaseLostError
-from bridge.bus.nats import NatsTransport, NatsTransportError
+from bridge.bus.nats import NatsTransport, NatsTransportError, _consumer_name
 
 
 # -- the server -----------------------------------------------------------------------------
@@ -242,6 +243,87 @@ async def test_last_failed_delivery_goes_to_the_dead_letters(transport: NatsTran
     assert dead.subscription == "s"
     assert await transport.dead_letters() == [dead]
     assert await transport.dead_letters("another") == []
+
+
+async def _dead(transport: NatsTransport, subscription: str, event: Event) -> None:
+    """Publish `event` and fail every delivery of it until it is a dead letter."""
+    await transport.publish(event)
+    for _ in range(3):  # max_deliveries=3
+        [delivery] = await eventually(lambda: transport.claim(subscription))
+        await transport.nack(delivery, error="still broken")
+    await asyncio.sleep(0.2)
+
+
+async def test_dead_letters_are_replayed_and_dropped(transport: NatsTransport) -> None:
+    await transport.subscribe("s", ["pdf.render"])
+    first, second = Event.new("pdf.render", {"doc": 1}), Event.new("pdf.render", {"doc": 2})
+    await _dead(transport, "s", first)
+    await _dead(transport, "s", second)
+    assert [d.event for d in await transport.dead_letters("s")] == [first, second]
+
+    # Replay one by event id: delivered again as a new message, its letter gone.
+    assert await transport.replay_dead_letters("s", [first.id]) == 1
+    [again] = await eventually(lambda: transport.claim("s"))
+    assert again.event == first
+    await transport.ack(again)
+    assert [d.event for d in await transport.dead_letters("s")] == [second]
+    # Drop the rest: nothing is delivered, nothing is left.
+    assert await transport.drop_dead_letters("s") == 1
+    assert await transport.dead_letters("s") == []
+    await asyncio.sleep(0.2)
+    assert await transport.claim("s") == []
+    assert await transport.replay_dead_letters("s") == 0
+
+
+def test_the_cli_takes_nats_dead_letters(nats_url: str) -> None:
+    """`bridge bus dead-letters list|replay|drop --nats URL` on the default stream."""
+    from typer.testing import CliRunner
+
+    from bridge.cli import app
+
+    sub = f"cli-{uuid.uuid4().hex[:8]}"
+    kind = f"cli.job{uuid.uuid4().hex[:6]}"
+    event = Event.new(kind, {"n": 1})
+
+    async def make_dead() -> None:
+        t = NatsTransport(servers=nats_url, max_deliveries=1)
+        try:
+            await t.subscribe(sub, [kind])
+            await t.publish(event)
+            [d] = await eventually(lambda: t.claim(sub))
+            await t.nack(d, error="boom")
+            await asyncio.sleep(0.2)
+        finally:
+            await t.close()
+
+    asyncio.run(make_dead())
+    runner = CliRunner()
+    listed = runner.invoke(
+        app, ["bus", "dead-letters", "list", "-s", sub, "--nats", nats_url, "--json"]
+    )
+    assert listed.exit_code == 0, listed.output
+    assert [row["event"]["id"] for row in json.loads(listed.output)] == [event.id]
+    replayed = runner.invoke(app, ["bus", "dead-letters", "replay", sub, "--nats", nats_url])
+    assert replayed.exit_code == 0, replayed.output
+    assert "replayed 1 dead letter" in replayed.output
+    left = runner.invoke(app, ["bus", "dead-letters", "drop", sub, "--nats", nats_url])
+    assert "dropped 0 dead letters" in left.output, left.output
+
+    async def clean_up() -> None:
+        # The default stream is shared: leave no consumer or message of this test behind.
+        t = NatsTransport(servers=nats_url)
+        try:
+            await t.subscribe(sub, [kind])
+            for delivery in await eventually(lambda: t.claim(sub)):
+                await t.ack(delivery)
+        finally:
+            await t.close()
+        nc = await nats.connect(nats_url)
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await nc.jetstream().delete_consumer("BRIDGE", _consumer_name(sub))
+        await nc.close()
+
+    asyncio.run(clean_up())
 
 
 async def test_a_message_that_is_not_an_event_is_dead_lettered_at_once(
