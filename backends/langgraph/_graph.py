@@ -17,6 +17,16 @@ LangGraph thread whose id is the workflow id. Inside it:
   an interrupt with `Command(resume=...)` once the bridge's timer is due or a signal has arrived,
   having first written the answer to the bridge's journal, so it is the same if the
   resume has to be repeated after a crash.
+- LangGraph numbers a task's interrupts by the order they are called and resumes one per
+  invocation, so of several waits interrupted at once (branches of `ctx.gather`) only the
+  first can be answered. The first interrupt lists them all (`pending_interrupt`); when
+  another one can be answered the worker answers the first with `DEFER`, which makes it
+  interrupt again after the others, so the next one comes first.
+- An answer takes effect only once every other branch of the execution is blocked, one
+  answer at a time in the order they were given (`JournaledContext._hold_answer`), as the branches
+  ran when the wait interrupted; a condition the journal has as met is met again when
+  the other branches make it true (`_condition_held`). Otherwise a replayed wait or
+  condition, which returns at once, would let its branch take the others' journal indices.
 - Everything else of `JournaledContext` (step numbering, divergence checks, patches,
   compensation, the replay-safe clock and randomness) is the shared code of
   `bridge.journal.context`, so these rules are the sql backend's rules.
@@ -40,7 +50,7 @@ from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.errors import GraphInterrupt
 from langgraph.func import entrypoint, task
 from langgraph.pregel import Pregel
-from langgraph.types import interrupt
+from langgraph.types import Interrupt, interrupt
 
 from backends.langgraph._saver import DurableSaverMixin
 from backends.langgraph._store import CANCELLED
@@ -132,6 +142,20 @@ def updates_answer(idx: int) -> dict[str, Any]:
     return {WAIT_MARK: idx, "status": UPDATES, "output": None, "at": None}
 
 
+#: The status of an interrupt answer that settles nothing and delivers nothing: the worker
+#: resumed the thread's first pending interrupt only so that another wait of the execution,
+#: which is settled, can be answered next. LangGraph numbers a task's interrupts by the order
+#: they are called and resumes one per invocation, so only the first one called can be
+#: answered; the deferred wait interrupts again once the other waits were reached
+#: (`JournaledContext._hold_answer`), which puts the next pending wait first.
+DEFER = "defer"
+
+
+def defer_answer(idx: int) -> dict[str, Any]:
+    """The answer that makes the wait at `idx` interrupt again, after the other waits."""
+    return {WAIT_MARK: idx, "status": DEFER, "output": None, "at": None}
+
+
 class Abandoned(BaseException):
     """Ends an execution without LangGraph recording anything, as a crash would.
 
@@ -180,6 +204,8 @@ class GraphContext(JournaledContext):
         self._live: dict[int, tuple[str, ActivityDefinition[..., Any], dict[str, Any], str]] = {}
         #: The first interrupt this execution raised: the entrypoint re-raises it.
         self.interrupt: GraphInterrupt | None = None
+        #: The journal indices of the waits that interrupted in this execution, in order.
+        self.interrupted: list[int] = []
 
     # -- steps --------------------------------------------------------------------------
     def run(
@@ -299,6 +325,16 @@ class GraphContext(JournaledContext):
         `_condition_parks`) interrupts again on every replay, answered or not, because
         LangGraph pairs answers with interrupts by their order."""
         rec = self._steps.get(self._next)
+        if (
+            rec is not None
+            and rec.kind == CONDITION
+            and rec.status == COMPLETED
+            and rec.output != PAUSED
+        ):
+            idx = self._take_index()
+            self._recorded(idx, CONDITION, CONDITION, None, None)
+            await self.deliver_updates()
+            return await self._condition_held(condition)
         if rec is None or rec.kind != CONDITION or rec.output != PAUSED:
             return await super().wait_condition(condition, timeout=timeout)
         idx = self._take_index()
@@ -352,6 +388,7 @@ class GraphContext(JournaledContext):
             except GraphInterrupt as exc:
                 if self.interrupt is None:
                     self.interrupt = exc
+                self.interrupted.append(rec.idx)
                 waiting_for = {SLEEP: None, CONDITION: "a condition"}.get(rec.kind, rec.name)
                 raise Suspend(wake_at=rec.fire_at, waiting_for=waiting_for) from None
             if not isinstance(answer, dict) or answer.get(WAIT_MARK) != rec.idx:
@@ -361,6 +398,9 @@ class GraphContext(JournaledContext):
                     recorded=f"an interrupt answered with {answer!r}",
                     current=_describe_step(rec.kind, rec.name, None),
                 )
+            await self._hold_answer()
+            if answer["status"] == DEFER:
+                continue
             if answer["status"] != UPDATES:
                 break
             await self.deliver_updates()
@@ -454,13 +494,30 @@ class Execution:
         if outcome.status is Status.WAITING:
             if ctx.interrupt is None:
                 raise RuntimeError(f"workflow {ctx.workflow_id!r} suspended without a wait")
-            raise ctx.interrupt
+            raise pending_interrupt(ctx.interrupt, ctx.interrupted)
         self.saver.raise_failure(self.thread or ctx.workflow_id)
         if outcome.continue_with is not None:
             # The thread ends here; the worker moves this generation's journal aside and
             # starts the next one on a thread of its own (`_worker.thread_id`).
             return {"status": outcome.status.value, "continue_with": outcome.continue_with}
         return {"status": outcome.status.value, "result": outcome.result, "error": outcome.error}
+
+
+#: The key of the first interrupt's question listing every wait that interrupted with it.
+PENDING = "pending"
+
+
+def pending_interrupt(first: GraphInterrupt, waits: list[int]) -> GraphInterrupt:
+    """The execution's first interrupt, its question listing every wait that interrupted
+    (`waits`), so the worker knows all the waits it may answer (`_worker.pending_wait`)."""
+    found = first.args[0] if first.args else ()
+    if len(found) != 1 or not isinstance(found[0].value, dict):
+        return first
+    item = found[0]
+    value = {**item.value, PENDING: list(waits)}
+    return GraphInterrupt(
+        (Interrupt(value=value, id=item.id, response_schema=item.response_schema),)
+    )
 
 
 _EXECUTION: contextvars.ContextVar[Execution] = contextvars.ContextVar("bridge_lg_execution")

@@ -22,6 +22,7 @@ from bridge._sqlengine import SqliteDialect
 from bridge.config import LangGraphSettings
 from bridge.interceptors import Interceptor
 from bridge.journal.context import (
+    ANSWERED_LATER,
     CHILD,
     COMPLETED,
     DEADLINE,
@@ -127,6 +128,9 @@ class Store(JournalStore):
                     # Cancelling a parent that waits for a child cancels the child too.
                     self._request_cancel(conn, str(rec.args["id"]))
             if settled is not None:
+                # Every wait here is an interrupt answered in a later invocation: a replay
+                # (a query's) holds its answer until the other branches are blocked.
+                settled = replace(settled, attempt=ANSWERED_LATER)
                 self._upsert_steps(conn, [settled])
             return settled
 

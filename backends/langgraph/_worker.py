@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 from langgraph.types import Command
 
 from backends.langgraph._graph import (
+    PENDING,
     WAIT_MARK,
     Abandoned,
     Execution,
+    defer_answer,
     invoke,
     record_from_json,
     updates_answer,
@@ -98,15 +100,20 @@ def journal(own: list[StepRecord], finished: list[StepRecord]) -> list[StepRecor
     return [by_idx[i] for i in sorted(by_idx)]
 
 
-def pending_wait(tup: CheckpointTuple) -> tuple[int, str] | None:
-    """(journal index, interrupt id) of the wait the thread is interrupted on, if any."""
+def pending_wait(tup: CheckpointTuple) -> tuple[int, str, list[int]] | None:
+    """(journal index, interrupt id, indices of the other interrupted waits) of the wait the
+    thread is interrupted on, if any. Only that one, the first interrupt of the execution,
+    can be answered (LangGraph resumes a task's interrupts in the order they were called);
+    the others are listed in its question (`_graph.pending_interrupt`)."""
     for _, channel, value in tup.pending_writes:
         if channel != INTERRUPT_CHANNEL:
             continue
         for item in value:
             question = getattr(item, "value", None)
             if isinstance(question, dict) and WAIT_MARK in question:
-                return int(question[WAIT_MARK]), str(item.id)
+                idx = int(question[WAIT_MARK])
+                others = [int(i) for i in question.get(PENDING) or () if int(i) != idx]
+                return idx, str(item.id), others
     return None
 
 
@@ -146,7 +153,7 @@ class LangGraphWorker(JournalWorker):
         elif (wait := pending_wait(tup)) is None:
             command = None  # resume after a crash (or a code fix): finished steps replay
         else:
-            idx, interrupt_id = wait
+            idx, interrupt_id, others = wait
             rec = next((r for r in steps if r.idx == idx), None)
             if rec is None:
                 raise StorageError(
@@ -165,6 +172,11 @@ class LangGraphWorker(JournalWorker):
                 # Resume the wait only to deliver the run's updates (or to finish one whose
                 # handler a crash cut short: the same answer again); it interrupts again.
                 command = Command(resume={interrupt_id: updates_answer(idx)})
+            elif settled is None and self._settle_other(store, steps, others):
+                # Another wait can be answered: only the first interrupt can (LangGraph
+                # resumes a task's interrupts in the order they were called), so defer it;
+                # it interrupts again after the others, and the next one comes first.
+                command = Command(resume={interrupt_id: defer_answer(idx)})
             elif settled is None:
                 child = rec.kind == CHILD
                 store.park(
@@ -178,7 +190,11 @@ class LangGraphWorker(JournalWorker):
                         else rec.name
                     ),
                     wake_on_update=not inside,
-                    children=[str(rec.args["id"])] if child else (),
+                    children=[
+                        str(r.args["id"])
+                        for r in steps
+                        if r.kind == CHILD and (r.idx == idx or r.idx in others)
+                    ],
                 )
                 return True
             else:
@@ -210,6 +226,14 @@ class LangGraphWorker(JournalWorker):
         if out.interrupts:
             return False  # a wait: answer it at once if it can be, else park
         return self._finish(row, out.value, thread)
+
+    @staticmethod
+    def _settle_other(store: Store, steps: Sequence[StepRecord], others: list[int]) -> bool:
+        """Settle (durably, see `Store.settle_wait`) the other waits that interrupted with
+        the first one; True when one of them is answered."""
+        waits = [r for r in steps if r.idx in others]
+        settled = [r if r.status in SETTLED else store.settle_wait(r) for r in waits]
+        return any(r is not None for r in settled)
 
     def _finish(self, row: Any, value: dict[str, Any], thread: str) -> bool:
         if value.get("continue_with") is not None:

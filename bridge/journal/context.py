@@ -131,6 +131,13 @@ WAIT_CANCELLED = "cancelled"
 # their next operation before it decides that nothing in this execution can change the
 # state it reads (each turn lets every ready task run once).
 _QUIET_TURNS = 3
+#: Event-loop turns with no progress after which a held answer counts the execution as
+#: blocked (more than a condition's quiet turns, so a condition settles first).
+_GATE_TURNS = 8
+#: The `attempt` of a sleep or signal wait whose answer came in a later execution than the
+#: one that began it (the run parked there): only such an answer is held on replay
+#: (`_hold_answer`); one there at once let its branch run on in the same execution.
+ANSWERED_LATER = 2
 
 
 @dataclass(frozen=True)
@@ -304,6 +311,10 @@ class JournaledContext(Context):
         self._ticks = 0
         self._inflight = 0
         self._changed: asyncio.Event | None = None
+        # Answers of waits begun in an earlier execution, held until the other branches
+        # are blocked (`_hold_answer`): their positions, and those not let go on yet.
+        self._answers = 0
+        self._gated: list[int] = []
         # Update handlers running now: a wait inside one delivers no update (see
         # `deliver_updates`); `waits_in_update` is set when such a wait parked the run.
         self._applying = 0
@@ -587,6 +598,11 @@ class JournaledContext(Context):
         continued = [t.exception() for t in tasks if isinstance(t.exception(), ContinueAsNew)]
         if continued:
             raise continued[0]  # type: ignore[misc]  # a branch ended the generation: no wait matters
+        # A branch that diverged from the journal (or could not write it) blocks the run:
+        # raised before another branch's wait, which would leave the run waiting for ever.
+        for t in tasks:
+            if isinstance(t.exception(), NonDeterminismError | StorageError):
+                raise t.exception()  # type: ignore[misc]
         suspends = [t.exception() for t in tasks if isinstance(t.exception(), Suspend)]
         if suspends:
             wakes = [s.wake_at for s in suspends if s.wake_at is not None]  # type: ignore[union-attr]
@@ -606,10 +622,13 @@ class JournaledContext(Context):
         rec = self._recorded(idx, SLEEP, "sleep", None, None)
         await self.deliver_updates()
         if rec is not None and rec.status == COMPLETED:
+            if rec.attempt == ANSWERED_LATER:
+                await self._hold_answer()
             return
         if rec is not None and rec.status == WAIT_CANCELLED:
             self._cancelled_wait()
         self._beyond_journal()
+        begun_before = rec is not None
         if rec is None:
             now = time.time()
             rec = StepRecord(
@@ -624,7 +643,12 @@ class JournaledContext(Context):
             )
             await self._write(rec)
         if (rec.fire_at or 0.0) <= time.time():
-            await self._write(replace(rec, status=COMPLETED, finished_at=time.time()))
+            attempt = ANSWERED_LATER if begun_before else rec.attempt
+            await self._write(
+                replace(rec, status=COMPLETED, finished_at=time.time(), attempt=attempt)
+            )
+            if begun_before:
+                await self._hold_answer()
             return
         raise Suspend(wake_at=rec.fire_at, waiting_for=None)
 
@@ -635,10 +659,11 @@ class JournaledContext(Context):
         idx = self._take_index()
         rec = self._recorded(idx, SIGNAL, label, None, None)
         await self.deliver_updates()
-        if rec is not None and rec.status == COMPLETED:
-            return signal_value(names, rec.output)
-        if rec is not None and rec.status == TIMED_OUT:
-            return None
+        if rec is not None and rec.status in (COMPLETED, TIMED_OUT):
+            if rec.attempt == ANSWERED_LATER:
+                await self._hold_answer()
+            return signal_value(names, rec.output) if rec.status == COMPLETED else None
+        begun_before = rec is not None
         if rec is not None and rec.status == WAIT_CANCELLED:
             self._cancelled_wait()
         self._beyond_journal()
@@ -647,14 +672,20 @@ class JournaledContext(Context):
         pending, self._unwritten = self._unwritten, []
         if pending:
             await self._journal.write(*pending)
+        if begun_before:
+            rec = replace(rec, attempt=ANSWERED_LATER)  # written so with the answer
         got, payload = await self._journal.take_signal(rec)
         if got:
             self._clock = max(self._clock, time.time())
             self._steps[idx] = replace(rec, status=COMPLETED, output=payload)
             self._progress()
+            if begun_before:
+                await self._hold_answer()
             return signal_value(names, payload)
         if rec.fire_at is not None and rec.fire_at <= time.time():
             await self._write(replace(rec, status=TIMED_OUT, finished_at=time.time()))
+            if begun_before:
+                await self._hold_answer()
             return None
         raise Suspend(wake_at=rec.fire_at, waiting_for=label)
 
@@ -694,8 +725,12 @@ class JournaledContext(Context):
         idx = self._take_index()
         rec = self._recorded(idx, CONDITION, CONDITION, None, None)
         await self.deliver_updates()
-        if rec is not None and rec.status in (COMPLETED, TIMED_OUT):
-            return rec.status == COMPLETED
+        if rec is not None and rec.status == COMPLETED:
+            return await self._condition_held(condition)
+        if rec is not None and rec.status == TIMED_OUT:
+            if rec.attempt == ANSWERED_LATER:
+                await self._hold_answer()
+            return False
         if rec is not None and rec.status == WAIT_CANCELLED:
             self._cancelled_wait()
         while True:
@@ -752,6 +787,52 @@ class JournaledContext(Context):
         limit = None if fire_at is None else max(0.0, fire_at - time.time())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), limit)
+        return True
+
+    async def _hold_answer(self) -> None:
+        """Hold the answer of a wait begun in an earlier execution until every other branch
+        of this one is blocked, and let such answers go on one at a time, in the order
+        they were reached.
+
+        The answer came after the other branches had run on until they blocked (that is
+        when the run parked). Returning it at once would let the waiting branch run ahead
+        of them and take journal indices they took the first time: a NonDeterminismError,
+        or a run left waiting for ever. As in Temporal, where a signal is delivered only
+        once every coroutine is blocked, an answer takes effect once nothing else can move.
+        """
+        position = self._answers
+        self._answers += 1
+        self._gated.append(position)
+        self._inflight += 1  # a condition waiting for other branches waits for this one
+        try:
+            while True:
+                ticks = self._ticks
+                for _ in range(_GATE_TURNS):
+                    await asyncio.sleep(0)
+                if self._ticks != ticks:
+                    continue
+                if self._inflight > len(self._gated):
+                    # A step is under way: look again once something changes.
+                    if self._changed is None:
+                        self._changed = asyncio.Event()
+                    await self._changed.wait()
+                    continue
+                if min(self._gated) == position:
+                    break
+        finally:
+            self._gated.remove(position)
+            self._inflight -= 1
+        self._progress()
+
+    async def _condition_held(self, condition: Callable[[], bool]) -> bool:
+        """A condition the journal has as met: met again once the other branches have made
+        it true, as they did the first time (their answered waits are held until nothing
+        else can move, `_hold_answer`); returning at once would let this branch run ahead
+        of them. When nothing can move any more and it is still false, the journal's
+        outcome stands."""
+        while not condition():
+            if not await self._others_moved(None) and not condition():
+                break
         return True
 
     async def _condition_parks(self, rec: StepRecord, condition: Callable[[], bool]) -> bool:

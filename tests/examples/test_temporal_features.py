@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 
 import bridge
-from bridge.errors import TimeoutWaitingError, WorkflowFailedError
+from bridge.errors import WorkflowFailedError
 from bridge.testing import ledger
 from bridge.workflow import WorkflowDefinition
 from examples import temporal_features as example
@@ -62,20 +62,7 @@ async def test_greeting_entity_answers_queries_and_updates_until_its_exit_signal
     assert steps.count("features.translate_greeting") == 2
 
 
-async def test_greeting_collector_returns_all_three_greetings(
-    client: bridge.Client, backend_name: str, request: pytest.FixtureRequest
-) -> None:
-    if backend_name == "langgraph":
-        # Known defect (found by this example): on langgraph a `ctx.gather` of a branch
-        # looping on `wait_for_signal` and a branch in `wait_condition` stays WAITING on
-        # "condition" after the first signal; later signals never wake it.
-        request.applymarker(
-            pytest.mark.xfail(
-                raises=TimeoutWaitingError,
-                strict=True,
-                reason="langgraph: signal loop + wait_condition in one gather never wakes",
-            )
-        )
+async def test_greeting_collector_returns_all_three_greetings(client: bridge.Client) -> None:
     rid = new_id("collector")
     async with client.worker(example.WORKFLOWS):
         handle = await client.start(example.greeting_collector, id=rid)
