@@ -14,6 +14,7 @@ are taken oldest first. Workflows live at module level for Temporal's sandbox.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import bridge
@@ -82,6 +83,44 @@ async def first_of_several(ctx: bridge.Context) -> list[Any]:
     seen.append(await ctx.wait_for_signal(["approve", "reject"], timeout=0.3))
     seen.append(await ctx.wait_for_signal("single", timeout=0.3))
     return seen
+
+
+@bridge.workflow(name="wc_collects_until_exit")
+async def collects_until_exit(ctx: bridge.Context) -> list[str]:
+    """Temporal's hello_signal shape with branches: one loops on the first of two signals,
+    the other waits for the condition the first makes true."""
+    got: list[str] = []
+    done = {"exit": False}
+
+    async def receive() -> None:
+        while not done["exit"]:
+            signal = await ctx.wait_for_signal(["greet", "exit"])
+            if signal.name == "exit":
+                done["exit"] = True
+            else:
+                got.append(signal.payload)
+
+    async def until_exit() -> None:
+        await ctx.wait_condition(lambda: done["exit"])
+
+    await ctx.gather(receive(), until_exit())
+    return got
+
+
+async def test_branches_replay_in_the_order_they_ran_with_signals_one_at_a_time(
+    client: bridge.Client,
+) -> None:
+    """Each signal wakes a parked run, whose replay must give the signal loop's answered
+    wait back only once the condition's branch has taken its own index again (it hung)."""
+    rid = f"wc-collect-{uuid.uuid4()}"
+    async with client.worker([collects_until_exit]):
+        await client.start(collects_until_exit, id=rid)
+        for name in ("ann", "bob", "cy"):
+            await wait_for_status(client, rid, bridge.Status.WAITING)
+            await client.signal(rid, "greet", name)
+            await asyncio.sleep(0.2)
+        await client.signal(rid, "exit")
+        assert await client.result(rid, timeout=30) == ["ann", "bob", "cy"]
 
 
 async def test_condition_held_by_another_branch(client: bridge.Client) -> None:
