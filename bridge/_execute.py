@@ -14,11 +14,16 @@ from typing import Any
 
 from bridge._liveness import Liveness, current_liveness
 from bridge.activity import ActivityDefinition, ActivityInfo, _current_info
-from bridge.errors import ActivityHeartbeatTimeoutError, ActivityTimeoutError, SerializationError
+from bridge.errors import (
+    ActivityHeartbeatTimeoutError,
+    ActivityTimeoutError,
+    RetryAfter,
+    SerializationError,
+)
 from bridge.interceptors import ActivityCall, Interceptor, call_activity
 from bridge.limits import check_payload
 
-__all__ = ["error_info", "idempotency_key", "run_attempt"]
+__all__ = ["error_info", "idempotency_key", "retry_delay", "run_attempt"]
 
 
 def idempotency_key(workflow_id: str, step: int) -> str:
@@ -127,6 +132,12 @@ async def _supervised(running: Awaitable[Any], call: ActivityCall, live: Livenes
 def error_info(exc: BaseException) -> dict[str, Any]:
     """What is kept of an exception: its type name and message (never the object)."""
     return {"error_type": type(exc).__name__, "message": str(exc)}
+
+
+def retry_delay(defn: ActivityDefinition[..., Any], attempt: int, exc: BaseException) -> float:
+    """Seconds before the attempt after failed attempt `attempt`: what a RetryAfter asked
+    for, else the retry policy's backoff."""
+    return exc.seconds if isinstance(exc, RetryAfter) else defn.retry.delay(attempt)
 
 
 def is_retryable(defn: ActivityDefinition[..., Any], exc: BaseException) -> bool:

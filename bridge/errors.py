@@ -115,6 +115,19 @@ class NonRetryableError(Exception):
     """Raise (or subclass) this in an activity to fail its step at once, without retries."""
 
 
+class RetryAfter(Exception):
+    """Raise in an activity when the service it called asked to be left alone for a while
+    (an HTTP 429 or 503 with `Retry-After`): the attempt fails and the next one starts
+    `seconds` later instead of after the retry policy's backoff, so a rate-limited provider
+    is waited out rather than hammered; the attempt still counts against `max_attempts`."""
+
+    def __init__(self, seconds: float, message: str = "") -> None:
+        if not seconds >= 0:
+            raise ValueError(f"RetryAfter needs a number of seconds >= 0, not {seconds!r}")
+        self.seconds = float(seconds)
+        super().__init__(message or f"the service asked to retry after {self.seconds:g}s")
+
+
 class ActivityTimeoutError(TimeoutError):
     """One attempt of an activity overran its timeout; it is retried per the policy."""
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
 
 from agents import (
@@ -44,6 +46,7 @@ from adapters.openai_agents._errors import NonRetryableModelError
 from adapters.openai_agents._stream_events import encode_event
 from bridge import codec
 from bridge.activity import ActivityDefinition, activity
+from bridge.errors import RetryAfter
 
 __all__ = [
     "HOSTED_TOOLS",
@@ -120,11 +123,37 @@ def _raise_for_status(exc: APIStatusError, model: str | None) -> NoReturn:
         should_retry != "false" and (status in _RETRYABLE_STATUS or status >= 500)
     )
     if retryable:
+        wait = retry_after_seconds(exc.response.headers)
+        if wait is not None:
+            # The provider said when to come back: wait that long, not the policy's backoff.
+            raise RetryAfter(wait, f"HTTP {status} from model {model!r}: {exc.message}") from exc
         raise exc
     raise NonRetryableModelError(
         f"the model API refused the call to model {model!r} with HTTP {status}: {exc.message}; "
         f"retrying cannot fix this (check the model name, the request and the API key)"
     ) from exc
+
+
+#: The longest wait a Retry-After header is taken for (a bad header must not park a run).
+_MAX_RETRY_AFTER_S = 600.0
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """Seconds from `retry-after-ms` (OpenAI's), or `retry-after` as seconds or an HTTP
+    date; None when there is none or it cannot be read."""
+    try:
+        if (ms := headers.get("retry-after-ms")) is not None:
+            return min(max(float(ms) / 1000, 0.0), _MAX_RETRY_AFTER_S)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            secs = float(value)
+        except ValueError:
+            secs = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        return min(max(secs, 0.0), _MAX_RETRY_AFTER_S)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def install_model_call(settings: _config.AgentSettings) -> ActivityDefinition[..., Any]:

@@ -32,7 +32,7 @@ from backends.temporal._converter import decode_payload
 from bridge._execute import error_info, is_retryable, run_attempt
 from bridge._liveness import Liveness
 from bridge.activity import lookup_activity
-from bridge.errors import NotRegisteredError
+from bridge.errors import NotRegisteredError, RetryAfter
 from bridge.interceptors import Interceptor
 
 __all__ = ["activity_for"]
@@ -135,6 +135,10 @@ async def _run(args: Sequence[RawValue], interceptors: Sequence[Interceptor]) ->
             failures,
             type=failure["error_type"],
             non_retryable=not retryable,
+            # A RetryAfter's wait instead of the retry policy's backoff, as on every engine.
+            next_retry_delay=timedelta(seconds=exc.seconds)
+            if isinstance(exc, RetryAfter)
+            else None,
             # An attempt that will be retried is logged at debug level, the last one as a
             # warning; formatting a traceback per retried attempt also slowed the retries.
             category=ApplicationErrorCategory.UNSPECIFIED

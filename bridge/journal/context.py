@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from bridge import codec
-from bridge._execute import error_info, is_retryable, run_attempt
+from bridge._execute import error_info, is_retryable, retry_delay, run_attempt
 from bridge._liveness import Liveness
 from bridge.activity import ActivityDefinition, as_activity, seconds
 from bridge.backend import Status
@@ -556,7 +556,7 @@ class JournaledContext(Context):
                         attempts=prior,
                         finished_at=time.time(),
                     )
-                delay = defn.retry.delay(attempt)
+                delay = retry_delay(defn, attempt, exc)
                 await self._write(
                     replace(base, attempt=attempt, attempts=prior, fire_at=time.time() + delay)
                 )

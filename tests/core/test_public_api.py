@@ -37,6 +37,7 @@ BRIDGE_ALL = [
     "PayloadTooLargeError",
     "QueryFailedError",
     "QueryNotFoundError",
+    "RetryAfter",
     "RetryPolicy",
     "SerializationError",
     "Settings",
@@ -100,6 +101,7 @@ def test_errors_derive_from_bridge_error() -> None:
             "NonRetryableError",
             "ActivityTimeoutError",
             "ActivityHeartbeatTimeoutError",
+            "RetryAfter",
         ):
             assert issubclass(obj, bridge.BridgeError), name
     # The two an activity raises itself are plain exceptions, so activity code needs no bridge base.
