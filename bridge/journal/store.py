@@ -215,10 +215,30 @@ class JournalStore(LeaseStatements, StepStatements):
         error: dict[str, Any] | None = None,
     ) -> bool:
         """Record a run's end, fenced by the lease owner; False when the lease was lost."""
+        name = self._end_run(
+            conn, id, self.schema.runs.c.lease_owner == owner, status, result, error
+        )
+        if name is None:
+            return False
+        self._run_closed(conn, id)
+        self._announce_end(conn, id, name, status, result, error)
+        return True
+
+    def _end_run(
+        self,
+        conn: Connection,
+        id: str,
+        condition: Any,
+        status: Status,
+        result: Any,
+        error: dict[str, Any] | None,
+    ) -> str | None:
+        """Write run `id`'s final status where `condition` holds and drop its timers; its
+        workflow name, or None when no row matched (a lost lease, a run already ended)."""
         r = self.schema.runs
         name = conn.execute(
             update(r)
-            .where(r.c.id == id, r.c.lease_owner == owner)
+            .where(r.c.id == id, condition)
             .values(
                 status=status.value,
                 result=None if result is None else codec.dumps(result),
@@ -231,22 +251,32 @@ class JournalStore(LeaseStatements, StepStatements):
             )
             .returning(r.c.name)
         ).scalar()
-        if name is None:
-            return False
-        conn.execute(delete(self.schema.timers).where(self.schema.timers.c.workflow_id == id))
-        self._run_closed(conn, id)
-        if self.interceptors:
-            ended = RunEnded(
-                workflow_id=id,
-                workflow=name,
-                engine=self.engine_name,
-                status=status,
-                result=result,
-                error=error,
-            )
-            for interceptor in self.interceptors:
-                interceptor.run_ended(conn, ended)
-        return True
+        if name is not None:
+            conn.execute(delete(self.schema.timers).where(self.schema.timers.c.workflow_id == id))
+        return name
+
+    def _announce_end(
+        self,
+        conn: Connection,
+        id: str,
+        name: str,
+        status: Status,
+        result: Any,
+        error: dict[str, Any] | None,
+    ) -> None:
+        """Tell the interceptors a run ended, in the transaction that ended it."""
+        if not self.interceptors:
+            return
+        ended = RunEnded(
+            workflow_id=id,
+            workflow=name,
+            engine=self.engine_name,
+            status=status,
+            result=result,
+            error=error,
+        )
+        for interceptor in self.interceptors:
+            interceptor.run_ended(conn, ended)
 
     def finish(self, id: str, owner: str, **ending: Any) -> bool:
         """`_finish` in a transaction of its own (status, result, error as keywords)."""
@@ -821,37 +851,9 @@ class JournalStore(LeaseStatements, StepStatements):
         }
         # A child already asked to cancel (its parent was cancelled while awaiting it) is
         # left to finish cancelling, as Temporal's default child cancellation waits for.
-        name = conn.execute(
-            update(r)
-            .where(
-                r.c.id == id,
-                r.c.status.not_in(self._TERMINAL),
-                r.c.cancel_requested.is_(False),
-            )
-            .values(
-                status=Status.FAILED.value,
-                error=codec.dumps(error),
-                lease_owner=None,
-                lease_expires_at=None,
-                waiting_for=None,
-                blocked=False,
-                updated_at=time.time(),
-            )
-            .returning(r.c.name)
-        ).scalar()
+        running = and_(r.c.status.not_in(self._TERMINAL), r.c.cancel_requested.is_(False))
+        name = self._end_run(conn, id, running, Status.FAILED, None, error)
         if name is None:
             return
-        conn.execute(delete(self.schema.timers).where(self.schema.timers.c.workflow_id == id))
         self._close_children(conn, id)
-        for interceptor in self.interceptors:
-            interceptor.run_ended(
-                conn,
-                RunEnded(
-                    workflow_id=id,
-                    workflow=name,
-                    engine=self.engine_name,
-                    status=Status.FAILED,
-                    result=None,
-                    error=error,
-                ),
-            )
+        self._announce_end(conn, id, name, Status.FAILED, None, error)
