@@ -138,8 +138,9 @@ class JournalDatabase:
         # takes the write lock (and on PostgreSQL an advisory lock) to run once.
         version = self._stored_version()
         if version == self.schema.version:
-            if self.interceptors and not self.read_only:
+            if (self.interceptors or self._features_missing()) and not self.read_only:
                 with self._write("preparing the journal") as conn:
+                    self._create_features(conn)
                     self._opened(conn)
             return
         if self.read_only:
@@ -151,7 +152,19 @@ class JournalDatabase:
             )
         with self._write("creating the schema") as conn:
             self._migrate(conn)
+            self._create_features(conn)
             self._opened(conn)
+
+    def _features_missing(self) -> bool:
+        with self._read("checking the feature tables") as conn:
+            return not all(
+                self.engine.dialect.has_table(conn, name) for name in self.schema.features.tables
+            )
+
+    def _create_features(self, conn: Connection) -> None:
+        """The feature tables (`JournalSchema.features`) where they are absent."""
+        self.dialect.lock_schema(conn)
+        self.schema.features.create_all(conn, checkfirst=True)
 
     def _migrate(self, conn: Connection) -> None:
         sch, meta = self.schema, self.schema.meta

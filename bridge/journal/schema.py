@@ -5,6 +5,12 @@ DBOS), one row per pending timer and one per delivered signal, plus a meta table
 schema version. Times are epoch seconds (floats) so SQLite and PostgreSQL store them alike;
 JSON is stored as text.
 
+Features added after the first release (schedules, search attributes) keep their rows in
+*feature tables*: new tables only, never a change to the journal's own, created when absent
+each time a journal opens for writing (`JournalSchema.features`). An older journal gains
+them without a version step, and a database an older durable-bridge wrote stays readable by
+it. A change to a feature table after it shipped needs a migration like any other.
+
 Each backend calls `journal_schema` with its own names (the sql backend `bridge_` and
 `workflows`, the langgraph backend `bridge_lg_` and `runs`), so both journals can share one
 PostgreSQL database. The names on disk must never change: databases written by earlier
@@ -49,8 +55,23 @@ class JournalSchema:
     steps: Table
     timers: Table
     signals: Table
+    #: Feature tables (schedules, search attributes), created when absent; see the module
+    #: docstring.
+    features: MetaData = field(default_factory=MetaData)
     version: int = 1
     migrations: dict[int, Migration] = field(default_factory=dict)
+
+    @property
+    def schedules(self) -> Table:
+        return self.features.tables[f"{self.prefix}schedules"]
+
+    @property
+    def attributes(self) -> Table:
+        return self.features.tables[f"{self.prefix}attributes"]
+
+    @property
+    def prefix(self) -> str:
+        return self.meta.name.removesuffix("meta")
 
 
 def journal_schema(
@@ -62,6 +83,7 @@ def journal_schema(
     runs_name = f"{prefix}{runs}"
     return JournalSchema(
         metadata=metadata,
+        features=_feature_tables(prefix),
         meta=Table(
             f"{prefix}meta",
             metadata,
@@ -129,3 +151,41 @@ def journal_schema(
         version=version,
         migrations=migrations,
     )
+
+
+def _feature_tables(prefix: str) -> MetaData:
+    """`{prefix}schedules` and `{prefix}attributes`, in a MetaData of their own."""
+    features = MetaData()
+    schedules = f"{prefix}schedules"
+    Table(
+        schedules,
+        features,
+        Column("id", String(255), primary_key=True),
+        Column("workflow", String(255), nullable=False),
+        # What the schedule starts and when (JSON): cron, arguments, overlap policy...
+        Column("spec", Text, nullable=False),
+        # What the scheduler keeps between firings (JSON): last firing, buffered, runs.
+        Column("state", Text),
+        Column("paused", Boolean, nullable=False, default=False),
+        Column("next_fire_at", Float),
+        Column("created_at", Float, nullable=False),
+        Column("updated_at", Float, nullable=False),
+        Index(f"ix_{schedules}_next_fire_at", "next_fire_at"),
+    )
+    attributes = f"{prefix}attributes"
+    Table(
+        attributes,
+        features,
+        Column("workflow_id", String(255), nullable=False),
+        Column("key", String(255), nullable=False),
+        Column("kind", String(16), nullable=False),
+        # The typed value as JSON, plus the column a query compares: `text` for keywords
+        # and text, `number` for ints, floats, bools and datetimes (epoch seconds).
+        Column("value", Text, nullable=False),
+        Column("text", String(255)),
+        Column("number", Float),
+        PrimaryKeyConstraint("workflow_id", "key", name=f"pk_{attributes}"),
+        Index(f"ix_{attributes}_key_text", "key", "text"),
+        Index(f"ix_{attributes}_key_number", "key", "number"),
+    )
+    return features

@@ -40,7 +40,14 @@ def _open(backend: str, url: str) -> Any:
     return open_lg(LangGraphSettings(url=url))
 
 
+#: Feature tables (`JournalSchema.features`) are created when absent, outside the versioned
+#: journal; an old journal gains them when it opens, so they are not part of its shape.
+_FEATURES = ("schedules", "attributes")
+
+
 def _ours(name: str, backend: str) -> bool:
+    if name.removeprefix("bridge_lg_").removeprefix("bridge_") in _FEATURES:
+        return False
     # The sql prefix `bridge_` also matches LangGraph's, the bus's and the adapters' tables.
     if backend == "sql":
         return name.startswith("bridge_") and not name.startswith(_OTHERS)
