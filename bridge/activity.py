@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from bridge._signature import CallShape
+from bridge.concurrency import Limit
 from bridge.errors import ConfigError, NonRetryableError, NotRegisteredError, OutsideWorkflowError
 
 __all__ = ["ActivityDefinition", "ActivityInfo", "RetryPolicy", "activity", "activity_info"]
@@ -135,6 +136,7 @@ class ActivityDefinition(Generic[P, R]):
         compensate: ActivityDefinition[..., Any] | None,
         side_effects: bool = True,
         journal_start: bool = False,
+        concurrency: Limit | None = None,
     ) -> None:
         self.fn = fn
         self.name = name
@@ -144,6 +146,14 @@ class ActivityDefinition(Generic[P, R]):
         self.compensate = compensate
         self.side_effects = side_effects
         self.journal_start = journal_start
+        if concurrency is not None:
+            if not isinstance(concurrency, Limit):
+                raise ConfigError(
+                    f"activity {name!r}: concurrency= takes a bridge.Limit(key=..., max=...), "
+                    f"got {concurrency!r}"
+                )
+            concurrency.check(fn, name)
+        self.concurrency = concurrency
         self.is_async = inspect.iscoroutinefunction(fn)
         self.wants_idempotency_key = (
             IDEMPOTENCY_PARAM in inspect.signature(fn).parameters
@@ -212,6 +222,7 @@ def activity(
     compensate: Callable[..., Any] | None = None,
     side_effects: bool = True,
     journal_start: bool = False,
+    concurrency: Limit | None = None,
 ) -> Callable[[Callable[P, R]], ActivityDefinition[P, R]]: ...
 
 
@@ -226,6 +237,7 @@ def activity(
     compensate: Callable[..., Any] | None = None,
     side_effects: bool = True,
     journal_start: bool = False,
+    concurrency: Limit | None = None,
 ) -> Any:
     """Declare an activity: a step whose result is journaled once and replayed after.
 
@@ -243,6 +255,9 @@ def activity(
     begun (`Context.is_replaying` is True there): glue that fires a callback before a costly
     call (an agent's `on_llm_start` hook) then fires it once. Temporal's history records
     every start anyway.
+
+    `concurrency=bridge.Limit(key=..., max=n)` lets at most n steps with the same key run
+    at once across every worker; the others queue durably (`bridge.concurrency`).
     """
 
     def wrap(f: Callable[..., Any]) -> ActivityDefinition[..., Any]:
@@ -260,6 +275,7 @@ def activity(
             compensate=undo,
             side_effects=side_effects,
             journal_start=journal_start,
+            concurrency=concurrency,
         )
         register_activity(defn)
         return defn

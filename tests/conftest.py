@@ -185,6 +185,10 @@ def pg_url(pg_database: str) -> str:
     engine = sqlalchemy.create_engine(pg_database)
     with engine.begin() as conn:
         for table in (
+            # feature tables first (bridge.journal.schema), then the journal's own
+            "bridge_schedules",
+            "bridge_attributes",
+            "bridge_permits",
             "bridge_signals",
             "bridge_timers",
             "bridge_steps",

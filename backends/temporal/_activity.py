@@ -17,6 +17,7 @@ shim heartbeats on its own, so a worker that dies is noticed after the heartbeat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,9 +30,10 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from backends.temporal._context import failures_of, parse_activity_id
 from backends.temporal._converter import decode_payload
+from backends.temporal._permits import held_permit
 from bridge._execute import error_info, is_retryable, run_attempt
 from bridge._liveness import Liveness
-from bridge.activity import lookup_activity
+from bridge.activity import ActivityDefinition, lookup_activity
 from bridge.errors import NotRegisteredError, RetryAfter
 from bridge.interceptors import Interceptor
 
@@ -108,15 +110,16 @@ async def _run(args: Sequence[RawValue], interceptors: Sequence[Interceptor]) ->
     )
     started = time.time()
     try:
-        return await run_attempt(
-            defn,
-            data,
-            workflow_id=info.workflow_id or "",
-            step=step,
-            attempt=info.attempt,
-            interceptors=interceptors,
-            liveness=live,
-        )
+        async with _permit(defn, data, info):
+            return await run_attempt(
+                defn,
+                data,
+                workflow_id=info.workflow_id or "",
+                step=step,
+                attempt=info.attempt,
+                interceptors=interceptors,
+                liveness=live,
+            )
     except Exception as exc:
         failure = {
             **error_info(exc),
@@ -148,6 +151,18 @@ async def _run(args: Sequence[RawValue], interceptors: Sequence[Interceptor]) ->
     finally:
         if beat is not None:
             beat.cancel()
+
+
+def _permit(
+    defn: ActivityDefinition[..., Any], data: dict[str, Any], info: activity.Info
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """The concurrency permit the attempt runs under (`bridge.Limit`), or nothing."""
+    limit = defn.concurrency
+    if limit is None:
+        return contextlib.nullcontext()
+    step, _ = parse_activity_id(info.activity_id)
+    holder = f"{info.workflow_id}#{step}"
+    return held_permit(limit.permit_key(defn.name, data), holder, limit.max)
 
 
 def _beat_interval(timeout: timedelta) -> float:

@@ -30,6 +30,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from backends.temporal import _registry, _workflow
 from backends.temporal._activity import activity_for
+from backends.temporal._permits import PermitsWorkflow
 from bridge import interceptors
 from bridge.backend import Worker
 from bridge.errors import ConfigError
@@ -184,7 +185,7 @@ class TemporalWorker(Worker):
                 worker = temporalio.worker.Worker(
                     client,
                     task_queue=task_queue,
-                    workflows=[_workflow.BridgeWorkflow],
+                    workflows=[_workflow.BridgeWorkflow, PermitsWorkflow],
                     activities=[activity_for(interceptors.load(self.backend.settings))],
                     workflow_runner=sandbox_runner(),
                     identity=f"{client.identity} {_IDENTITY_MARK}",

@@ -31,6 +31,7 @@ from bridge._execute import error_info, is_retryable, retry_delay, run_attempt
 from bridge._liveness import Liveness
 from bridge.activity import ActivityDefinition, as_activity, seconds
 from bridge.backend import Status
+from bridge.concurrency import PERMIT_WAIT
 from bridge.errors import (
     ActivityError,
     ChildWorkflowError,
@@ -205,6 +206,13 @@ class RunJournal(Protocol):
         """Write `records` (a `child_signal`/`child_cancel` row last) and deliver it to the
         child in one transaction; that row as written (failed when the child has ended)."""
 
+    async def acquire_permit(self, key: str, holder: str, limit: int) -> bool:
+        """True when step `holder` holds a concurrency permit of `key` (`bridge.Limit`),
+        False when it was queued for one (the run parks; a grant wakes it)."""
+
+    async def release_permit(self, key: str, holder: str) -> None:
+        """Give back `holder`'s permit of `key` and grant the next queued step."""
+
 
 class Suspend(BaseException):
     """Ends an execution that must wait; a BaseException so `except Exception` in user
@@ -254,6 +262,12 @@ class _NoWrites:
         raise EndOfJournal
 
     async def command_child(self, *records: StepRecord) -> StepRecord:
+        raise EndOfJournal
+
+    async def acquire_permit(self, key: str, holder: str, limit: int) -> bool:
+        raise EndOfJournal
+
+    async def release_permit(self, key: str, holder: str) -> None:
         raise EndOfJournal
 
 
@@ -459,13 +473,29 @@ class JournaledContext(Context):
             self._beyond_journal()
             self._inflight += 1
             try:
+                permit = await self._take_permit(idx, defn, data)
                 rec = await self._attempts(idx, kind, defn, data, digest, rec)
                 await self._write(rec, fenced=rec.status != COMPLETED)
+                if permit is not None:
+                    await self._journal.release_permit(*permit)
             finally:
                 self._inflight -= 1
                 self._progress()
         note_step_answer(replayed=replayed)
         return self._settled(kind, defn, data, rec)
+
+    async def _take_permit(
+        self, idx: int, defn: ActivityDefinition[..., Any], data: dict[str, Any]
+    ) -> tuple[str, str] | None:
+        """The (key, holder) of the concurrency permit step `idx` now holds, None for an
+        activity without a limit; parks the run when the step was queued instead."""
+        limit = defn.concurrency
+        if limit is None:
+            return None
+        key, holder = limit.permit_key(defn.name, data), f"{self._id}#{idx}"
+        if not await self._journal.acquire_permit(key, holder, limit.max):
+            raise Suspend(wake_at=None, waiting_for=f"{PERMIT_WAIT}{key}")
+        return key, holder
 
     def _settled(
         self, kind: str, defn: ActivityDefinition[..., Any], data: dict[str, Any], rec: StepRecord

@@ -70,6 +70,10 @@ class JournalSchema:
         return self.features.tables[f"{self.prefix}attributes"]
 
     @property
+    def permits(self) -> Table:
+        return self.features.tables[f"{self.prefix}permits"]
+
+    @property
     def prefix(self) -> str:
         return self.meta.name.removesuffix("meta")
 
@@ -187,5 +191,20 @@ def _feature_tables(prefix: str) -> MetaData:
         PrimaryKeyConstraint("workflow_id", "key", name=f"pk_{attributes}"),
         Index(f"ix_{attributes}_key_text", "key", "text"),
         Index(f"ix_{attributes}_key_number", "key", "number"),
+    )
+    permits = f"{prefix}permits"
+    Table(
+        permits,
+        features,
+        # `<pool>:<key value>` (bridge.concurrency) and the step holding or queued for it.
+        Column("key", String(255), nullable=False),
+        Column("holder", String(255), nullable=False),
+        Column("workflow_id", String(255), nullable=False),
+        Column("max_held", Integer, nullable=False),
+        Column("granted", Boolean, nullable=False, default=False),
+        Column("queued_at", Float, nullable=False),
+        PrimaryKeyConstraint("key", "holder", name=f"pk_{permits}"),
+        Index(f"ix_{permits}_queue", "key", "granted", "queued_at"),
+        Index(f"ix_{permits}_workflow_id", "workflow_id"),
     )
     return features

@@ -39,6 +39,7 @@ from bridge.errors import (
 )
 from bridge.interceptors import RunEnded
 from bridge.journal._leases import LeaseStatements
+from bridge.journal._permits import PermitStatements
 from bridge.journal._steps import StepStatements, step_record, step_row, wait_names
 from bridge.journal.context import (
     CHILD,
@@ -94,7 +95,7 @@ def generation_of(steps: Sequence[StepRecord]) -> int:
     return 0
 
 
-class JournalStore(LeaseStatements, StepStatements):
+class JournalStore(LeaseStatements, StepStatements, PermitStatements):
     """The journal database of one backend; see the module docstring."""
 
     # -- runs ---------------------------------------------------------------------------
@@ -253,6 +254,7 @@ class JournalStore(LeaseStatements, StepStatements):
         ).scalar()
         if name is not None:
             conn.execute(delete(self.schema.timers).where(self.schema.timers.c.workflow_id == id))
+            self.release_run_permits(conn, id)
         return name
 
     def _announce_end(
@@ -449,6 +451,7 @@ class JournalStore(LeaseStatements, StepStatements):
                 (self.park_wakes_on_cancel and bool(row.cancel_requested))
                 or (bool(names) and conn.execute(signalled.limit(1)).first() is not None)
                 or (bool(children) and self._any_ended(conn, children))
+                or self.permit_granted(conn, id)
             )
             conn.execute(
                 update(r)

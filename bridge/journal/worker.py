@@ -100,6 +100,13 @@ class RunJournal:
         self._worker.backend.wake_workers()
         return sent
 
+    async def acquire_permit(self, key: str, holder: str, limit: int) -> bool:
+        return self._worker.store.acquire_permit(key, holder, self._id, limit)
+
+    async def release_permit(self, key: str, holder: str) -> None:
+        self._worker.store.release_permit(key, holder)
+        self._worker.backend.wake_workers()  # a run woken by the grant may be ours
+
 
 class JournalWorker(Worker):
     """Claims and executes runs of `workflows`; subclasses implement `execute(row)`."""

@@ -31,6 +31,7 @@ BRIDGE_ALL = [
     "EventType",
     "HistoryEvent",
     "InvalidIdError",
+    "Limit",
     "NonDeterminismError",
     "NonRetryableError",
     "NotRegisteredError",
