@@ -52,13 +52,13 @@ class PermitsWorkflow:
     async def run(self, state: dict[str, Any]) -> None:
         self._grant()
         await workflow.wait_condition(
-            lambda: workflow.info().is_continue_as_new_suggested()
-            and not self._queue
-            and workflow.all_handlers_finished()
+            lambda: (
+                workflow.info().is_continue_as_new_suggested()
+                and not self._queue
+                and workflow.all_handlers_finished()
+            )
         )
-        workflow.continue_as_new(
-            {"limit": self._limit, "held": self._held, "queue": self._queue}
-        )
+        workflow.continue_as_new({"limit": self._limit, "held": self._held, "queue": self._queue})
 
     @workflow.update
     async def acquire(self, holder: str, limit: int) -> None:
