@@ -9,7 +9,7 @@ from bridge._liveness import heartbeat
 from bridge.activity import ActivityDefinition, ActivityInfo, RetryPolicy, activity, activity_info
 from bridge.backend import Backend, Status, Worker, WorkflowDescription
 from bridge.client import Client, WorkflowHandle, connect
-from bridge.concurrency import Limit
+from bridge.concurrency import Limit, RateLimit
 from bridge.config import Settings, load_settings
 from bridge.errors import (
     ActivityError,
@@ -50,6 +50,7 @@ __all__ = [
     "workflow",
     "RetryPolicy",
     "Limit",
+    "RateLimit",
     "Context",
     "Signal",
     "ChildHandle",

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from bridge._signature import CallShape
-from bridge.concurrency import Limit
+from bridge.concurrency import Limit, RateLimit
 from bridge.errors import ConfigError, NonRetryableError, NotRegisteredError, OutsideWorkflowError
 
 __all__ = ["ActivityDefinition", "ActivityInfo", "RetryPolicy", "activity", "activity_info"]
@@ -137,6 +137,7 @@ class ActivityDefinition(Generic[P, R]):
         side_effects: bool = True,
         journal_start: bool = False,
         concurrency: Limit | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.fn = fn
         self.name = name
@@ -154,6 +155,14 @@ class ActivityDefinition(Generic[P, R]):
                 )
             concurrency.check(fn, name)
         self.concurrency = concurrency
+        if rate_limit is not None:
+            if not isinstance(rate_limit, RateLimit):
+                raise ConfigError(
+                    f"activity {name!r}: rate_limit= takes a bridge.RateLimit(per_second=...), "
+                    f"got {rate_limit!r}"
+                )
+            rate_limit.check(fn, name)
+        self.rate_limit = rate_limit
         self.is_async = inspect.iscoroutinefunction(fn)
         self.wants_idempotency_key = (
             IDEMPOTENCY_PARAM in inspect.signature(fn).parameters
@@ -223,6 +232,7 @@ def activity(
     side_effects: bool = True,
     journal_start: bool = False,
     concurrency: Limit | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> Callable[[Callable[P, R]], ActivityDefinition[P, R]]: ...
 
 
@@ -238,6 +248,7 @@ def activity(
     side_effects: bool = True,
     journal_start: bool = False,
     concurrency: Limit | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> Any:
     """Declare an activity: a step whose result is journaled once and replayed after.
 
@@ -258,6 +269,8 @@ def activity(
 
     `concurrency=bridge.Limit(key=..., max=n)` lets at most n steps with the same key run
     at once across every worker; the others queue durably (`bridge.concurrency`).
+    `rate_limit=bridge.RateLimit(per_second=r, burst=b, key=...)` paces its attempts at r a
+    second across every worker.
     """
 
     def wrap(f: Callable[..., Any]) -> ActivityDefinition[..., Any]:
@@ -276,6 +289,7 @@ def activity(
             side_effects=side_effects,
             journal_start=journal_start,
             concurrency=concurrency,
+            rate_limit=rate_limit,
         )
         register_activity(defn)
         return defn

@@ -189,6 +189,7 @@ def pg_url(pg_database: str) -> str:
             "bridge_schedules",
             "bridge_attributes",
             "bridge_permits",
+            "bridge_rate_buckets",
             "bridge_signals",
             "bridge_timers",
             "bridge_steps",

@@ -30,7 +30,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from backends.temporal._context import failures_of, parse_activity_id
 from backends.temporal._converter import decode_payload
-from backends.temporal._permits import held_permit
+from backends.temporal._permits import held_permit, take_token
 from bridge._execute import error_info, is_retryable, run_attempt
 from bridge._liveness import Liveness
 from bridge.activity import ActivityDefinition, lookup_activity
@@ -111,6 +111,8 @@ async def _run(args: Sequence[RawValue], interceptors: Sequence[Interceptor]) ->
     started = time.time()
     try:
         async with _permit(defn, data, info):
+            if defn.rate_limit is not None:
+                await _pace(defn, data)
             return await run_attempt(
                 defn,
                 data,
@@ -163,6 +165,15 @@ def _permit(
     step, _ = parse_activity_id(info.activity_id)
     holder = f"{info.workflow_id}#{step}"
     return held_permit(limit.permit_key(defn.name, data), holder, limit.max)
+
+
+async def _pace(defn: ActivityDefinition[..., Any], data: dict[str, Any]) -> None:
+    """Wait for the attempt's slot of its rate limit (`bridge.RateLimit`)."""
+    limit = defn.rate_limit
+    assert limit is not None
+    ready_at = await take_token(limit.bucket_key(defn.name, data), limit.per_second, limit.burst)
+    if ready_at > time.time():
+        await asyncio.sleep(ready_at - time.time())
 
 
 def _beat_interval(timeout: timedelta) -> float:

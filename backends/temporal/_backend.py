@@ -40,7 +40,7 @@ from backends.temporal._context import DEADLINE_GRACE_S, DEADLINE_MEMO, WAITING_
 from backends.temporal._converter import data_converter
 from backends.temporal._devserver import DevServer
 from backends.temporal._history import build_history, non_determinism
-from backends.temporal._permits import PERMITS_WORKFLOW
+from backends.temporal._permits import PERMITS_WORKFLOW, RATE_WORKFLOW
 from backends.temporal._worker import TemporalWorker, sandbox_runner
 from backends.temporal._workflow import BridgeWorkflow
 from bridge.backend import Backend, Status, WorkflowDescription
@@ -559,8 +559,8 @@ class TemporalBackend(Backend):
         async for ex in client.list_workflows(query, limit=None):
             if ex.status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
                 continue  # an earlier run of a chain: the id's latest run stands for it
-            if ex.workflow_type == PERMITS_WORKFLOW:
-                continue  # the bridge's own semaphores (bridge.Limit), not the user's runs
+            if ex.workflow_type in (PERMITS_WORKFLOW, RATE_WORKFLOW):
+                continue  # the bridge's own semaphores and buckets, not the user's runs
             memo = await ex.memo()
             closed = _CLOSED.get(ex.status) if ex.status is not None else None
             waiting_for = memo.get(WAITING_FOR_MEMO) if closed is None else None

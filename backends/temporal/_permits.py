@@ -1,5 +1,13 @@
-"""Concurrency permits (`bridge.Limit`) on Temporal: one semaphore workflow per key.
+"""Concurrency permits (`bridge.Limit`) and rate buckets (`bridge.RateLimit`) on Temporal.
 
+Rate buckets: `bridge.rate` (workflow id `bridge-rate:<key>`) keeps a token bucket; an
+attempt reserves its slot with an update-with-start whose answer is the time the slot
+begins, and waits for it in the activity. The workflow's clock is the start of the task
+that answers, earlier than the moment the answer reaches the activity by the round trip,
+so every slot is set `SLOT_LEAD` seconds later than the bucket says: the spacing between
+slots is the bucket's, and an attempt answered late does not start closer to the next.
+
+Concurrency permits: one semaphore workflow per key.
 Temporal has no limit by key across workers (a worker's `max_concurrent_activities` counts
 its own slots, a task queue's rate limit counts starts per second). The Temporal samples'
 answer is a lock workflow that hands out permits in order; this is that pattern, counted:
@@ -29,11 +37,27 @@ from temporalio import activity, workflow
 from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
-__all__ = ["PERMITS_WORKFLOW", "PermitsWorkflow", "held_permit"]
+from bridge.concurrency import reserve
+
+__all__ = [
+    "BRIDGE_WORKFLOWS",
+    "PERMITS_WORKFLOW",
+    "RATE_WORKFLOW",
+    "PermitsWorkflow",
+    "RateWorkflow",
+    "held_permit",
+    "take_token",
+]
 
 #: The workflow type of the semaphores; `bridge list` leaves them out.
 PERMITS_WORKFLOW = "bridge.permits"
 _ID_PREFIX = "bridge-permits:"
+#: The workflow type of the rate buckets.
+RATE_WORKFLOW = "bridge.rate"
+_RATE_PREFIX = "bridge-rate:"
+#: How much later than the bucket's time a slot begins (see the module docstring): more
+#: than an update's round trip on a loaded worker, little beside a rate-limited call.
+SLOT_LEAD = 0.25
 
 
 @workflow.defn(name=PERMITS_WORKFLOW)
@@ -108,3 +132,50 @@ async def held_permit(key: str, holder: str, limit: int) -> AsyncIterator[None]:
         yield
     finally:
         await client.get_workflow_handle(id).signal(PermitsWorkflow.release, holder)
+
+
+@workflow.defn(name=RATE_WORKFLOW)
+class RateWorkflow:
+    """One token bucket (see the module docstring); its clock is the workflow's."""
+
+    @workflow.init
+    def __init__(self, state: dict[str, Any]) -> None:
+        self._tokens: float | None = state.get("tokens")
+        self._updated = float(state.get("updated_at", 0.0))
+
+    @workflow.run
+    async def run(self, state: dict[str, Any]) -> None:
+        await workflow.wait_condition(
+            lambda: (
+                workflow.info().is_continue_as_new_suggested() and workflow.all_handlers_finished()
+            )
+        )
+        workflow.continue_as_new({"tokens": self._tokens, "updated_at": self._updated})
+
+    @workflow.update
+    def take(self, per_second: float, burst: int) -> float:
+        """Reserve the next token: the time (epoch seconds) the caller may use it from."""
+        now = workflow.now().timestamp()
+        tokens = float(burst) if self._tokens is None else self._tokens
+        updated = now if self._tokens is None else self._updated
+        self._tokens, ready_at = reserve(tokens, updated, now, per_second, burst)
+        self._updated = now
+        return ready_at + SLOT_LEAD
+
+
+#: Registered by every bridge worker beside the workflow class that runs user code.
+BRIDGE_WORKFLOWS = (PermitsWorkflow, RateWorkflow)
+
+
+async def take_token(key: str, per_second: float, burst: int) -> float:
+    """Reserve a token of bucket `key` from inside an activity: the time to start at."""
+    start = WithStartWorkflowOperation(
+        RateWorkflow.run,
+        {},
+        id=f"{_RATE_PREFIX}{key}",
+        task_queue=activity.info().task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    return await activity.client().execute_update_with_start_workflow(
+        RateWorkflow.take, args=[per_second, burst], start_workflow_operation=start
+    )

@@ -30,7 +30,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from backends.temporal import _registry, _workflow
 from backends.temporal._activity import activity_for
-from backends.temporal._permits import PermitsWorkflow
+from backends.temporal._permits import BRIDGE_WORKFLOWS
 from bridge import interceptors
 from bridge.backend import Worker
 from bridge.errors import ConfigError
@@ -185,7 +185,7 @@ class TemporalWorker(Worker):
                 worker = temporalio.worker.Worker(
                     client,
                     task_queue=task_queue,
-                    workflows=[_workflow.BridgeWorkflow, PermitsWorkflow],
+                    workflows=[_workflow.BridgeWorkflow, *BRIDGE_WORKFLOWS],
                     activities=[activity_for(interceptors.load(self.backend.settings))],
                     workflow_runner=sandbox_runner(),
                     identity=f"{client.identity} {_IDENTITY_MARK}",

@@ -1,5 +1,9 @@
-"""Concurrency permits (`bridge.Limit`) in the journal's database, shared by every worker.
+"""Concurrency permits and rate buckets in the journal's database, shared by every worker.
 
+Rate limits (`bridge.RateLimit`): one row per bucket (`{prefix}rate_buckets`); an attempt
+reserves a token in one short transaction (`take_token`) and waits out what it is told.
+
+Concurrency limits (`bridge.Limit`):
 One row per step holding or queued for a permit of a key (`{prefix}permits`). A step asks
 with `acquire_permit`: its row is queued if new, and permits are granted first come, first
 served while fewer than `max` are held. A step that gets none parks its run
@@ -21,6 +25,7 @@ import time
 from sqlalchemy import Connection, delete, exists, select, update
 
 from bridge.backend import Status
+from bridge.concurrency import reserve
 from bridge.journal._database import JournalDatabase
 
 __all__ = ["PermitStatements"]
@@ -50,6 +55,22 @@ class PermitStatements(JournalDatabase):
                     )
                 )
             return holder in self._grant(conn, key, limit)
+
+    def take_token(self, key: str, per_second: float, burst: int) -> float:
+        """Reserve a token of bucket `key`: the time (epoch seconds) to use it from."""
+        b = self.schema.rate_buckets
+        with self._write("taking a rate-limit token") as conn:
+            row = conn.execute(
+                select(b.c.tokens, b.c.updated_at).where(b.c.key == key).with_for_update()
+            ).first()
+            now = time.time()
+            tokens, updated = (float(burst), now) if row is None else row
+            left, ready_at = reserve(tokens, updated, now, per_second, burst)
+            if row is None:
+                conn.execute(b.insert().values(key=key, tokens=left, updated_at=now))
+            else:
+                conn.execute(update(b).where(b.c.key == key).values(tokens=left, updated_at=now))
+        return ready_at
 
     def release_permit(self, key: str, holder: str) -> None:
         """Give back `holder`'s permit (or leave the queue) and grant the next in line."""

@@ -213,6 +213,9 @@ class RunJournal(Protocol):
     async def release_permit(self, key: str, holder: str) -> None:
         """Give back `holder`'s permit of `key` and grant the next queued step."""
 
+    async def take_token(self, key: str, per_second: float, burst: int) -> float:
+        """Reserve a token of rate bucket `key` (`bridge.RateLimit`): seconds to wait."""
+
 
 class Suspend(BaseException):
     """Ends an execution that must wait; a BaseException so `except Exception` in user
@@ -268,6 +271,9 @@ class _NoWrites:
         raise EndOfJournal
 
     async def release_permit(self, key: str, holder: str) -> None:
+        raise EndOfJournal
+
+    async def take_token(self, key: str, per_second: float, burst: int) -> float:
         raise EndOfJournal
 
 
@@ -497,6 +503,16 @@ class JournaledContext(Context):
             raise Suspend(wake_at=None, waiting_for=f"{PERMIT_WAIT}{key}")
         return key, holder
 
+    async def _pace(self, defn: ActivityDefinition[..., Any], data: dict[str, Any]) -> None:
+        """Wait for the attempt's slot of its rate limit (`bridge.RateLimit`)."""
+        limit = defn.rate_limit
+        assert limit is not None
+        key = limit.bucket_key(defn.name, data)
+        ready_at = await self._journal.take_token(key, limit.per_second, limit.burst)
+        if ready_at > time.time():
+            await asyncio.sleep(ready_at - time.time())
+        self._fence()  # the lease may have run out while it waited
+
     def _settled(
         self, kind: str, defn: ActivityDefinition[..., Any], data: dict[str, Any], rec: StepRecord
     ) -> Any:
@@ -548,6 +564,8 @@ class JournaledContext(Context):
             live = Liveness(
                 previous=next((f["heartbeat"] for f in reversed(prior) if "heartbeat" in f), None)
             )
+            if defn.rate_limit is not None:
+                await self._pace(defn, data)
             try:
                 out = await run_attempt(
                     defn,

@@ -74,6 +74,10 @@ class JournalSchema:
         return self.features.tables[f"{self.prefix}permits"]
 
     @property
+    def rate_buckets(self) -> Table:
+        return self.features.tables[f"{self.prefix}rate_buckets"]
+
+    @property
     def prefix(self) -> str:
         return self.meta.name.removesuffix("meta")
 
@@ -206,5 +210,13 @@ def _feature_tables(prefix: str) -> MetaData:
         PrimaryKeyConstraint("key", "holder", name=f"pk_{permits}"),
         Index(f"ix_{permits}_queue", "key", "granted", "queued_at"),
         Index(f"ix_{permits}_workflow_id", "workflow_id"),
+    )
+    Table(
+        f"{prefix}rate_buckets",
+        features,
+        # A token bucket of `bridge.RateLimit` (bridge.concurrency.reserve).
+        Column("key", String(255), primary_key=True),
+        Column("tokens", Float, nullable=False),
+        Column("updated_at", Float, nullable=False),
     )
     return features

@@ -107,6 +107,9 @@ class RunJournal:
         self._worker.store.release_permit(key, holder)
         self._worker.backend.wake_workers()  # a run woken by the grant may be ours
 
+    async def take_token(self, key: str, per_second: float, burst: int) -> float:
+        return self._worker.store.take_token(key, per_second, burst)
+
 
 class JournalWorker(Worker):
     """Claims and executes runs of `workflows`; subclasses implement `execute(row)`."""

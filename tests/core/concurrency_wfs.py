@@ -61,3 +61,28 @@ def peaks(log: str) -> dict[str, int]:
 def count(log: str) -> int:
     with open(log) as f:
         return sum(1 for _ in f)
+
+
+#: Attempts a second per tenant for the rate-limit tests.
+RATE = 5.0
+
+
+@bridge.activity(rate_limit=bridge.RateLimit(per_second=RATE, burst=1, key="tenant"))
+def paced(tenant: str, item: int, log: str) -> int:
+    log_interval(log, tenant, time.time())
+    return item
+
+
+@bridge.workflow
+async def paced_all(ctx: bridge.Context, tenant: str, items: int, log: str) -> list[int]:
+    return await ctx.gather(*(ctx.run(paced, tenant, i, log) for i in range(items)))
+
+
+def starts(log: str) -> dict[str, list[float]]:
+    """Each tenant's attempt start times, in order."""
+    out: dict[str, list[float]] = {}
+    with open(log) as f:
+        for line in f:
+            tenant, start, _, _ = line.split()
+            out.setdefault(tenant, []).append(float(start))
+    return {t: sorted(v) for t, v in out.items()}

@@ -38,6 +38,7 @@ BRIDGE_ALL = [
     "PayloadTooLargeError",
     "QueryFailedError",
     "QueryNotFoundError",
+    "RateLimit",
     "RetryAfter",
     "RetryPolicy",
     "SerializationError",

@@ -42,7 +42,7 @@ def _open(backend: str, url: str) -> Any:
 
 #: Feature tables (`JournalSchema.features`) are created when absent, outside the versioned
 #: journal; an old journal gains them when it opens, so they are not part of its shape.
-_FEATURES = ("schedules", "attributes", "permits")
+_FEATURES = ("schedules", "attributes", "permits", "rate_buckets")
 
 
 def _ours(name: str, backend: str) -> bool:
