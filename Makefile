@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider; rc=$$?; \
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=30; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no test: failing"; exit 1; fi; exit $$rc
 
 lint: $(STAMP)

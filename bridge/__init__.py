@@ -7,8 +7,8 @@ in `backends.*` and are found through the `bridge.backends` entry-point group.
 from bridge import codec, history
 from bridge._liveness import heartbeat
 from bridge.activity import ActivityDefinition, ActivityInfo, RetryPolicy, activity, activity_info
-from bridge.backend import Backend, Status, Worker, WorkflowDescription
-from bridge.client import Client, WorkflowHandle, connect
+from bridge.backend import Backend, ScheduleDescription, Status, Worker, WorkflowDescription
+from bridge.client import Client, ScheduleHandle, WorkflowHandle, connect, schedule
 from bridge.concurrency import Limit, RateLimit
 from bridge.config import Settings, load_settings
 from bridge.errors import (
@@ -20,6 +20,9 @@ from bridge.errors import (
     CompensationError,
     ConfigError,
     InvalidIdError,
+    InvalidScheduleError,
+    InvalidSearchAttributeError,
+    InvalidSearchQueryError,
     NonDeterminismError,
     NonRetryableError,
     NotRegisteredError,
@@ -27,6 +30,8 @@ from bridge.errors import (
     QueryFailedError,
     QueryNotFoundError,
     RetryAfter,
+    ScheduleAlreadyExistsError,
+    ScheduleNotFoundError,
     SerializationError,
     StorageError,
     UnknownBackendError,
@@ -42,6 +47,7 @@ from bridge.errors import (
     WorkflowTimeoutError,
 )
 from bridge.history import EventType, HistoryEvent
+from bridge.search import SearchAttribute
 from bridge.workflow import ChildHandle, Context, Signal, WorkflowDefinition, workflow
 
 __all__ = [
@@ -69,6 +75,12 @@ __all__ = [
     "Settings",
     "load_settings",
     "Backend",
+    # Schedules
+    "schedule",
+    "ScheduleHandle",
+    "ScheduleDescription",
+    # Finding runs
+    "SearchAttribute",
     # Events
     "on",
     # Data and history
@@ -92,6 +104,11 @@ __all__ = [
     "StorageError",
     "NotRegisteredError",
     "InvalidIdError",
+    "InvalidScheduleError",
+    "InvalidSearchAttributeError",
+    "InvalidSearchQueryError",
+    "ScheduleAlreadyExistsError",
+    "ScheduleNotFoundError",
     "PayloadTooLargeError",
     "QueryNotFoundError",
     "QueryFailedError",

@@ -10,17 +10,30 @@ from __future__ import annotations
 import abc
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 from bridge.config import Settings
 from bridge.errors import ConfigError
 from bridge.history import HistoryEvent
 from bridge.workflow import WorkflowDefinition
 
-__all__ = ["Backend", "Status", "Worker", "WorkflowDescription"]
+__all__ = [
+    "SCHEDULE_OVERLAPS",
+    "Backend",
+    "ScheduleDescription",
+    "ScheduleOverlap",
+    "Status",
+    "Worker",
+    "WorkflowDescription",
+]
+
+#: What a schedule does when a fire comes while the run it started last is still open
+#: (Temporal's ScheduleOverlapPolicy SKIP, BUFFER_ONE, ALLOW_ALL).
+ScheduleOverlap = Literal["skip", "buffer_one", "allow_all"]
+SCHEDULE_OVERLAPS: tuple[str, ...] = get_args(ScheduleOverlap)
 
 
 class Status(enum.StrEnum):
@@ -54,6 +67,39 @@ class WorkflowDescription:
     #: The migration router's name for the engine that owns the run (`[engines.NAME]` or a
     #: backend's name); set by a routing client, None from a single engine's client.
     engine: str | None = None
+    #: The run's search attributes by name (`bridge.search`), Python values; empty when it
+    #: has none or the backend keeps none.
+    search_attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScheduleDescription:
+    """A schedule and what it has done, the same on every engine.
+
+    `args` is the JSON data the scheduled runs start with; `running` the ids of runs it
+    started that are still open, `recent` the ids of its latest runs (oldest first).
+    Run ids are `<schedule id>-<fire time, RFC 3339 UTC>`, as Temporal names them."""
+
+    id: str
+    workflow: str
+    cron: str
+    args: dict[str, Any]
+    overlap: str
+    catchup_window: float
+    paused: bool
+    backend: str
+    next_fire_at: datetime | None = None
+    last_fire_at: datetime | None = None
+    #: Runs started, fires skipped by the overlap policy, fires missed past the catch-up
+    #: window (while no worker ran, on the embedded engines).
+    fired: int = 0
+    skipped: int = 0
+    missed: int = 0
+    #: A fire waiting for the open run to end (overlap "buffer_one").
+    buffered: bool = False
+    running: tuple[str, ...] = ()
+    recent: tuple[str, ...] = ()
+    note: str | None = None
 
 
 class Worker(abc.ABC):
@@ -110,7 +156,10 @@ class Backend(abc.ABC):
 
         The client passes the keyword only when a timeout is asked for, so a backend
         written before timeouts existed (`start(self, workflow, args, *, id)`) keeps
-        working; asked of such a backend, the client refuses with a ConfigError."""
+        working; asked of such a backend, the client refuses with a ConfigError.
+
+        A backend that keeps search attributes also takes `search_attributes=` (a new
+        run's attributes, `bridge.search.encode_attributes` JSON), passed the same way."""
 
     @abc.abstractmethod
     async def describe(self, id: str) -> WorkflowDescription: ...
@@ -131,7 +180,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def list(
         self, *, status: Status | None = None, limit: int = 100
-    ) -> list[WorkflowDescription]: ...
+    ) -> list[WorkflowDescription]:
+        """The newest `limit` runs (with `status`, when given).
+
+        A backend that keeps search attributes also takes `query=` (a `bridge.search`
+        query the client has validated) and returns only the runs it matches; the client
+        passes it only when asked, so a backend written before it keeps working."""
 
     @abc.abstractmethod
     def worker(self, *, workflows: Sequence[WorkflowDefinition[..., Any]]) -> Worker: ...
@@ -201,3 +255,53 @@ class Backend(abc.ABC):
         Only engines that keep their own history format have one, hence the default.
         """
         raise ConfigError(f"the {self.name} backend keeps no history format of its own")
+
+    # -- schedules (`Client.schedule`) ----------------------------------------------------
+    # Not abstract, so a backend written before schedules existed keeps working; each
+    # default refuses with the same error.
+    def _no_schedules(self, id: str) -> ConfigError:
+        return ConfigError(
+            f"the {self.name} backend does not support schedules (schedule {id!r}); use a "
+            f"backend that does (sql, langgraph, temporal)"
+        )
+
+    async def create_schedule(
+        self,
+        workflow: WorkflowDefinition[..., Any],
+        args: dict[str, Any],
+        *,
+        id: str,
+        cron: str,
+        overlap: str,
+        catchup_window: float,
+        paused: bool,
+    ) -> None:
+        """Create schedule `id`: start `workflow(args)` at each time of `cron` (5 fields,
+        UTC). Raises ScheduleAlreadyExistsError for a taken id."""
+        raise self._no_schedules(id)
+
+    async def describe_schedule(self, id: str) -> ScheduleDescription:
+        raise self._no_schedules(id)
+
+    async def list_schedules(self) -> list[ScheduleDescription]:
+        raise self._no_schedules("*")
+
+    async def pause_schedule(self, id: str, note: str | None = None) -> None:
+        raise self._no_schedules(id)
+
+    async def resume_schedule(self, id: str) -> None:
+        """Fire again from now on; times that passed while paused are not caught up."""
+        raise self._no_schedules(id)
+
+    async def delete_schedule(self, id: str) -> None:
+        """Remove the schedule; runs it started go on."""
+        raise self._no_schedules(id)
+
+    async def trigger_schedule(self, id: str) -> None:
+        """Fire now, under the schedule's overlap policy (also while paused)."""
+        raise self._no_schedules(id)
+
+    async def backfill_schedule(self, id: str, start: datetime, end: datetime) -> None:
+        """Take the fires of times in [`start`, `end`] now, as if they had just passed,
+        under the schedule's overlap policy (Temporal's ScheduleBackfill)."""
+        raise self._no_schedules(id)

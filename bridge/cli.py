@@ -20,6 +20,7 @@ import tomllib
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -30,6 +31,7 @@ from rich.table import Table
 
 from bridge import codec
 from bridge._cli_compat import compat
+from bridge._cli_schedule import schedule_app
 from bridge._redact import mask
 from bridge.backend import Status, WorkflowDescription
 from bridge.bus._cli import bus_app
@@ -60,6 +62,7 @@ app = typer.Typer(
 )
 app.add_typer(migrate_app, name="migrate")
 app.add_typer(bus_app, name="bus")
+app.add_typer(schedule_app, name="schedule")
 app.command("compat")(compat)
 config_app = typer.Typer(
     name="config",
@@ -262,20 +265,46 @@ def start(
     target: Annotated[str, typer.Argument(metavar="MODULE:WORKFLOW")],
     args_json: Annotated[str | None, typer.Argument(metavar="[ARGS_JSON]", help=_ARGS_HELP)] = None,
     id: Annotated[str | None, typer.Option("--id", help="Workflow id (default: new).")] = None,
+    attr: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--attr",
+            metavar="KEY=VALUE",
+            help="A search attribute of the new run (repeatable); VALUE is read as JSON "
+            'when it parses (12, true, ["a"]), else as a string: --attr customer=c-42.',
+        ),
+    ] = None,
     backend: BackendOption = None,
 ) -> None:
     """Start a workflow without running it (a `bridge worker` runs it); print its id."""
     _check_id_option(id)
     defn = _load_workflow(target)
     args = _typed_args(defn, args_json)
+    attributes = _search_attributes(attr) if attr else None
 
     async def body(client: Client) -> str:
-        handle = await client.start(defn, *args, id=id)
+        options = {} if attributes is None else {"search_attributes": attributes}
+        handle = await client.start(defn, *args, id=id, **options)
         if not handle.created:
             err.print(f"{handle.id} already exists; not started again", style="yellow")
         return handle.id
 
     print(_run(_settings(backend), body))
+
+
+def _search_attributes(pairs: list[str]) -> dict[str, Any]:
+    """`--attr KEY=VALUE` options as a mapping (a JSON value, else the string itself)."""
+    found: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--attr takes KEY=VALUE (e.g. --attr customer=c-42), not {pair!r}")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        found[key.strip()] = value
+    return found
 
 
 @app.command()
@@ -394,6 +423,8 @@ def status(id: str, backend: BackendOption = None) -> None:
     table.add_row("updated", _when(desc.updated_at))
     if desc.waiting_for:
         table.add_row("waiting for", desc.waiting_for)
+    if desc.search_attributes:
+        table.add_row("search attributes", _attributes_text(desc))
     if desc.status is Status.COMPLETED:
         table.add_row("result", json.dumps(desc.result, ensure_ascii=False))
     if desc.error:
@@ -407,6 +438,14 @@ def _status_text(desc: WorkflowDescription) -> str:
     return f"{desc.status.value} (blocked)" if desc.blocked else desc.status.value
 
 
+def _attributes_text(desc: WorkflowDescription) -> str:
+    """`customer=c-42 amount=12`, values as JSON (datetimes as ISO strings)."""
+    return " ".join(
+        f"{k}={json.dumps(v.isoformat() if isinstance(v, datetime) else v, ensure_ascii=False)}"
+        for k, v in sorted(desc.search_attributes.items())
+    )
+
+
 @app.command("list")
 def list_(
     status: Annotated[
@@ -414,14 +453,33 @@ def list_(
         typer.Option("--status", "-s", case_sensitive=False, help="Only this status."),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most N runs.")] = 50,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            "--where",
+            "-w",
+            metavar="QUERY",
+            help="Only runs this query matches, by search attribute: "
+            "customer = 'c-42' AND amount >= 10. Operators = != < <= > >= IN (...) "
+            "NOT IN (...), AND, OR, parentheses; values are quoted strings, numbers, true, "
+            "false, ISO datetimes as strings; built-ins WorkflowId, WorkflowType, "
+            "ExecutionStatus ('Running', 'Completed', 'Failed', 'Canceled').",
+        ),
+    ] = None,
     backend: BackendOption = None,
 ) -> None:
     """List workflow runs, newest first (on every engine when migration rules exist)."""
-    runs = _run(_settings(backend), lambda c: c.list(status=status, limit=limit))
+    runs = _run(_settings(backend), lambda c: c.list(status=status, limit=limit, query=where))
     if not runs:
-        out.print("no workflows" + (f" with status {status.value}" if status else ""))
+        out.print(
+            "no workflows"
+            + (f" with status {status.value}" if status else "")
+            + (f" matching {where}" if where else ""),
+            markup=False,
+        )
         return
     engines = any(d.engine is not None for d in runs)
+    attributes = any(d.search_attributes for d in runs)
     table = Table()
     table.add_column("id", overflow="fold")
     if engines:
@@ -431,6 +489,8 @@ def list_(
     table.add_column("created")
     table.add_column("updated")
     table.add_column("waiting for")
+    if attributes:
+        table.add_column("search attributes", overflow="fold")
     for d in runs:
         table.add_row(
             d.id,
@@ -440,6 +500,7 @@ def list_(
             _when(d.created_at),
             _when(d.updated_at),
             d.waiting_for or "",
+            *([_attributes_text(d)] if attributes else []),
         )
     out.print(table)
 

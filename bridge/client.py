@@ -12,14 +12,23 @@ import math
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 
 from bridge import codec, interceptors, limits
-from bridge.backend import Backend, Status, Worker, WorkflowDescription
+from bridge.backend import (
+    SCHEDULE_OVERLAPS,
+    Backend,
+    ScheduleDescription,
+    ScheduleOverlap,
+    Status,
+    Worker,
+    WorkflowDescription,
+)
 from bridge.config import Settings, load_settings
 from bridge.errors import (
     ConfigError,
+    InvalidScheduleError,
     NotRegisteredError,
     WorkflowBlockedError,
     WorkflowCancelledError,
@@ -29,9 +38,24 @@ from bridge.errors import (
 from bridge.history import EventType, HistoryEvent
 from bridge.interceptors import StartCall
 from bridge.plugins import registry
+from bridge.search import SearchAttribute, encode_attributes, parse
 from bridge.workflow import WorkflowDefinition, as_workflow, lookup_workflow, registered_workflows
 
-__all__ = ["IF_EXISTS", "Client", "IfExists", "WorkflowHandle", "connect", "connect_engine"]
+__all__ = [
+    "DEFAULT_CATCHUP_WINDOW",
+    "IF_EXISTS",
+    "Client",
+    "IfExists",
+    "ScheduleHandle",
+    "WorkflowHandle",
+    "connect",
+    "connect_engine",
+    "schedule",
+]
+
+#: How late a schedule's missed fire may still be taken (`Client.schedule`): a year, as on
+#: Temporal.
+DEFAULT_CATCHUP_WINDOW = 365 * 24 * 3600.0
 
 #: What `Client.start` does when its id is taken by a run of the same workflow.
 IfExists = Literal["same_args", "use_existing"]
@@ -137,8 +161,13 @@ class Client:
         id: str | None = None,
         if_exists: IfExists = "same_args",
         execution_timeout: float | timedelta | None = None,
+        search_attributes: Mapping[str | SearchAttribute, Any] | None = None,
     ) -> WorkflowHandle:
         """Start `workflow(*args)` as run `id` (a new random id when `id` is left out).
+
+        `search_attributes` (`{"customer": "c-42", "amount": 12}`; a plain name takes its
+        type from the value, a `bridge.SearchAttribute` key states it) are kept with a new
+        run, shown by `describe()` and found by `list(query=...)` on every engine.
 
         `execution_timeout` (seconds or a timedelta) gives a new run a deadline: once it
         passes, the run is cancelled at its next operation (a parked run is woken for it)
@@ -160,12 +189,15 @@ class Client:
         if id is not None:
             limits.check_id(id)
         timeout = self._execution_timeout(execution_timeout, defn.name)
+        attributes = self._search_attributes(search_attributes, defn.name)
         encoded = defn.shape.encode_args(args, {})
         limits.check_payload(encoded, what=f"the arguments of workflow {defn.name!r}")
         run_id = str(uuid.uuid4()) if id is None else id
         call = StartCall(workflow=defn, args=encoded, id=run_id)
 
         async def last(c: StartCall) -> bool:
+            if attributes is not None:
+                return await self._start_with_attributes(c, timeout, attributes)
             return await self._start(c, execution_timeout=timeout)
 
         created = await interceptors.call_start(self.interceptors, call, last)
@@ -242,6 +274,30 @@ class Client:
             )
         return float(secs)
 
+    def _search_attributes(
+        self, values: Mapping[str | SearchAttribute, Any] | None, workflow: str
+    ) -> dict[str, Any] | None:
+        """The start's search attributes encoded and checked before anything is written,
+        on a backend whose `start` takes them."""
+        if values is None:
+            return None
+        encoded = encode_attributes(values, where=f"a run of workflow {workflow!r}")
+        if "search_attributes" not in inspect.signature(self.backend.start).parameters:
+            raise ConfigError(
+                f"the {self.backend.name} backend does not support search attributes "
+                f"(workflow {workflow!r}); use a backend that does (sql, langgraph, "
+                f"temporal) or leave them out"
+            )
+        return encoded
+
+    async def _start_with_attributes(
+        self, call: StartCall, execution_timeout: float | None, attributes: dict[str, Any]
+    ) -> bool:
+        options: dict[str, Any] = {"search_attributes": attributes}
+        if execution_timeout is not None:
+            options["execution_timeout"] = execution_timeout
+        return await self.backend.start(call.workflow, call.args, id=call.id, **options)
+
     async def _start(self, call: StartCall, *, execution_timeout: float | None = None) -> bool:
         """The end of the start's interceptor chain: the backend's start. The timeout is
         passed only when asked for, so backends whose `start` predates it keep working."""
@@ -259,13 +315,19 @@ class Client:
         timeout: float | None = None,
         if_exists: IfExists = "same_args",
         execution_timeout: float | timedelta | None = None,
+        search_attributes: Mapping[str | SearchAttribute, Any] | None = None,
     ) -> Any:
         """Start (or reattach to) a run and wait for its result; needs a running worker.
 
         `timeout` bounds this call's wait only (the run goes on); `execution_timeout` is
         the run's own deadline (see `start`), after which the run itself fails."""
         handle = await self.start(
-            workflow, *args, id=id, if_exists=if_exists, execution_timeout=execution_timeout
+            workflow,
+            *args,
+            id=id,
+            if_exists=if_exists,
+            execution_timeout=execution_timeout,
+            search_attributes=search_attributes,
         )
         return await handle.result(timeout=timeout)
 
@@ -369,10 +431,22 @@ class Client:
             await asyncio.sleep(poll)
 
     async def list(
-        self, *, status: Status | str | None = None, limit: int = 100
+        self, *, status: Status | str | None = None, limit: int = 100, query: str | None = None
     ) -> list[WorkflowDescription]:
+        """The newest `limit` runs, those with `status` when given, and those `query`
+        matches: `customer = 'c-42' AND amount >= 10`, the part of Temporal's visibility
+        query every engine runs (`bridge.search`). A bad query raises
+        InvalidSearchQueryError naming the position, before any engine sees it."""
         wanted = Status(status.upper()) if isinstance(status, str) else status
-        return await self.backend.list(status=wanted, limit=limit)
+        if query is None:
+            return await self.backend.list(status=wanted, limit=limit)
+        parse(query)
+        if "query" not in inspect.signature(self.backend.list).parameters:
+            raise ConfigError(
+                f"the {self.backend.name} backend cannot list runs by query; use a backend "
+                f"that can (sql, langgraph, temporal) or leave the query out"
+            )
+        return await self.backend.list(status=wanted, limit=limit, query=query)
 
     def worker(self, workflows: Sequence[WorkflowDefinition[..., Any]] | None = None) -> Worker:
         """A worker for `workflows` (default: every workflow registered in this process)."""
@@ -382,3 +456,168 @@ class Client:
             else list(registered_workflows().values())
         )
         return self.backend.worker(workflows=chosen)
+
+    # -- schedules ----------------------------------------------------------------------
+    async def schedule(
+        self,
+        workflow: WorkflowDefinition[..., Any] | str,
+        *args: Any,
+        id: str,
+        cron: str,
+        overlap: ScheduleOverlap = "skip",
+        catchup_window: float | timedelta | None = None,
+        paused: bool = False,
+    ) -> ScheduleHandle:
+        """Start `workflow(*args)` at every time of `cron` (5 fields, UTC) from now on, as
+        schedule `id`: Temporal Schedules on Temporal, the journal's schedules table and its
+        workers' scheduler on the embedded engines. Each run's id is `<id>-<fire time>`
+        (RFC 3339 UTC), so a fire starts at most once.
+
+        `overlap` decides what a fire does while the run started last is open: "skip"
+        (the default, Temporal's), "buffer_one" (start it when that run ends; one at most)
+        or "allow_all". Fires missed while no worker (or server) ran are taken late unless
+        older than `catchup_window` (seconds or a timedelta; default a year, Temporal's).
+        Raises InvalidScheduleError, NotRegisteredError (a workflow not registered here),
+        ScheduleAlreadyExistsError; nothing is created then. `workflow` may be a registered
+        workflow's name."""
+        defn = lookup_workflow(workflow) if isinstance(workflow, str) else as_workflow(workflow)
+        limits.check_id(id, parameter="id")
+        check_schedule(id, cron, overlap)
+        window = _catchup_seconds(catchup_window, id)
+        encoded = defn.shape.encode_args(args, {})
+        limits.check_payload(encoded, what=f"the arguments of schedule {id!r}")
+        await self.backend.create_schedule(
+            defn,
+            encoded,
+            id=id,
+            cron=cron,
+            overlap=overlap,
+            catchup_window=window,
+            paused=paused,
+        )
+        return ScheduleHandle(client=self, id=id)
+
+    def schedule_handle(self, id: str) -> ScheduleHandle:
+        """A handle on existing schedule `id` (not checked until used)."""
+        return ScheduleHandle(client=self, id=id)
+
+    async def list_schedules(self) -> list[ScheduleDescription]:
+        return await self.backend.list_schedules()
+
+    async def describe_schedule(self, id: str) -> ScheduleDescription:
+        return await self.backend.describe_schedule(id)
+
+    async def pause_schedule(self, id: str, note: str | None = None) -> None:
+        """Stop firing until `resume_schedule`; triggers still start runs."""
+        await self.backend.pause_schedule(id, note)
+
+    async def resume_schedule(self, id: str) -> None:
+        """Fire again from now on; times that passed while paused are not caught up."""
+        await self.backend.resume_schedule(id)
+
+    async def delete_schedule(self, id: str) -> None:
+        """Remove schedule `id`; the runs it started go on."""
+        await self.backend.delete_schedule(id)
+
+    async def trigger_schedule(self, id: str) -> None:
+        """Fire now, under the schedule's overlap policy (also while paused)."""
+        await self.backend.trigger_schedule(id)
+
+    async def backfill_schedule(self, id: str, *, start: datetime, end: datetime) -> None:
+        """Take now the fires of the cron times in [`start`, `end`] (both ends, as
+        Temporal's server does), under the schedule's overlap policy and without its
+        catch-up window (Temporal's backfill). Naive datetimes are UTC."""
+        if end < start:
+            raise InvalidScheduleError(
+                f"backfill of schedule {id!r} ends ({end}) before it starts ({start})"
+            )
+        await self.backend.backfill_schedule(id, _aware(start), _aware(end))
+
+
+@dataclass(frozen=True)
+class ScheduleHandle:
+    """A schedule, by id (`Client.schedule`)."""
+
+    client: Client
+    id: str
+
+    async def describe(self) -> ScheduleDescription:
+        return await self.client.describe_schedule(self.id)
+
+    async def pause(self, note: str | None = None) -> None:
+        await self.client.pause_schedule(self.id, note)
+
+    async def resume(self) -> None:
+        await self.client.resume_schedule(self.id)
+
+    async def trigger(self) -> None:
+        await self.client.trigger_schedule(self.id)
+
+    async def backfill(self, *, start: datetime, end: datetime) -> None:
+        await self.client.backfill_schedule(self.id, start=start, end=end)
+
+    async def delete(self) -> None:
+        await self.client.delete_schedule(self.id)
+
+
+async def schedule(
+    workflow: WorkflowDefinition[..., Any] | str,
+    *args: Any,
+    id: str,
+    cron: str,
+    overlap: ScheduleOverlap = "skip",
+    catchup_window: float | timedelta | None = None,
+    paused: bool = False,
+    config: Settings | Mapping[str, Any] | None = None,
+) -> ScheduleDescription:
+    """`Client.schedule` on a client of `config` (default: the configured backend), for a
+    script that only sets a schedule up; the new schedule's description."""
+    async with await connect(config) as client:
+        handle = await client.schedule(
+            workflow,
+            *args,
+            id=id,
+            cron=cron,
+            overlap=overlap,
+            catchup_window=catchup_window,
+            paused=paused,
+        )
+        return await handle.describe()
+
+
+def check_schedule(id: str, cron: str, overlap: str) -> None:
+    """The checks every engine shares: a cron of 5 fields (or a macro such as `@hourly`),
+    which Temporal and croniter read alike, and a known overlap policy. Each engine parses
+    the expression itself as well."""
+    fields = cron.split() if isinstance(cron, str) else []
+    if not (len(fields) == 5 or (len(fields) == 1 and fields[0].startswith("@"))):
+        raise InvalidScheduleError(
+            f"cron expression {cron!r} of schedule {id!r} is not valid: use 5 fields "
+            f"(minute hour day-of-month month day-of-week, UTC), e.g. '*/5 * * * *', or a "
+            f"macro such as '@hourly'"
+        )
+    if overlap not in SCHEDULE_OVERLAPS:
+        raise InvalidScheduleError(
+            f"overlap of schedule {id!r} must be one of {SCHEDULE_OVERLAPS}, not {overlap!r}"
+        )
+
+
+def _catchup_seconds(value: float | timedelta | None, id: str) -> float:
+    if value is None:
+        return DEFAULT_CATCHUP_WINDOW
+    secs = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(secs, bool) or not isinstance(secs, int | float) or not math.isfinite(secs):
+        raise InvalidScheduleError(
+            f"catchup_window of schedule {id!r} must be seconds or a timedelta, not {value!r}"
+        )
+    if secs < 10:
+        # Temporal's minimum; the same floor everywhere keeps a schedule portable.
+        raise InvalidScheduleError(
+            f"catchup_window of schedule {id!r} must be at least 10 seconds (Temporal's "
+            f"minimum), not {secs}"
+        )
+    return float(secs)
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)

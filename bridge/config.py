@@ -15,13 +15,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
 from bridge._settings_base import Section as _Section
 from bridge.errors import ConfigError
 
 __all__ = [
     "AgentsSettings",
+    "EncryptionSettings",
     "JournalSettings",
     "LangGraphSettings",
     "RouterSettings",
@@ -113,6 +114,28 @@ class TracingSettings(_Section):
     tracer: str = "durable-bridge"
 
 
+class EncryptionSettings(_Section):
+    """Payload encryption at rest (`bridge.encryption`): `keys` maps a key id to a 256-bit
+    AES key, base64 (`"base64:..."` or bare) or `"env:NAME"` naming an environment variable
+    that holds it; `current` is the id new payloads are encrypted with, the others only
+    decrypt (rotation). No keys: encryption off. From the environment,
+    BRIDGE_ENCRYPTION_KEYS is a JSON object. Values are secrets: errors never print them."""
+
+    keys: dict[str, SecretStr] = Field(default_factory=dict)
+    current: str | None = None
+
+    @field_validator("keys", mode="before")
+    @classmethod
+    def _keys_from_json(cls, value: Any) -> Any:
+        # BRIDGE_ENCRYPTION_KEYS arrives as text; every other source gives a table.
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError("must be a JSON object of key id -> key") from None
+        return value
+
+
 class AgentsSettings(_Section):
     """Worker-side settings of the OpenAI Agents adapter (`adapters.openai_agents`): how
     durable model calls are retried (rate limits, overloaded servers) and timed out, which
@@ -157,6 +180,7 @@ class Settings(_Section):
     langgraph: LangGraphSettings = Field(default_factory=LangGraphSettings)
     agents: AgentsSettings = Field(default_factory=AgentsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
     # Options for third-party backends, handed to them unvalidated (they validate their own).
     backend_options: dict[str, Any] = Field(default_factory=dict)
     router: RouterSettings = Field(default_factory=RouterSettings)
@@ -191,6 +215,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "agents": AgentsSettings,
     "router": RouterSettings,
     "tracing": TracingSettings,
+    "encryption": EncryptionSettings,
 }
 # Sections that are tables of tables, keyed by a name of the user's (`[migrate.WORKFLOW]`).
 _TABLES: dict[str, type[_Section]] = {"migrate": _MigrationRule}
@@ -230,9 +255,9 @@ def _describe(exc: ValidationError, origin: Mapping[str, str]) -> str:
             ctx = err.get("ctx") or {}
             if "expected" in ctx:
                 allowed = f"; allowed: {ctx['expected']}"
-            lines.append(
-                f"bad value {err.get('input')!r} for `{key}` (from {where}): {err['msg']}{allowed}"
-            )
+            # An encryption key is a secret: its value is never echoed.
+            shown = "***" if loc[:1] == ("encryption",) else repr(err.get("input"))
+            lines.append(f"bad value {shown} for `{key}` (from {where}): {err['msg']}{allowed}")
     return "; ".join(lines)
 
 

@@ -271,6 +271,16 @@ class StorageError(BridgeError):
     """The journal's database cannot be used (corrupt, locked, newer schema, unreachable)."""
 
 
+class PayloadKeyError(BridgeError):
+    """An encrypted payload cannot be decrypted: its key id is not configured, or the key
+    under that id is not the one it was encrypted with (`bridge.encryption`). Nothing was
+    changed; configure the key in `[encryption] keys` and retry."""
+
+    def __init__(self, key_id: str | None, message: str) -> None:
+        self.key_id = key_id
+        super().__init__(message)
+
+
 class OutsideWorkflowError(BridgeError):
     """A workflow-only operation was called outside a running workflow."""
 
@@ -322,3 +332,53 @@ class UpdateFailedError(BridgeError):
         super().__init__(message)
         self.error_type = error_type
         self.reason = reason
+
+
+class InvalidScheduleError(BridgeError, ValueError):
+    """A schedule's cron expression, overlap policy or catch-up window is not one every
+    engine accepts; nothing was created."""
+
+
+class ScheduleNotFoundError(BridgeError):
+    """No schedule has this id (never created, or deleted)."""
+
+    def __init__(self, schedule_id: str, where: str = "") -> None:
+        self.schedule_id = schedule_id
+        at = f" in {where}" if where else ""
+        super().__init__(
+            f"no schedule with id {schedule_id!r}{at}; `bridge schedule list` shows the "
+            f"schedules there, `bridge schedule create` makes one"
+        )
+
+
+class ScheduleAlreadyExistsError(BridgeError):
+    """A schedule with this id exists already; nothing was changed."""
+
+    def __init__(self, schedule_id: str) -> None:
+        self.schedule_id = schedule_id
+        super().__init__(
+            f"a schedule with id {schedule_id!r} exists already; choose another id, or "
+            f"delete it first (`bridge schedule delete {schedule_id}`)"
+        )
+
+
+class InvalidSearchAttributeError(BridgeError, ValueError):
+    """A search attribute's name or value is not one every engine can hold; nothing was
+    written."""
+
+
+class InvalidSearchQueryError(BridgeError, ValueError):
+    """A `client.list(query=...)` / `bridge list --where` query is not in the query language
+    every engine runs (`bridge.search`); `position` is where it goes wrong (0-based)."""
+
+    def __init__(self, query: str, position: int, what: str) -> None:
+        self.query = query
+        self.position = position
+        self.what = what
+        near = query[position : position + 20]
+        at = f"near {near!r}" if near else "at its end"
+        super().__init__(
+            f"bad search query at position {position} ({at}): {what}. The query was: "
+            f"{query!r}; see `bridge list --help` for the language (e.g. "
+            f"customer = 'c-42' AND amount >= 10)"
+        )

@@ -40,6 +40,7 @@ __all__ = [
     "RunEnded",
     "StartCall",
     "load",
+    "payload_codec",
     "register",
     "unregister",
 ]
@@ -101,6 +102,11 @@ class Interceptor:
         """Called in the same transaction that writes a run's final status on an embedded
         journal: what it writes commits if and only if the run ended."""
 
+    def payload_codec(self) -> Any:
+        """The codec every stored payload goes through (payload encryption returns its
+        keyring, `bridge.encryption.Keyring`), or None. The first one in the chain wins."""
+        return None
+
 
 InterceptorFactory = Callable[["Settings"], Interceptor | None]
 
@@ -142,6 +148,15 @@ def _entry_point_factories() -> list[InterceptorFactory]:
                 ) from exc
         _from_entry_points = found
     return _from_entry_points
+
+
+def payload_codec(interceptors: Sequence[Interceptor]) -> Any:
+    """The chain's payload codec (see `Interceptor.payload_codec`), or None."""
+    for interceptor in interceptors:
+        found = interceptor.payload_codec()
+        if found is not None:
+            return found
+    return None
 
 
 def load(settings: Settings) -> tuple[Interceptor, ...]:

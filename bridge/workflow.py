@@ -6,7 +6,7 @@ import abc
 import contextvars
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, overload
@@ -453,6 +453,22 @@ class Context(abc.ABC):
     @abc.abstractmethod
     async def compensate(self) -> None:
         """Run the compensations of completed steps, newest first, each as a journaled step."""
+
+    def upsert_search_attributes(self, attributes: Mapping[Any, Any]) -> None:
+        """Set (or, with None, unset) search attributes of this run, by name (or by a typed
+        `bridge.SearchAttribute` key); the others keep their values. Temporal's
+        `workflow.upsert_search_attributes`: the change is part of the run's history, so a
+        replay neither repeats nor loses it, and `client.list(query=...)` finds the run by
+        the new values once it is recorded (before the run's next step starts).
+
+        Not abstract, so a backend written before it existed keeps working; such a backend
+        refuses it with this error.
+        """
+        raise ConfigError(
+            f"ctx.upsert_search_attributes is not supported by {type(self).__name__} "
+            f"(workflow {self.workflow_id!r}); use a backend that provides it (sql, "
+            f"langgraph, temporal)"
+        )
 
     def start_child(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -96,7 +97,8 @@ def settings_env(settings: dict[str, Any]) -> dict[str, str]:
     for section, values in settings.items():
         if isinstance(values, dict):
             for key, value in values.items():
-                env[f"BRIDGE_{section.upper()}_{key.upper()}"] = str(value)
+                text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+                env[f"BRIDGE_{section.upper()}_{key.upper()}"] = text
     env["PYTHONPATH"] = str(ROOT)
     return env
 

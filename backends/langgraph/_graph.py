@@ -34,10 +34,23 @@ LangGraph thread whose id is the workflow id. Inside it:
 LangGraph matches task writes and interrupt answers by position only. The context checks
 every recorded step against the call now made (kind, name, argument digest, index) and
 raises NonDeterminismError on a difference, which LangGraph by itself would not notice.
+
+A long run is cut into segments (`SEGMENT_STEPS`). LangGraph keeps every task write of
+the thread's current checkpoint as a pending write and scans them, and every task future
+of the invocation, on each task call, so one checkpoint holding a whole run made a step
+cost grow with the run's length (quadratic runs). Once a segment has taken
+`SEGMENT_STEPS` operations, the next new step, if nothing else of the execution is
+pending, ends the entrypoint with `{"segment_end": index}` instead of running; the worker
+copies the segment's task writes into the bridge's rows and invokes the entrypoint again
+on the same thread with `segment_from` = that index, which LangGraph starts as a new
+checkpoint with no pending writes. Operations below `segment_from` are answered from the
+bridge's rows by the shared journal code (the sql backend's replay, no LangGraph task or
+interrupt), the others go through LangGraph as above.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import time
@@ -53,7 +66,7 @@ from langgraph.pregel import Pregel
 from langgraph.types import Interrupt, interrupt
 
 from backends.langgraph._saver import DurableSaverMixin
-from backends.langgraph._store import CANCELLED
+from backends.langgraph._store import CANCELLED, SETTLED
 from bridge import codec
 from bridge.activity import ActivityDefinition, as_activity, seconds
 from bridge.backend import Status
@@ -79,6 +92,8 @@ from bridge.journal.context import (
 )
 from bridge.workflow import WorkflowDefinition, note_step_answer, signal_names
 
+#: Seconds between a queued step's asks for its concurrency permit (`_wait_for_permit`).
+_PERMIT_POLL = 0.1
 #: Marks a task write as a bridge journal record (and the record format's version).
 RECORD_MARK = "bridge_step"
 #: Marks an interrupt as a bridge wait.
@@ -88,6 +103,18 @@ _FINAL = (COMPLETED, FAILED)
 #: The output of a condition's row while it waits on an interrupt of its own (see
 #: `GraphContext._condition_parks`); kept when the worker settles the row.
 PAUSED = {"paused": True}
+
+#: Operations a segment takes before it ends at its next new step (see the module
+#: docstring). LangGraph's own cost per task call grows with the segment (about 0.75 us per
+#: earlier task write on the reference machine) and every segment end replays the run so
+#: far from the bridge's rows (10-30 us per step); 500 keeps both below a fifth of a
+#: step's cost at 10,000 steps (bench/RESULTS.md, "LangGraph backend: segments").
+SEGMENT_STEPS = 500
+#: The entrypoint's input key: the first journal index of this segment (0 or absent: the
+#: run's first segment). Kept in LangGraph's input checkpoint, so a resumed segment knows it.
+SEGMENT_FROM = "segment_from"
+#: The entrypoint's output key when a segment ended: the index of the step not yet taken.
+SEGMENT_END = "segment_end"
 
 
 def record_to_json(rec: StepRecord) -> dict[str, Any]:
@@ -184,6 +211,8 @@ class GraphContext(JournaledContext):
         cancel_requested: bool,
         saver: DurableSaverMixin,
         thread: str | None = None,
+        segment_from: int = 0,
+        segment_steps: int = SEGMENT_STEPS,
     ) -> None:
         super().__init__(
             workflow_id=workflow_id,
@@ -194,6 +223,21 @@ class GraphContext(JournaledContext):
             cancel_requested=cancel_requested,
         )
         self._saver = saver
+        # Operations below this index were run in earlier segments: every one is settled
+        # in the bridge's rows, and LangGraph's thread has no task write or interrupt of
+        # theirs any more, so they replay as on the sql backend (`JournaledContext`).
+        self._segment_from = segment_from
+        self._segment_steps = segment_steps
+        # Indices below this were all settled when last looked at (`_segment_full`), and
+        # the first index at which to look again.
+        self._settled_below = segment_from
+        self._look_at = segment_from + segment_steps
+        #: The index of the step this execution ended its segment at (see `_segment_full`).
+        self.segment_end: int | None = None
+        # The task the workflow's first operation ran in, and whether an operation ran in
+        # another one (a branch of `ctx.gather`, an update handler): see `_take_index`.
+        self._main_task: asyncio.Task[Any] | None = None
+        self._concurrent = False
         # The LangGraph thread of this generation (the workflow id for the first one),
         # which the saver keys its background write failures by.
         self._thread = thread or workflow_id
@@ -206,6 +250,21 @@ class GraphContext(JournaledContext):
         self.interrupt: GraphInterrupt | None = None
         #: The journal indices of the waits that interrupted in this execution, in order.
         self.interrupted: list[int] = []
+
+    def _take_index(self) -> int:
+        """The next journal index; notes when operations run in more than one task.
+
+        Branches interleave differently when replayed from the bridge's rows (a replayed
+        step returns at once) than through LangGraph (a replayed task resolves a few
+        event-loop turns later, as it did live), so an execution that ran branches side by
+        side never ends its segment: its next segment would replay them from the rows in
+        another order and see a divergence."""
+        task = asyncio.current_task()
+        if self._main_task is None:
+            self._main_task = task
+        elif task is not self._main_task:
+            self._concurrent = True
+        return super()._take_index()
 
     # -- steps --------------------------------------------------------------------------
     def run(
@@ -226,11 +285,16 @@ class GraphContext(JournaledContext):
     ) -> Awaitable[Any]:
         """Call the step task now, so LangGraph numbers task calls in step order (and
         `ctx.gather` starts every branch before awaiting any); settle it when awaited."""
+        if idx < self._segment_from:
+            return JournaledContext._step(self, idx, kind, defn, data)
         digest = codec.digest(data)
         try:
             rec = self._recorded(idx, kind, defn.name, digest, data)
         except BaseException as exc:  # divergence or a delivered cancel, raised when awaited
             return _raise(exc)
+        if rec is None and self._segment_full(idx):
+            self.segment_end = idx
+            return _raise(Suspend(wake_at=None, waiting_for=None))
         replayed = rec is not None and rec.status in _FINAL
         self._live[idx] = (kind, defn, data, digest)
         future = self._root.run(bridge_step, idx)
@@ -271,6 +335,36 @@ class GraphContext(JournaledContext):
         note_step_answer(replayed=replayed)
         return self._settled(kind, defn, data, rec)
 
+    def _segment_full(self, idx: int) -> bool:
+        """True when the new step at `idx` should start the next segment instead: this one
+        took `SEGMENT_STEPS` operations and nothing else of the execution is pending (no
+        step under way or held answer, no open wait, child or update, no interrupt, no
+        cancellation being delivered), so every operation below `idx` is settled in the
+        bridge's rows and no other branch can take an index in this segment, and no
+        operation of the execution so far ran in another task (`_take_index`). Otherwise
+        the segment goes on (a long loop beside an open wait stays in one segment), and
+        this looks again some steps later, so a long-open row is not scanned per step."""
+        if idx < self._look_at or self._concurrent:
+            return False
+        if (
+            self._inflight
+            or self._applying
+            or self.interrupt is not None
+            or self._cancel_pending
+            or self.cancelled_by_request
+            or self.past_deadline()
+        ):
+            self._look_at = idx + 1
+            return False
+        below = self._settled_below
+        while below < idx and _settled(self._steps.get(below)):
+            below += 1
+        self._settled_below = below
+        if below < idx:
+            self._look_at = idx + max(1, self._segment_steps // 8)
+            return False
+        return True
+
     async def execute(self, idx: int) -> dict[str, Any]:
         """The body of the step task: attempts until a final record, which it returns."""
         kind, defn, data, digest = self._live.pop(idx)
@@ -278,13 +372,35 @@ class GraphContext(JournaledContext):
         if rec is not None and rec.status in _FINAL:
             return record_to_json(rec)  # recorded, though LangGraph had lost its write
         with _outside_langgraph():
+            permit = await self._wait_for_permit(idx, defn, data)
             final = await self._attempts(idx, kind, defn, data, digest, rec)
         # Patch markers taken before this step go to disk no later than its result.
         await self.flush()
+        if permit is not None:
+            await self._journal.release_permit(*permit)
         return record_to_json(final)
+
+    async def _wait_for_permit(
+        self, idx: int, defn: ActivityDefinition[..., Any], data: dict[str, Any]
+    ) -> tuple[str, str] | None:
+        """The concurrency permit (`bridge.Limit`) step `idx` runs under, waited for in
+        this task: the step's place in the queue is durable, but parking the run as the
+        sql journal does would end the invocation with this task called and unanswered,
+        and LangGraph pairs task writes with calls by position. So the task asks again
+        every `_PERMIT_POLL` seconds; the run's lease stays with this worker meanwhile."""
+        limit = defn.concurrency
+        if limit is None:
+            return None
+        key, holder = limit.permit_key(defn.name, data), f"{self._id}#{idx}"
+        while not await self._journal.acquire_permit(key, holder, limit.max):
+            self._fence()
+            await asyncio.sleep(_PERMIT_POLL)
+        return key, holder
 
     # -- waits --------------------------------------------------------------------------
     async def sleep(self, duration: float | timedelta) -> None:
+        if self._next < self._segment_from:
+            return await super().sleep(duration)
         secs = seconds(duration, what="ctx.sleep duration") or 0.0
         idx = self._take_index()
         rec = self._recorded(idx, SLEEP, "sleep", None, None)
@@ -304,6 +420,8 @@ class GraphContext(JournaledContext):
         await self._pause(rec)
 
     async def wait_for_signal(self, name: Any, *, timeout: float | timedelta | None = None) -> Any:
+        if self._next < self._segment_from:
+            return await super().wait_for_signal(name, timeout=timeout)
         names = signal_names(name, where=f"workflow {self._id!r}")
         secs = seconds(timeout, what="wait_for_signal timeout")
         label = signal_label(name, names)
@@ -324,6 +442,8 @@ class GraphContext(JournaledContext):
         """The journal's condition wait, except that a condition which interrupted (see
         `_condition_parks`) interrupts again on every replay, answered or not, because
         LangGraph pairs answers with interrupts by their order."""
+        if self._next < self._segment_from:
+            return await super().wait_condition(condition, timeout=timeout)
         rec = self._steps.get(self._next)
         if (
             rec is not None
@@ -346,6 +466,8 @@ class GraphContext(JournaledContext):
         pairs answers with interrupts by order): the worker answers it once the child has
         ended (`Store.settle_wait` journals the outcome first), or with a cancel, which
         also asks the child to cancel."""
+        if idx < self._segment_from:
+            return await super().child_result(idx, defn)
         rec = self._steps[idx]
         answer = await self._pause(rec)
         self._progress()
@@ -425,6 +547,12 @@ class GraphContext(JournaledContext):
         return answer
 
 
+def _settled(rec: StepRecord | None) -> bool:
+    """True for a row nothing will change any more (an index with no row is an operation
+    still under way: its row is being written)."""
+    return rec is not None and rec.status in SETTLED
+
+
 @contextlib.contextmanager
 def _outside_langgraph() -> Iterator[None]:
     """Run workflow and activity code without LangGraph's config of this execution.
@@ -462,8 +590,10 @@ class Execution:
         attempt: int,
         cancel_requested: bool,
         saver: DurableSaverMixin,
+        segment_steps: int = SEGMENT_STEPS,
     ) -> None:
         self.definition = definition
+        self.segment_steps = segment_steps
         self._journal = journal
         self._steps = steps
         self._started_at = started_at
@@ -486,12 +616,19 @@ class Execution:
             cancel_requested=self._cancel_requested,
             saver=self.saver,
             thread=self.thread,
+            segment_from=int(start.get(SEGMENT_FROM) or 0),
+            segment_steps=self.segment_steps,
         )
         with _outside_langgraph():
             outcome = self.outcome = await drive(self.definition, ctx, start["args"])
         if outcome.blocked:
             raise Abandoned(outcome)
         if outcome.status is Status.WAITING:
+            if ctx.interrupt is None and ctx.segment_end is not None:
+                # The segment is full: the worker keeps its steps in the bridge's rows and
+                # starts the next one at this index (`_worker.LangGraphWorker._next_segment`).
+                self.saver.raise_failure(self.thread or ctx.workflow_id)
+                return {"status": outcome.status.value, SEGMENT_END: ctx.segment_end}
             if ctx.interrupt is None:
                 raise RuntimeError(f"workflow {ctx.workflow_id!r} suspended without a wait")
             raise pending_interrupt(ctx.interrupt, ctx.interrupted)

@@ -21,6 +21,11 @@ They also:
   going on past a result that is not on disk (`raise_failure`).
 - use JsonPlusSerializer with `pickle_fallback=False` and the strict msgpack allow-list:
   every value the bridge stores is JSON data, and nothing is ever pickled.
+- with `[encryption]` keys, wrap it in LangGraph's `EncryptedSerializer` on the bridge's
+  keyring (`bridge.encryption.checkpoint_cipher`): checkpoints and task writes are sealed
+  with AES-GCM, the key id in the stored type (`msgpack+bridge-aesgcm:<key id>`), and
+  checkpoints written before encryption was on still load. LangGraph's checkpoint
+  *metadata* column stays JSON text: it holds step numbers and sources, not payloads.
 """
 
 from __future__ import annotations
@@ -35,8 +40,11 @@ from langgraph.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
 )
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
+from bridge.encryption import Keyring, checkpoint_cipher
 from bridge.errors import StorageError
 
 # LangGraph's channel for a failed task (langgraph/_internal/_constants.py; private there,
@@ -47,6 +55,13 @@ ERROR_CHANNEL = "__error__"
 def strict_serializer() -> JsonPlusSerializer:
     """msgpack only: no pickle fallback, and only LangGraph's safe types are revived."""
     return JsonPlusSerializer(pickle_fallback=False, allowed_msgpack_modules=None)
+
+
+def checkpoint_serializer(codec: Keyring | None) -> SerializerProtocol:
+    """The strict serializer, sealed by `codec` when payload encryption is on."""
+    if codec is None:
+        return strict_serializer()
+    return EncryptedSerializer(checkpoint_cipher(codec), strict_serializer())
 
 
 async def _resolved(value: Any) -> Any:
@@ -60,8 +75,8 @@ async def _raising(exc: BaseException) -> Any:
 class DurableSaverMixin:
     """Synchronous commits behind LangGraph's async saver API; see the module docstring."""
 
-    def __init__(self, conn: Any, *, location: str) -> None:
-        super().__init__(conn, serde=strict_serializer())  # type: ignore[call-arg]
+    def __init__(self, conn: Any, *, location: str, codec: Keyring | None = None) -> None:
+        super().__init__(conn, serde=checkpoint_serializer(codec))  # type: ignore[call-arg]
         self.location = location
         self._failures: dict[str, StorageError] = {}
 

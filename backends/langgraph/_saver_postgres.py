@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 
 from backends.langgraph._saver import DurableSaverMixin
 from bridge._sqlengine import postgres_url
+from bridge.encryption import Keyring
 from bridge.errors import EngineNotInstalledError, StorageError
 
 try:
@@ -31,8 +32,9 @@ class DurablePostgresSaver(DurableSaverMixin, PostgresSaver):
         return isinstance(exc, psycopg.Error)
 
 
-def open_saver(url: str) -> DurablePostgresSaver:
-    """The saver on the database at `url`, its tables set up."""
+def open_saver(url: str, *, codec: Keyring | None) -> DurablePostgresSaver:
+    """The saver on the database at `url`, its tables set up, sealing checkpoints with
+    `codec`, the journal store's keyring (`bridge.encryption`)."""
     location = make_url(url).render_as_string()
     libpq = postgres_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     try:
@@ -43,7 +45,7 @@ def open_saver(url: str) -> DurablePostgresSaver:
         raise StorageError(
             f"the LangGraph checkpoint database {location} cannot be reached: {exc}"
         ) from None
-    saver = DurablePostgresSaver(conn, location=location)
+    saver = DurablePostgresSaver(conn, location=location, codec=codec)
     # Concurrent first-time setups race on LangGraph's migrations table; the advisory lock
     # makes one process migrate and the others wait.
     conn.execute("SELECT pg_advisory_lock(%s)", (_SAVER_LOCK_KEY,))

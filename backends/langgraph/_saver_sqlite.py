@@ -15,6 +15,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from backends.langgraph._saver import DurableSaverMixin
 from bridge._sqlengine import explain_sqlite_error, sqlite_read_only_uri
 from bridge.config import LangGraphSettings
+from bridge.encryption import Keyring
 
 
 class DurableSqliteSaver(DurableSaverMixin, SqliteSaver):
@@ -33,8 +34,11 @@ class DurableSqliteSaver(DurableSaverMixin, SqliteSaver):
         ) or super().describe_error(exc, action)
 
 
-def open_saver(settings: LangGraphSettings, path: Path, *, read_only: bool) -> DurableSqliteSaver:
-    """The saver on `path`, its tables set up (unless the file is only to be read)."""
+def open_saver(
+    settings: LangGraphSettings, path: Path, *, read_only: bool, codec: Keyring | None
+) -> DurableSqliteSaver:
+    """The saver on `path`, its tables set up (unless the file is only to be read), sealing
+    checkpoints with `codec`, the journal store's keyring (`bridge.encryption`)."""
     # check_same_thread=False: SqliteSaver serializes its cursor with a lock. The timeout
     # is the busy timeout: a write waits that long for another writer.
     timeout = settings.busy_timeout_ms / 1000
@@ -42,14 +46,14 @@ def open_saver(settings: LangGraphSettings, path: Path, *, read_only: bool) -> D
         # The journal store chose read-only access (bridge._sqlengine.sqlite_read_only).
         uri = sqlite_read_only_uri(path)
         conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=timeout)
-        return DurableSqliteSaver(conn, location=str(path))
+        return DurableSqliteSaver(conn, location=str(path), codec=codec)
     conn = sqlite3.connect(str(path), check_same_thread=False, timeout=timeout)
     # FULL (SqliteSaver's default) fsyncs the WAL on every commit, so a step survives a
     # power cut; NORMAL only at checkpoints: it survives a killed process, which is what
     # the step-durability guarantee is about, but may lose the last commits when the
     # machine loses power.
     conn.execute(f"PRAGMA synchronous={settings.durability}")
-    saver = DurableSqliteSaver(conn, location=str(path))
+    saver = DurableSqliteSaver(conn, location=str(path), codec=codec)
     with saver.translating("creating LangGraph's tables"):
         saver.setup()
     return saver

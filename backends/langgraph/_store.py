@@ -70,10 +70,12 @@ class Store(JournalStore):
         if isinstance(self.dialect, SqliteDialect):
             from backends.langgraph._saver_sqlite import open_saver
 
-            return open_saver(settings, self.dialect.path, read_only=self.read_only)
+            return open_saver(
+                settings, self.dialect.path, read_only=self.read_only, codec=self.payload_codec
+            )
         from backends.langgraph._saver_postgres import open_saver as open_pg_saver
 
-        return open_pg_saver(settings.url)
+        return open_pg_saver(settings.url, codec=self.payload_codec)
 
     def close(self) -> None:
         saver = getattr(self, "saver", None)
@@ -81,6 +83,22 @@ class Store(JournalStore):
             with contextlib.suppress(Exception):
                 saver.conn.close()
         super().close()
+
+    def keep_segment(self, id: str, owner: str, records: Sequence[StepRecord]) -> bool:
+        """Write the finished steps of run `id`'s ended segment (its step tasks' writes) to
+        the journal rows, in one transaction fenced by the lease owner `owner` (False when
+        the lease was lost: nothing is written). Rows already settled are kept as they are
+        (`_upsert_steps`), so a repeat after a crash changes nothing."""
+        runs = self.schema.runs
+        with self._write("keeping a finished segment's steps") as conn:
+            row = conn.execute(
+                select(runs.c.lease_owner).where(runs.c.id == id).with_for_update()
+            ).first()
+            if row is None or row.lease_owner != owner:
+                return False
+            if records:
+                self._upsert_steps(conn, list(records))
+        return True
 
     def settle_wait(self, rec: StepRecord) -> StepRecord | None:
         """Decide the outcome of the wait `rec`, durably, before the thread is resumed.

@@ -8,7 +8,8 @@ it:
 - no checkpoint: invoke the entrypoint with the run's input (a run that crashed before
   LangGraph saved its input checkpoint starts again, as nothing durable happened);
 - a final checkpoint: the thread finished but the bridge had not recorded it (a crash in
-  between): record its output;
+  between): record its output; or its segment ended (`_graph.SEGMENT_STEPS`): keep the
+  segment's task writes in the bridge's rows and start the next segment;
 - a pending interrupt: answer the wait once its signal has arrived or its timer is due
   (`Store.settle_wait`, written before the resume), or park the run;
 - otherwise (killed mid-run, or blocked by a NonDeterminismError): `invoke(None)`, which
@@ -29,6 +30,9 @@ from langgraph.types import Command
 
 from backends.langgraph._graph import (
     PENDING,
+    SEGMENT_END,
+    SEGMENT_FROM,
+    SEGMENT_STEPS,
     WAIT_MARK,
     Abandoned,
     Execution,
@@ -64,6 +68,7 @@ log = logging.getLogger("bridge.langgraph.worker")
 # LangGraph's channels in a checkpoint (langgraph/_internal/_constants.py: private there, but
 # part of the stored checkpoint format).
 END_CHANNEL = "__end__"
+START_CHANNEL = "__start__"
 RETURN_CHANNEL = "__return__"
 INTERRUPT_CHANNEL = "__interrupt__"
 
@@ -100,6 +105,22 @@ def journal(own: list[StepRecord], finished: list[StepRecord]) -> list[StepRecor
     return [by_idx[i] for i in sorted(by_idx)]
 
 
+def final_output(tup: CheckpointTuple) -> dict[str, Any]:
+    """The entrypoint's return value when `tup` is a final checkpoint, else {}.
+
+    A thread whose segments ended (`_graph.SEGMENT_STEPS`) runs the entrypoint once per
+    segment, and a segment's input checkpoint still holds the previous run's `__end__`
+    value; only a checkpoint in which `__end__` was written at or after the last input
+    (`__start__`) is final."""
+    values, versions = tup.checkpoint["channel_values"], tup.checkpoint["channel_versions"]
+    if END_CHANNEL not in values:
+        return {}
+    start = versions.get(START_CHANNEL)
+    if start is not None and versions.get(END_CHANNEL, start) < start:
+        return {}
+    return dict(values[END_CHANNEL])
+
+
 def pending_wait(tup: CheckpointTuple) -> tuple[int, str, list[int]] | None:
     """(journal index, interrupt id, indices of the other interrupted waits) of the wait the
     thread is interrupted on, if any. Only that one, the first interrupt of the execution,
@@ -118,6 +139,9 @@ def pending_wait(tup: CheckpointTuple) -> tuple[int, str, list[int]] | None:
 
 
 class LangGraphWorker(JournalWorker):
+    #: Operations per segment of a run's LangGraph thread (`_graph.SEGMENT_STEPS`).
+    segment_steps: int = SEGMENT_STEPS
+
     def __init__(
         self, backend: LangGraphBackend, workflows: Sequence[WorkflowDefinition[..., Any]]
     ) -> None:
@@ -148,8 +172,19 @@ class LangGraphWorker(JournalWorker):
         command: Any
         if tup is None:
             command = {"workflow_id": row.id, "workflow": row.name, "args": codec.loads(row.input)}
-        elif END_CHANNEL in tup.checkpoint["channel_values"]:
-            return self._finish(row, tup.checkpoint["channel_values"][END_CHANNEL], thread)
+        elif SEGMENT_END in (end := final_output(tup)):
+            kept = self._next_segment(row, tup)
+            if kept is None:
+                return True
+            steps = journal(own, kept)
+            command = {
+                "workflow_id": row.id,
+                "workflow": row.name,
+                "args": codec.loads(row.input),
+                SEGMENT_FROM: int(end[SEGMENT_END]),
+            }
+        elif end:
+            return self._finish(row, end, thread)
         elif (wait := pending_wait(tup)) is None:
             command = None  # resume after a crash (or a code fix): finished steps replay
         else:
@@ -208,6 +243,7 @@ class LangGraphWorker(JournalWorker):
             attempt=row.executions,
             cancel_requested=bool(row.cancel_requested),
             saver=store.saver,
+            segment_steps=self.segment_steps,
         )
         self._executions[row.id] = execution
         try:
@@ -225,7 +261,33 @@ class LangGraphWorker(JournalWorker):
             return True
         if out.interrupts:
             return False  # a wait: answer it at once if it can be, else park
+        if SEGMENT_END in out.value:
+            return False  # the next segment: begun by the next turn, from the checkpoint
         return self._finish(row, out.value, thread)
+
+    def _next_segment(self, row: Any, end: CheckpointTuple) -> list[StepRecord] | None:
+        """The thread's segment ended at its final checkpoint `end`: write its finished
+        steps (the task writes of the checkpoint the entrypoint ran on, `end`'s parent) to
+        the bridge's rows, in one transaction fenced by the lease; the rows written, or
+        None when the lease was lost.
+        The next segment then starts on the same thread as a new LangGraph run, whose
+        checkpoint has no pending write. Repeating this after a crash writes the same rows
+        again (a settled row is never overwritten), so the step is idempotent; once the
+        next segment's input checkpoint exists, the thread no longer ends here."""
+        store = self.store
+        kept: list[StepRecord] = []
+        config = end.parent_config
+        # The functional API runs the whole segment on its input checkpoint, so this reads
+        # one checkpoint; it walks back to the segment's input all the same.
+        while config is not None and (tup := store.saver.get_tuple(config)) is not None:
+            kept.extend(task_records(tup))
+            if (tup.metadata or {}).get("source") == "input":
+                break
+            config = tup.parent_config
+        if not store.keep_segment(row.id, self.owner, kept):
+            log.warning("workflow %s ended a segment after its lease was taken over", row.id)
+            return None
+        return kept
 
     @staticmethod
     def _settle_other(store: Store, steps: Sequence[StepRecord], others: list[int]) -> bool:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from backends.sql._schema import SCHEMA
 from bridge.config import SqlSettings
 from bridge.interceptors import Interceptor
-from bridge.journal.context import WAIT_KINDS, WAITING, StepRecord
+from bridge.journal.context import APPLIED_KINDS, WAITING, StepRecord
 from bridge.journal.store import JournalStore, step_row
 
 
@@ -64,7 +64,9 @@ class Store(JournalStore):
         self._refuse_if_read_only("writing the journal")
         sql, order = self._fast_upsert()
         rows = [step_row(r) for r in records]
-        params = [tuple(row[k] for k in order) for row in rows] if order else rows
+        # Sealed here: SealedText does not see the bare cursor (bridge.encryption).
+        sealed = self.sealed_rows(rows)
+        params = [tuple(row[k] for k in order) for row in sealed] if order else sealed
         dialect = self.dialect
         with self._translate("writing the journal"):
             conn = self._writer
@@ -113,8 +115,8 @@ class Store(JournalStore):
 
 
 def _plain(r: StepRecord) -> bool:
-    """A step row that arms or settles no timer (most of them)."""
-    return r.status != WAITING and r.kind not in WAIT_KINDS
+    """A step row the store applies nothing for (most of them): no timer, no attributes."""
+    return r.status != WAITING and r.kind not in APPLIED_KINDS
 
 
 def open_store(settings: SqlSettings, *, interceptors: Sequence[Interceptor] = ()) -> Store:

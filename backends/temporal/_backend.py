@@ -17,8 +17,10 @@ from typing import Any
 
 import temporalio.api.common.v1
 import temporalio.api.enums.v1
+import temporalio.api.operatorservice.v1
 import temporalio.api.taskqueue.v1
 import temporalio.api.workflowservice.v1
+import temporalio.converter
 import temporalio.workflow
 from temporalio.api.enums.v1 import PendingWorkflowTaskState, WorkflowTaskFailedCause
 from temporalio.api.history.v1 import HistoryEvent as TemporalEvent
@@ -36,17 +38,25 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from backends.temporal import _registry
-from backends.temporal._context import DEADLINE_GRACE_S, DEADLINE_MEMO, WAITING_FOR_MEMO
-from backends.temporal._converter import data_converter
+from backends.temporal._context import (
+    DEADLINE_GRACE_S,
+    DEADLINE_MEMO,
+    WAITING_FOR_MEMO,
+    search_attributes_of,
+    typed_search_attributes,
+)
+from backends.temporal._converter import data_converter, open_failures
 from backends.temporal._devserver import DevServer
 from backends.temporal._history import build_history, non_determinism
 from backends.temporal._permits import PERMITS_WORKFLOW, RATE_WORKFLOW
+from backends.temporal._schedules import TemporalSchedules
 from backends.temporal._worker import TemporalWorker, sandbox_runner
 from backends.temporal._workflow import BridgeWorkflow
-from bridge.backend import Backend, Status, WorkflowDescription
+from bridge.backend import Backend, ScheduleDescription, Status, WorkflowDescription
 from bridge.config import Settings
 from bridge.errors import (
     ConfigError,
+    PayloadKeyError,
     QueryFailedError,
     QueryNotFoundError,
     StorageError,
@@ -60,6 +70,7 @@ from bridge.errors import (
     WorkflowTimeoutError,
 )
 from bridge.history import EventType, HistoryEvent
+from bridge.search import parse, render
 from bridge.workflow import WorkflowDefinition
 
 __all__ = ["TemporalBackend"]
@@ -71,6 +82,17 @@ _CLOSED = {
     WorkflowExecutionStatus.TERMINATED: Status.FAILED,
     WorkflowExecutionStatus.TIMED_OUT: Status.FAILED,
     WorkflowExecutionStatus.CONTINUED_AS_NEW: Status.COMPLETED,
+}
+_IV = temporalio.api.enums.v1.IndexedValueType
+#: Temporal's indexed value type of each search-attribute kind (`bridge.search`).
+_INDEXED_TYPES = {
+    "keyword": _IV.INDEXED_VALUE_TYPE_KEYWORD,
+    "text": _IV.INDEXED_VALUE_TYPE_TEXT,
+    "int": _IV.INDEXED_VALUE_TYPE_INT,
+    "float": _IV.INDEXED_VALUE_TYPE_DOUBLE,
+    "bool": _IV.INDEXED_VALUE_TYPE_BOOL,
+    "datetime": _IV.INDEXED_VALUE_TYPE_DATETIME,
+    "keyword_list": _IV.INDEXED_VALUE_TYPE_KEYWORD_LIST,
 }
 _QUERY_STATUS = {
     Status.COMPLETED: "Completed",
@@ -126,6 +148,8 @@ class TemporalBackend(Backend):
         #: The temporalio worker per task queue that this backend's workers share.
         self.shared_workers: dict[str, Any] = {}
         self._started: dict[str, tuple[str, datetime]] = {}
+        #: Search-attribute keys known registered in the namespace, with their kinds.
+        self._search_keys: dict[str, str] = {}
         self._last_check = 0.0
 
     # -- connection ---------------------------------------------------------------------
@@ -167,7 +191,7 @@ class TemporalBackend(Backend):
                 Client.connect(
                     t.address,
                     namespace=t.namespace,
-                    data_converter=data_converter(),
+                    data_converter=data_converter(self.settings),
                     tls=self._tls(),
                     connect_timeout=timedelta(seconds=t.connect_timeout),
                 ),
@@ -214,6 +238,7 @@ class TemporalBackend(Backend):
         *,
         id: str,
         execution_timeout: float | None = None,
+        search_attributes: dict[str, Any] | None = None,
     ) -> bool:
         """Start unless `id` exists. USE_EXISTING answers a running id with that run, and
         REJECT_DUPLICATE refuses to start a finished id again, so a finished run keeps its
@@ -251,6 +276,11 @@ class TemporalBackend(Backend):
             request.workflow_execution_timeout.FromTimedelta(
                 timedelta(seconds=execution_timeout + DEADLINE_GRACE_S)
             )
+        if search_attributes:
+            await self._register_search_attributes(search_attributes)
+            temporalio.converter.encode_search_attributes(
+                typed_search_attributes(search_attributes), request.search_attributes
+            )
         request.input.payloads.extend(await client.data_converter.encode([args]))
         try:
             response = await client.workflow_service.start_workflow_execution(request, retry=True)
@@ -272,6 +302,61 @@ class TemporalBackend(Backend):
         self._remember(id, workflow.name, started_at)
         return created
 
+    async def _register_search_attributes(self, encoded: dict[str, Any]) -> None:
+        """Register the keys a start names that the namespace lacks (Temporal refuses a
+        run with an unknown key), through the OperatorService as
+        `temporal operator search-attribute create` does; once per key and client. A key
+        registered with another type, or a server that refuses the call (Temporal Cloud
+        registers keys in its console), is a ConfigError naming the command."""
+        wanted = {n: str(item["kind"]) for n, item in encoded.items()}
+        if all(self._search_keys.get(n) == k for n, k in wanted.items()):
+            return
+        client = await self.client()
+        namespace = self.settings.temporal.namespace
+        request = temporalio.api.operatorservice.v1.ListSearchAttributesRequest(namespace=namespace)
+        try:
+            listed = await client.operator_service.list_search_attributes(request)
+            known = {**dict(listed.system_attributes), **dict(listed.custom_attributes)}
+        except RPCError as exc:
+            raise self._search_setup_error(wanted, exc) from None
+        by_type = {v: k for k, v in _INDEXED_TYPES.items()}
+        missing: dict[str, Any] = {}
+        for name, kind in wanted.items():
+            if name not in known:
+                missing[name] = _INDEXED_TYPES[kind]
+                continue
+            have = by_type.get(known[name])
+            if have != kind:
+                raise ConfigError(
+                    f"search attribute {name!r} is registered in {self._where()} as "
+                    f"{have or known[name]}, not {kind}; pass a value of that type (or a "
+                    f"bridge.SearchAttribute.{have}({name!r}) key), or use another name"
+                )
+            self._search_keys[name] = kind
+        if missing:
+            add = temporalio.api.operatorservice.v1.AddSearchAttributesRequest(
+                namespace=namespace, search_attributes=missing
+            )
+            try:
+                await client.operator_service.add_search_attributes(add)
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.ALREADY_EXISTS:
+                    raise self._search_setup_error(wanted, exc) from None
+            self._search_keys.update({n: wanted[n] for n in missing})
+
+    def _search_setup_error(self, wanted: dict[str, str], exc: RPCError) -> ConfigError:
+        names = {"keyword": "Keyword", "text": "Text", "int": "Int", "float": "Double"}
+        names |= {"bool": "Bool", "datetime": "Datetime", "keyword_list": "KeywordList"}
+        commands = "; ".join(
+            f"temporal operator search-attribute create --namespace "
+            f"{self.settings.temporal.namespace} --name {n} --type {names[k]}"
+            for n, k in wanted.items()
+        )
+        return ConfigError(
+            f"could not register search attributes {sorted(wanted)} in {self._where()} "
+            f"({exc.message}); register them once with: {commands}"
+        )
+
     def _remember(self, id: str, name: str, created: datetime) -> None:
         """Name and start of runs this client started, so `wait` needs no describe call."""
         if id not in self._started and len(self._started) >= _REMEMBERED_RUNS:
@@ -291,6 +376,7 @@ class TemporalBackend(Backend):
             "name": d.workflow_type,
             "created_at": d.start_time,
             "backend": self.name,
+            "search_attributes": search_attributes_of(d.typed_search_attributes),
         }
         if status is not None:
             result, error = await self._outcome(handle)
@@ -337,7 +423,8 @@ class TemporalBackend(Backend):
         async for ev in handle.fetch_history_events(
             event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT
         ):
-            closing = build_history([ev], (await self.client()).data_converter.payload_converter)
+            converter = (await self.client()).data_converter.payload_converter
+            closing = build_history(open_failures([ev], converter), converter)
             if closing:
                 return closing[-1].result, _timeout_error(handle.id, ev) or closing[-1].error
         return None, None
@@ -345,7 +432,8 @@ class TemporalBackend(Backend):
     async def _blocking_error(self, handle: WorkflowHandle[Any, Any]) -> dict[str, Any] | None:
         """The error that blocks a run whose workflow task keeps failing, if it is one that
         waits for fixed code (non-determinism, an exception from the workflow machinery)."""
-        events = [ev async for ev in handle.fetch_history_events()]
+        converter = (await self.client()).data_converter.payload_converter
+        events = open_failures([ev async for ev in handle.fetch_history_events()], converter)
         last = next(
             (
                 ev
@@ -431,7 +519,7 @@ class TemporalBackend(Backend):
     ) -> WorkflowDescription:
         """A finished run's description from its close event (no further call)."""
         converter = (await self.client()).data_converter.payload_converter
-        closing = build_history([event], converter)[-1]
+        closing = build_history(open_failures([event], converter), converter)[-1]
         status = {
             EventType.WORKFLOW_COMPLETED: Status.COMPLETED,
             EventType.WORKFLOW_CANCELLED: Status.CANCELLED,
@@ -539,29 +627,55 @@ class TemporalBackend(Backend):
             events = [ev async for ev in handle.fetch_history_events()]
         except RPCError as exc:
             raise self._not_found(exc, id) from None
-        out = build_history(events, (await self.client()).data_converter.payload_converter)
+        converter = (await self.client()).data_converter.payload_converter
+        out = build_history(open_failures(events, converter), converter)
         if out and (previous := out[0].details.get("continued_from_run")):
             details = {"continued_from": f"{base}@{previous}"}
             out[0] = dataclasses.replace(out[0], details=details)
         return out
 
     async def list(
-        self, *, status: Status | None = None, limit: int = 100
+        self, *, status: Status | None = None, limit: int = 100, query: str | None = None
     ) -> list[WorkflowDescription]:
         """Runs from Temporal's visibility store, newest first. A running run is RUNNING, or
         WAITING when it waits for a signal; `describe` tells the finer state of one run.
-        Runs that continued as new are left out, as on the journal engines."""
+        Runs that continued as new are left out, as on the journal engines.
+
+        `query` (`bridge.search`) is parsed and rendered back, so Temporal gets only the
+        language every engine runs (built-ins spelled as Temporal spells them); its
+        visibility store is eventually consistent, so a run just started or changed may
+        show a moment later."""
         client = await self.client()
-        query = None
+        parts = [] if query is None else [render(parse(query))]
         if status is not None:
-            query = f'ExecutionStatus="{_QUERY_STATUS.get(status, "Running")}"'
+            parts.append(f'ExecutionStatus="{_QUERY_STATUS.get(status, "Running")}"')
+        visibility = " AND ".join(parts) or None
         out = []
-        async for ex in client.list_workflows(query, limit=None):
+        executions = client.list_workflows(visibility, limit=None)
+        while True:
+            try:
+                ex = await anext(executions)
+            except StopAsyncIteration:
+                break
+            except RPCError as exc:
+                if query is not None and exc.status == RPCStatusCode.INVALID_ARGUMENT:
+                    raise ConfigError(
+                        f"{self._where()} refused the search query {query!r}: "
+                        f"{exc.message}; a search attribute must be registered there "
+                        f"before a query names it (`temporal operator search-attribute "
+                        f"create`)"
+                    ) from None
+                raise
             if ex.status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
                 continue  # an earlier run of a chain: the id's latest run stands for it
             if ex.workflow_type in (PERMITS_WORKFLOW, RATE_WORKFLOW):
                 continue  # the bridge's own semaphores and buckets, not the user's runs
-            memo = await ex.memo()
+            try:
+                memo = await ex.memo()
+            except (KeyError, PayloadKeyError):
+                # Sealed with a key this client lacks (temporalio's KeyError: no keyring
+                # at all): the namespace is listed anyway, without what the memo adds.
+                memo = {}
             closed = _CLOSED.get(ex.status) if ex.status is not None else None
             waiting_for = memo.get(WAITING_FOR_MEMO) if closed is None else None
             found = closed or (Status.WAITING if waiting_for else Status.RUNNING)
@@ -576,6 +690,7 @@ class TemporalBackend(Backend):
                     updated_at=ex.close_time or ex.start_time,
                     backend=self.name,
                     waiting_for=waiting_for,
+                    search_attributes=search_attributes_of(ex.typed_search_attributes),
                 )
             )
             if len(out) >= limit:
@@ -633,7 +748,7 @@ class TemporalBackend(Backend):
         try:
             replayer = Replayer(
                 workflows=[BridgeWorkflow],
-                data_converter=data_converter(),
+                data_converter=data_converter(self.settings),
                 workflow_runner=sandbox_runner(),
             )
             result = await replayer.replay_workflow(recorded, raise_on_replay_failure=False)
@@ -642,7 +757,7 @@ class TemporalBackend(Backend):
         failure = result.replay_failure
         if isinstance(failure, temporalio.workflow.NondeterminismError):
             label = f"{workflow.name} (replayed history)"
-            converter = data_converter().payload_converter
+            converter = data_converter(self.settings).payload_converter
             raise non_determinism(label, recorded.events, converter, str(failure), asked)
         if failure is not None:
             raise failure
@@ -663,6 +778,35 @@ class TemporalBackend(Backend):
         except WorkflowNotFoundError as missing:
             return missing
         return WorkflowClosedError(id, desc.status.value, action)
+
+    # -- schedules: native Temporal Schedules (`_schedules.py`) --------------------------
+    @property
+    def _schedules(self) -> TemporalSchedules:
+        return TemporalSchedules(self)
+
+    async def create_schedule(self, workflow: Any, args: dict[str, Any], **spec: Any) -> None:
+        await self._schedules.create(workflow, args, **spec)
+
+    async def describe_schedule(self, id: str) -> ScheduleDescription:
+        return await self._schedules.describe(id)
+
+    async def list_schedules(self) -> list[ScheduleDescription]:
+        return await self._schedules.list()
+
+    async def pause_schedule(self, id: str, note: str | None = None) -> None:
+        await self._schedules.pause(id, note)
+
+    async def resume_schedule(self, id: str) -> None:
+        await self._schedules.resume(id)
+
+    async def delete_schedule(self, id: str) -> None:
+        await self._schedules.delete(id)
+
+    async def trigger_schedule(self, id: str) -> None:
+        await self._schedules.trigger(id)
+
+    async def backfill_schedule(self, id: str, start: datetime, end: datetime) -> None:
+        await self._schedules.backfill(id, start, end)
 
 
 def _update_error(exc: WorkflowUpdateFailedError, id: str, name: str) -> Exception:

@@ -44,6 +44,7 @@ from bridge.errors import (
     WorkflowTimeoutError,
 )
 from bridge.limits import check_payload
+from bridge.search import SearchAttributeKind, encode_attributes, parse_datetime
 from bridge.workflow import (
     ChildHandle,
     Context,
@@ -139,6 +140,66 @@ def parse_timer_summary(text: str) -> tuple[int, str] | None:
     """(step, "sleep" | "signal timeout") of a timer the context started, else None."""
     found = _SUMMARY.match(text)
     return (int(found.group(1)), found.group(2)) if found else None
+
+
+_SEARCH_KEYS = {
+    SearchAttributeKind.KEYWORD: temporalio.common.SearchAttributeKey.for_keyword,
+    SearchAttributeKind.TEXT: temporalio.common.SearchAttributeKey.for_text,
+    SearchAttributeKind.INT: temporalio.common.SearchAttributeKey.for_int,
+    SearchAttributeKind.FLOAT: temporalio.common.SearchAttributeKey.for_float,
+    SearchAttributeKind.BOOL: temporalio.common.SearchAttributeKey.for_bool,
+    SearchAttributeKind.DATETIME: temporalio.common.SearchAttributeKey.for_datetime,
+    SearchAttributeKind.KEYWORD_LIST: temporalio.common.SearchAttributeKey.for_keyword_list,
+}
+
+
+def search_key(name: str, kind: str) -> temporalio.common.SearchAttributeKey[Any]:
+    """Temporal's typed key for a bridge search attribute (`bridge.search`)."""
+    return _SEARCH_KEYS[SearchAttributeKind(kind)](name)
+
+
+def _search_value(kind: str, value: Any) -> Any:
+    return parse_datetime(value) if kind == SearchAttributeKind.DATETIME.value else value
+
+
+def search_updates(
+    encoded: dict[str, dict[str, Any]],
+) -> list[temporalio.common.SearchAttributeUpdate[Any]]:
+    """`bridge.search.encode_attributes` JSON as Temporal's upserts (None unsets)."""
+    updates: list[temporalio.common.SearchAttributeUpdate[Any]] = []
+    for name, item in encoded.items():
+        key = search_key(name, item["kind"])
+        value = item.get("value")
+        if value is None:
+            updates.append(key.value_unset())
+        else:
+            updates.append(key.value_set(_search_value(item["kind"], value)))
+    return updates
+
+
+def typed_search_attributes(
+    encoded: dict[str, dict[str, Any]],
+) -> temporalio.common.TypedSearchAttributes:
+    """`bridge.search.encode_attributes` JSON (set values only) as Temporal's typed ones."""
+    return temporalio.common.TypedSearchAttributes(
+        [
+            temporalio.common.SearchAttributePair(
+                search_key(name, item["kind"]), _search_value(item["kind"], item["value"])
+            )
+            for name, item in encoded.items()
+            if item.get("value") is not None
+        ]
+    )
+
+
+def search_attributes_of(typed: temporalio.common.TypedSearchAttributes) -> dict[str, Any]:
+    """A run's custom search attributes as Python values (Temporal's own, such as
+    `TemporalChangeVersion` and `BuildIds`, are left out)."""
+    return {
+        pair.key.name: pair.value
+        for pair in typed
+        if not pair.key.name.startswith("Temporal") and pair.key.name != "BuildIds"
+    }
 
 
 def retry_policy(policy: RetryPolicy) -> temporalio.common.RetryPolicy:
@@ -537,6 +598,17 @@ class TemporalContext(Context):
                     self._asked[idx] = ("patch", change_id, None)
             self._patches[change_id] = answer
         return self._patches[change_id]
+
+    def upsert_search_attributes(self, attributes: Any) -> None:
+        """Temporal's `workflow.upsert_search_attributes`; it takes a step index like the
+        journal engines' attributes row, so both number the steps after it alike. The keys
+        must be registered on the server (the client registers those a start names; see
+        docs/architecture.md "Search attributes")."""
+        encoded = encode_attributes(
+            attributes, where=f"ctx.upsert_search_attributes in workflow {self._id!r}"
+        )
+        workflow.upsert_search_attributes(search_updates(encoded))
+        self._take_index()
 
     def deprecate_patch(self, change_id: str) -> None:
         """Only where the history is replayed can a patch marker be there: asking

@@ -74,6 +74,7 @@ class DevServer:
         ui_port: int | None = None,
         log_path: Path | None = None,
         binary: Path | None = None,
+        search_attributes: dict[str, str] | None = None,
     ) -> None:
         self.binary = binary or find_binary()
         self.port = port or free_port()
@@ -81,6 +82,11 @@ class DevServer:
         self.ui_port = ui_port or (self.port + 1000)
         self.db_path = db_path
         self.log_path = log_path
+        #: Custom search attributes registered at start, name -> Temporal type ("Keyword",
+        #: "Int", ...). Clients also register the keys a start names on first use
+        #: (`TemporalBackend._register_search_attributes`), so this is only for keys a
+        #: workflow upserts without any start naming them.
+        self.search_attributes = dict(search_attributes or {})
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -106,6 +112,8 @@ class DevServer:
             cmd += ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
         for value in DYNAMIC_CONFIG:
             cmd += ["--dynamic-config-value", value]
+        for name, kind in self.search_attributes.items():
+            cmd += ["--search-attribute", f"{name}={kind}"]
         return [*cmd, "--log-level", "error"]
 
     def start(self, *, timeout: float = 60.0) -> None:

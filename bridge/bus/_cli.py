@@ -26,6 +26,7 @@ import typer
 from rich.table import Table
 
 from bridge.config import load_settings
+from bridge.encryption import keyring_from_settings
 from bridge.errors import ConfigError
 
 __all__ = ["bus_app"]
@@ -130,7 +131,7 @@ def serve(
     outbox_url = url or settings.sql.url
 
     async def body() -> None:
-        transport = SqlOutbox(url=outbox_url)
+        transport = SqlOutbox(url=outbox_url, codec=keyring_from_settings(settings.encryption))
         router = await Router.connect(
             settings,
             completions=transport if completions else None,
@@ -183,7 +184,10 @@ def _with_outbox(
         else:
             from bridge.bus.outbox import SqlOutbox
 
-            bus = SqlOutbox(url=url or load_settings().sql.url)
+            settings = load_settings()
+            bus = SqlOutbox(
+                url=url or settings.sql.url, codec=keyring_from_settings(settings.encryption)
+            )
         try:
             return await body(bus)
         finally:

@@ -31,6 +31,12 @@ iteration; `ack_many` for a batch), unless `confirm_acks=False`.
 max_deliveries counts handling attempts: a nack on the last one dead-letters the message;
 a message whose lease ran out on its last attempt is dead-lettered when it is next claimed
 (the consumer's own max_deliver is unlimited, so NATS never drops it silently).
+
+With payload encryption (`bridge.encryption`) a message body is the event's JSON sealed with
+the keyring (`bridge-enc:v1:<key id>:...`), so the streams hold no plaintext data; subjects
+and headers (event type, digest of the id) stay readable for routing. A body that does not
+open with the configured keys fails the claim with `PayloadKeyError` and is not
+dead-lettered: the message waits for a consumer with the right key.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from bridge.bus.envelope import Event, EventError
 from bridge.bus.transport import Delivery, LeaseLostError
+from bridge.encryption import Keyring, open_text, process_codec
 from bridge.errors import BridgeError
 
 __all__ = ["DeadLetter", "NatsTransport", "NatsTransportError"]
@@ -228,7 +235,10 @@ class NatsTransport:
         storage: Literal["file", "memory"] = "file",
         confirm_acks: bool = True,
         request_timeout: float = 5.0,
+        codec: Keyring | None = None,
     ) -> None:
+        """`codec`: the payload keyring (`bridge.encryption`) bodies are sealed and opened
+        with; by default the one this process's settings configure (`process_codec`)."""
         if not _NAME.match(stream):
             raise NatsTransportError(
                 f"NATS stream name {stream!r} may use only letters, digits, '_' and '-'"
@@ -251,6 +261,7 @@ class NatsTransport:
         #: ack lost with the connection means one more delivery, which the inbox drops
         self.confirm_acks = confirm_acks
         self.request_timeout = request_timeout
+        self.codec = codec if codec is not None else process_codec()
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._subs: dict[str, _Subscription] = {}
@@ -351,8 +362,17 @@ class NatsTransport:
         # No Nats-Expected-Stream header: it is stored with every message and parsed on
         # every delivery, and streams' subjects cannot overlap, so the subject already
         # names the stream (with none, the server answers "no responders").
-        body = json.dumps(event.to_dict(), separators=(",", ":")).encode()
-        return self._subject(event.type), body, {"Nats-Msg-Id": _msg_id(event)}
+        return self._subject(event.type), self._body(event), {"Nats-Msg-Id": _msg_id(event)}
+
+    def _body(self, event: Event) -> bytes:
+        text = json.dumps(event.to_dict(), separators=(",", ":"))
+        return (text if self.codec is None else self.codec.seal(text)).encode()
+
+    def _event(self, data: bytes) -> Event:
+        """A body back as an event; a sealed one opened with the keyring (a wrong or
+        missing key raises `PayloadKeyError`, which is not a bad event)."""
+        text = open_text(self.codec, data.decode(), where="a NATS message")
+        return Event.from_dict(json.loads(text))
 
     async def publish(self, event: Event) -> None:
         """Publish and wait for the stream to store it (a duplicate is acknowledged too)."""
@@ -553,7 +573,7 @@ class NatsTransport:
                 )
                 continue
             try:
-                event = Event.from_dict(json.loads(msg.data))
+                event = self._event(msg.data)
             except (ValueError, EventError) as exc:
                 await self._dead_letter(
                     state,
@@ -644,7 +664,7 @@ class NatsTransport:
         reply = self._check_lease(delivery, "nack")
         if delivery.attempt >= self.max_deliveries:
             state = await self._subscription(delivery.subscription)
-            body = json.dumps(delivery.event.to_dict(), separators=(",", ":")).encode()
+            body = self._body(delivery.event)
             await self._dead_letter(
                 state, reply, body, error=error or "handler failed", attempts=delivery.attempt
             )
@@ -715,7 +735,7 @@ class NatsTransport:
             headers: dict[str, Any] = raw.headers or {}
             data = raw.data or b""
             try:
-                event: Event | None = Event.from_dict(json.loads(data))
+                event: Event | None = self._event(data)
             except (ValueError, EventError):
                 event = None
             out.append(

@@ -26,6 +26,11 @@ every outbox and inbox of the process on that file, not one per object: a publis
 consumer are usually two objects. Writers in the same process queue on it, yielding the
 loop; only other processes' writers are waited for in the busy handler, and they do not
 need this loop. On PostgreSQL each outbox keeps a lock of its own (row locks, no file lock).
+
+With payload encryption (`bridge.encryption`), an event's body (its data: a run's result or
+error) is sealed with the keyring attached to the engine it is written on: the journal's
+own engine for completion events, the `codec` given to `SqlOutbox` otherwise. Type, source
+and id stay plaintext: subscriptions match on them.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from bridge.bus import _outbox_schema as s
 from bridge.bus._sql import create_bus_engine, dialect_insert, insert_for, translate
 from bridge.bus.envelope import Event
 from bridge.bus.transport import Delivery, LeaseLostError
+from bridge.encryption import Keyring, attach, codec_for_url, engine_codec, open_text
 from bridge.errors import BridgeError
 
 if TYPE_CHECKING:
@@ -84,8 +90,14 @@ class DeadLetter:
     dead_at: float
 
 
-def _body(event: Event) -> str:
-    return json.dumps(event.to_dict(), separators=(",", ":"))
+def _body(event: Event, codec: Keyring | None = None) -> str:
+    text = json.dumps(event.to_dict(), separators=(",", ":"))
+    return text if codec is None else codec.seal(text)
+
+
+def _event(engine: Engine, body: str) -> Event:
+    """A stored body back as an event, opened with the engine's keyring when sealed."""
+    return Event.from_dict(json.loads(open_text(engine_codec(engine), body, where="a bus event")))
 
 
 @dataclass(frozen=True)
@@ -183,7 +195,7 @@ def publish_in(conn: Connection, event: Event, *, now: float | None = None) -> b
             "source": event.source,
             "id": event.id,
             "type": event.type,
-            "body": _body(event),
+            "body": _body(event, engine_codec(conn.engine)),
             "published_at": time.time() if now is None else now,
         },
     ).scalar()
@@ -230,7 +242,10 @@ class SqlOutbox:
         durability: Literal["FULL", "NORMAL"] = "FULL",
         busy_timeout_ms: int = 5000,
         clock: Callable[[], float] = time.time,
+        codec: Keyring | None = None,
     ) -> None:
+        """`codec`: the payload keyring (`bridge.encryption`) event bodies are sealed and
+        opened with; by default the one of a journal opened on `url` in this process."""
         if max_deliveries < 1:
             raise BridgeError(f"SqlOutbox: max_deliveries must be at least 1, got {max_deliveries}")
         self.url = url
@@ -238,6 +253,7 @@ class SqlOutbox:
         self.clock = clock
         self._where = f"bus outbox at {url}"
         self.engine = create_bus_engine(url, durability=durability, busy_timeout_ms=busy_timeout_ms)
+        attach(self.engine, codec or codec_for_url(url))
         try:
             with translate(self._where, "creating the tables"), self.engine.begin() as conn:
                 s.ensure_schema(conn)
@@ -386,7 +402,7 @@ class SqlOutbox:
             bodies = conn.execute(stmts.bodies, {"seqs": list(attempts_of)}).all()
         return [
             Delivery(
-                event=Event.from_dict(json.loads(body)),
+                event=_event(self.engine, body),
                 subscription=subscription,
                 token=_token(token, seq),
                 attempt=attempts_of[seq],
@@ -519,7 +535,7 @@ class SqlOutbox:
         return [
             DeadLetter(
                 subscription=sub,
-                event=Event.from_dict(json.loads(body)),
+                event=_event(self.engine, body),
                 attempts=attempts,
                 error=error,
                 dead_at=dead_at,

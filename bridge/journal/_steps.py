@@ -9,19 +9,77 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row, delete, select, text, update
 
 from bridge import codec
+from bridge.encryption import Keyring, attach, seal_row
+from bridge.errors import PayloadKeyError
+from bridge.interceptors import Interceptor, payload_codec
 from bridge.journal._database import JournalDatabase
 from bridge.journal.context import COMPLETED, WAIT_KINDS, WAITING, StepRecord
 
+if TYPE_CHECKING:
+    from bridge.config import JournalSettings
+
 _WAITS = WAIT_KINDS
+#: What a key check seals (see `StepStatements._check_keys`).
+_KEY_CHECK = '"durable-bridge key check"'
 
 
 class StepStatements(JournalDatabase):
     """Upsert journal rows (arming and settling timers); take a signal for a wait."""
+
+    def __init__(
+        self, settings: JournalSettings, *, interceptors: Sequence[Interceptor] = ()
+    ) -> None:
+        super().__init__(settings, interceptors=interceptors)
+        # The payload columns (`SealedText`) seal and open with the chain's codec: attached
+        # to this store's own engine, so journals with other keys in this process keep them.
+        self.payload_codec: Keyring | None = payload_codec(self.interceptors)
+        attach(self.engine, self.payload_codec, url=settings.url)
+        if self.payload_codec is not None:
+            self._check_keys(self.payload_codec)
+
+    def _check_keys(self, keyring: Keyring) -> None:
+        """Refuse a key that is not the one this journal knows under its id, before
+        anything is written with it: a wrong key under the right id would otherwise seal
+        new signals and results that no worker with the real key can read.
+
+        The meta table keeps, per key id, a constant sealed with that key (`key_check:ID`),
+        written the first time a process opens the journal with that key.
+        """
+        meta = self.schema.meta
+        names = {f"key_check:{k}": k for k in keyring.key_ids}
+        with self._read("checking the encryption keys") as conn:
+            rows = conn.execute(select(meta.c.key, meta.c.value).where(meta.c.key.in_(names))).all()
+        known = {r.key: r.value for r in rows}
+        for name, value in known.items():
+            if keyring.open(value, where=f"the key check of key {names[name]!r}") != _KEY_CHECK:
+                raise PayloadKeyError(names[name], f"key {names[name]!r} fails its key check")
+        missing = [n for n in names if n not in known]
+        if missing and not self.read_only:
+            with self._write("recording the encryption keys") as conn:
+                conn.execute(
+                    self.dialect.insert(meta).on_conflict_do_nothing(index_elements=["key"]),
+                    [{"key": n, "value": keyring.seal_with(names[n], _KEY_CHECK)} for n in missing],
+                )
+            self._check_keys_written(keyring, names)
+
+    def _check_keys_written(self, keyring: Keyring, names: dict[str, str]) -> None:
+        """Re-read after a concurrent first open: another process may have won the insert."""
+        meta = self.schema.meta
+        with self._read("checking the encryption keys") as conn:
+            for r in conn.execute(select(meta.c.key, meta.c.value).where(meta.c.key.in_(names))):
+                keyring.open(r.value, where=f"the key check of key {names[r.key]!r}")
+
+    def sealed_rows(self, rows: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]]:
+        """`step_row`s with their payloads sealed, for a statement run on the bare DBAPI
+        cursor, which `SealedText` does not see (the sql backend's hot path)."""
+        if self.payload_codec is None:
+            return rows
+        return [seal_row(self.payload_codec, row) for row in rows]
 
     def _step_upsert(self) -> Any:
         """Built once: constructing an ON CONFLICT statement costs more than running it."""

@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 
 from bridge import codec, interceptors
-from bridge.backend import Backend, Status, WorkflowDescription
+from bridge.backend import Backend, ScheduleDescription, Status, WorkflowDescription
 from bridge.config import JournalSettings, Settings
 from bridge.errors import (
     TimeoutWaitingError,
@@ -26,8 +27,10 @@ from bridge.errors import (
 from bridge.history import HistoryEvent, utc
 from bridge.journal.context import COMPLETED, FAILED, StepRecord, replay_for_query
 from bridge.journal.history import build_history
+from bridge.journal.schedules import Schedules
 from bridge.journal.store import JournalStore
 from bridge.journal.worker import JournalWorker
+from bridge.search import decode_attributes, parse
 from bridge.workflow import WorkflowDefinition, answer_query, lookup_workflow
 
 # A waiter re-reads the run (a worker in another process may finish it) after a pause
@@ -73,6 +76,8 @@ class JournalBackend(Backend):
         #: The interceptor chain of this client or worker (`bridge.interceptors`).
         self.interceptors = interceptors.load(settings)
         self.store = self.open_store(self.interceptors)
+        #: The schedules table and the scheduler its workers run (`bridge.journal.schedules`).
+        self.schedules = Schedules(self.store, backend=self.name)
         self._workers: set[JournalWorker] = set()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
 
@@ -113,25 +118,34 @@ class JournalBackend(Backend):
         *,
         id: str,
         execution_timeout: float | None = None,
+        search_attributes: dict[str, Any] | None = None,
     ) -> bool:
-        """Create the run (with its durable deadline when `execution_timeout` is given,
-        `JournalStore.create_run`) and wake this process's workers."""
+        """Create the run (with its durable deadline when `execution_timeout` is given and
+        its search attributes, `JournalStore.create_run`) and wake this process's
+        workers."""
         created = self.store.create_run(
-            id, workflow.name, args, execution_timeout=execution_timeout
+            id,
+            workflow.name,
+            args,
+            execution_timeout=execution_timeout,
+            search_attributes=search_attributes,
         )
         self._wake_workers()
         return created
 
     async def describe(self, id: str) -> WorkflowDescription:
-        return self._describe(self.store.get_run(id))
+        row = self.store.get_run(id)
+        return self._describe(row, self.store.read_attributes([id]).get(id))
 
     async def wait(self, id: str, *, timeout: float | None) -> WorkflowDescription:
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = _WAIT_POLL_FIRST
         while True:
-            desc = await self.describe(id)
+            # The attributes are read once, at the end: a poll needs only the run's row.
+            row = self.store.get_run(id)
+            desc = self._describe(row)
             if desc.status.is_terminal or desc.blocked:
-                return desc
+                return self._describe(row, self.store.read_attributes([id]).get(id))
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutWaitingError(
@@ -250,9 +264,13 @@ class JournalBackend(Backend):
         return build_history(run, self.journal(id))
 
     async def list(
-        self, *, status: Status | None = None, limit: int = 100
+        self, *, status: Status | None = None, limit: int = 100, query: str | None = None
     ) -> list[WorkflowDescription]:
-        return [self._describe(r) for r in self.store.list_runs(status, limit)]
+        """The newest runs, filtered by `status` and by `query` (`bridge.search`), which
+        the store runs as SQL over the attributes table."""
+        rows = self.store.list_runs(status, limit, None if query is None else parse(query))
+        attributes = self.store.read_attributes([r.id for r in rows])
+        return [self._describe(r, attributes.get(r.id)) for r in rows]
 
     def worker(self, *, workflows: Sequence[WorkflowDefinition[..., Any]]) -> JournalWorker:
         return self.worker_class(self, workflows)
@@ -260,7 +278,9 @@ class JournalBackend(Backend):
     async def close(self) -> None:
         self.store.close()
 
-    def _describe(self, row: Any) -> WorkflowDescription:
+    def _describe(
+        self, row: Any, attributes: dict[str, dict[str, Any]] | None = None
+    ) -> WorkflowDescription:
         return WorkflowDescription(
             id=row.id,
             name=row.name,
@@ -272,4 +292,51 @@ class JournalBackend(Backend):
             error=codec.loads(row.error),
             waiting_for=row.waiting_for,
             blocked=bool(row.blocked),
+            search_attributes=decode_attributes(attributes or {}),
         )
+
+    # -- schedules (`bridge.journal.schedules`) -----------------------------------------
+    async def create_schedule(
+        self,
+        workflow: WorkflowDefinition[..., Any],
+        args: dict[str, Any],
+        *,
+        id: str,
+        cron: str,
+        overlap: str,
+        catchup_window: float,
+        paused: bool,
+    ) -> None:
+        self.schedules.create(
+            id,
+            workflow.name,
+            args,
+            cron=cron,
+            overlap=overlap,
+            catchup_window=catchup_window,
+            paused=paused,
+        )
+
+    async def describe_schedule(self, id: str) -> ScheduleDescription:
+        return self.schedules.describe(id)
+
+    async def list_schedules(self) -> list[ScheduleDescription]:
+        return self.schedules.list()
+
+    async def pause_schedule(self, id: str, note: str | None = None) -> None:
+        self.schedules.pause(id, note)
+
+    async def resume_schedule(self, id: str) -> None:
+        self.schedules.resume(id)
+        self._wake_workers()
+
+    async def delete_schedule(self, id: str) -> None:
+        self.schedules.delete(id)
+
+    async def trigger_schedule(self, id: str) -> None:
+        self.schedules.trigger(id)
+        self._wake_workers()
+
+    async def backfill_schedule(self, id: str, start: datetime, end: datetime) -> None:
+        self.schedules.backfill(id, start, end)
+        self._wake_workers()

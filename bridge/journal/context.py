@@ -21,7 +21,7 @@ import hashlib
 import random as _random
 import time
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
@@ -44,6 +44,7 @@ from bridge.errors import (
 )
 from bridge.history import utc
 from bridge.limits import check_id, check_payload
+from bridge.search import SearchAttribute, encode_attributes
 from bridge.workflow import (
     ChildHandle,
     Context,
@@ -115,8 +116,16 @@ CHILD, CHILD_SIGNAL, CHILD_CANCEL = "child", "child_signal", "child_cancel"
 #: {"parent_id", "idx", "policy"}, read when the child ends to wake its parent, and by the
 #: history (`workflow_started` details). A row, like the deadline, so no schema change.
 PARENT, PARENT_IDX = "parent", -3
+#: The kind of a `ctx.upsert_search_attributes` row (no activity): `args` {"attributes":
+#: `bridge.search.encode_attributes` JSON}. The store applies it to the attributes table in
+#: the transaction that writes the row (`JournalStore._upsert_steps`).
+ATTRIBUTES = "attributes"  # at most 16 characters: the `kind` column
 #: Kinds whose rows are waits: a WAITING row arms a timer, settling it disarms the timer.
 WAIT_KINDS = (SLEEP, SIGNAL, CONDITION)
+#: Kinds whose rows the store applies beyond the row itself (a wait's timer, the
+#: attributes table an ATTRIBUTES row sets): every backend writes them through the store's
+#: `_upsert_steps`, never through the sql backend's raw hot path.
+APPLIED_KINDS = (*WAIT_KINDS, ATTRIBUTES)
 COMPLETED, FAILED, RETRYING, WAITING, TIMED_OUT = (
     "completed",
     "failed",
@@ -214,7 +223,8 @@ class RunJournal(Protocol):
         """Give back `holder`'s permit of `key` and grant the next queued step."""
 
     async def take_token(self, key: str, per_second: float, burst: int) -> float:
-        """Reserve a token of rate bucket `key` (`bridge.RateLimit`): seconds to wait."""
+        """Reserve a token of rate bucket `key` (`bridge.RateLimit`): the time (epoch
+        seconds) from which the attempt may start."""
 
 
 class Suspend(BaseException):
@@ -537,6 +547,10 @@ class JournaledContext(Context):
         the final record is left to the caller, because backends make it durable in
         different places (the sql journal, a LangGraph task write).
         """
+        if any(r.kind == ATTRIBUTES for r in self._unwritten):
+            # Search attributes set before this step are visible while it runs, as on
+            # Temporal (whose upsert goes out with the step's scheduling).
+            await self.flush()
         attempt = rec.attempt + 1 if rec is not None else 1
         prior = list(rec.attempts) if rec is not None else []
         started = rec.started_at if rec is not None else time.time()
@@ -1163,6 +1177,33 @@ class JournaledContext(Context):
             answer = True
         self._patches[change_id] = answer
         return answer
+
+    def upsert_search_attributes(self, attributes: Mapping[str | SearchAttribute, Any]) -> None:
+        """Journal the change as a row of its own at the next index (buffered like a patch
+        marker and written before the next step runs, or when the execution ends); the
+        store applies it to the attributes table in that row's transaction. A replay finds
+        the row and writes nothing, so a restart neither repeats nor loses the change."""
+        encoded = encode_attributes(
+            attributes, where=f"ctx.upsert_search_attributes in workflow {self._id!r}"
+        )
+        idx = self._take_index()
+        if self._check_recorded(idx, ATTRIBUTES, ATTRIBUTES, None, encoded) is not None:
+            return
+        if self._replay_only:
+            return  # a query's replay writes nothing; the live run records the change
+        now = time.time()
+        rec = StepRecord(
+            workflow_id=self._id,
+            idx=idx,
+            kind=ATTRIBUTES,
+            name=ATTRIBUTES,
+            status=COMPLETED,
+            args={"attributes": encoded},
+            started_at=now,
+            finished_at=now,
+        )
+        self._unwritten.append(rec)
+        self._steps[idx] = rec
 
     # -- sagas ------------------------------------------------------------------------
     async def compensate(self) -> None:

@@ -9,6 +9,7 @@ from bridge.backend import Status
 from bridge.history import EventType as E
 from bridge.history import HistoryEvent, utc
 from bridge.journal.context import (
+    ATTRIBUTES,
     CHILD,
     CHILD_CANCEL,
     CHILD_SIGNAL,
@@ -29,6 +30,8 @@ def _step_events(r: StepRecord) -> list[HistoryEvent]:
         return []  # told by the workflow_started event (see build_history)
     if r.kind in (DEADLINE, PARENT):
         return []  # a setting of the run, not an event (Temporal shows none either)
+    if r.kind == ATTRIBUTES:
+        return []  # search attributes are visibility data (`describe`), not a step
     if r.kind in (CHILD_SIGNAL, CHILD_CANCEL):
         return []  # sent to the child; the child's own history shows what it did
     if r.kind == CHILD:

@@ -3,7 +3,8 @@
 One row per run, one row per durable operation (the journal, keyed by run and index, as in
 DBOS), one row per pending timer and one per delivered signal, plus a meta table holding the
 schema version. Times are epoch seconds (floats) so SQLite and PostgreSQL store them alike;
-JSON is stored as text.
+JSON is stored as text; payload columns are `SealedText` (TEXT on disk), which encrypts
+them when `[encryption]` is configured (`bridge.encryption`).
 
 Features added after the first release (schedules, search attributes) keep their rows in
 *feature tables*: new tables only, never a change to the journal's own, created when absent
@@ -36,6 +37,8 @@ from sqlalchemy import (
     Table,
     Text,
 )
+
+from bridge.encryption import SealedText
 
 #: One schema step, run inside the transaction that opens an older database.
 Migration = Callable[[Connection], None]
@@ -104,9 +107,9 @@ def journal_schema(
             Column("id", String(255), primary_key=True),
             Column("name", String(255), nullable=False),
             Column("status", String(16), nullable=False),
-            Column("input", Text, nullable=False),
-            Column("result", Text),
-            Column("error", Text),
+            Column("input", SealedText, nullable=False),
+            Column("result", SealedText),
+            Column("error", SealedText),
             Column("created_at", Float, nullable=False),
             Column("updated_at", Float, nullable=False),
             Column("lease_owner", String(255)),
@@ -126,11 +129,11 @@ def journal_schema(
             Column("name", String(255), nullable=False),
             Column("status", String(16), nullable=False),
             Column("digest", String(32), nullable=False),
-            Column("args", Text),
-            Column("output", Text),
-            Column("error", Text),
+            Column("args", SealedText),
+            Column("output", SealedText),
+            Column("error", SealedText),
             Column("attempt", Integer, nullable=False),
-            Column("attempts", Text),
+            Column("attempts", SealedText),
             Column("started_at", Float, nullable=False),
             Column("finished_at", Float),
             Column("fire_at", Float),
@@ -151,7 +154,7 @@ def journal_schema(
             Column("seq", Integer, primary_key=True, autoincrement=True),
             Column("workflow_id", String(255), nullable=False),
             Column("name", String(255), nullable=False),
-            Column("payload", Text),
+            Column("payload", SealedText),
             Column("created_at", Float, nullable=False),
             Column("consumed_step", Integer),
             Index(f"ix_{prefix}signals_pending", "workflow_id", "name", "consumed_step"),
@@ -171,9 +174,9 @@ def _feature_tables(prefix: str) -> MetaData:
         Column("id", String(255), primary_key=True),
         Column("workflow", String(255), nullable=False),
         # What the schedule starts and when (JSON): cron, arguments, overlap policy...
-        Column("spec", Text, nullable=False),
+        Column("spec", SealedText, nullable=False),
         # What the scheduler keeps between firings (JSON): last firing, buffered, runs.
-        Column("state", Text),
+        Column("state", SealedText),
         Column("paused", Boolean, nullable=False, default=False),
         Column("next_fire_at", Float),
         Column("created_at", Float, nullable=False),
@@ -186,13 +189,17 @@ def _feature_tables(prefix: str) -> MetaData:
         features,
         Column("workflow_id", String(255), nullable=False),
         Column("key", String(255), nullable=False),
+        # 0 for a value; a keyword list has one row per item (0, 1, ...), so `tags = 'a'`
+        # finds a list holding 'a' through the index (bridge/journal/_attributes.py).
+        Column("position", Integer, nullable=False),
         Column("kind", String(16), nullable=False),
-        # The typed value as JSON, plus the column a query compares: `text` for keywords
-        # and text, `number` for ints, floats, bools and datetimes (epoch seconds).
+        # The typed value as JSON (the whole list on row 0), plus the column a query
+        # compares: `text` for keywords, text and list items, `number` for ints, floats,
+        # bools and datetimes (epoch seconds).
         Column("value", Text, nullable=False),
         Column("text", String(255)),
         Column("number", Float),
-        PrimaryKeyConstraint("workflow_id", "key", name=f"pk_{attributes}"),
+        PrimaryKeyConstraint("workflow_id", "key", "position", name=f"pk_{attributes}"),
         Index(f"ix_{attributes}_key_text", "key", "text"),
         Index(f"ix_{attributes}_key_number", "key", "number"),
     )

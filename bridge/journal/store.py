@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -38,10 +38,12 @@ from bridge.errors import (
     WorkflowNotFoundError,
 )
 from bridge.interceptors import RunEnded
+from bridge.journal._attributes import read_attributes, search_condition, write_attributes
 from bridge.journal._leases import LeaseStatements
 from bridge.journal._permits import PermitStatements
 from bridge.journal._steps import StepStatements, step_record, step_row, wait_names
 from bridge.journal.context import (
+    ATTRIBUTES,
     CHILD,
     CHILD_CANCEL,
     COMPLETED,
@@ -58,6 +60,7 @@ from bridge.journal.context import (
     WAITING,
     StepRecord,
 )
+from bridge.search import Node
 
 __all__ = [
     "CONTINUED_MARK",
@@ -106,8 +109,12 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
         input: dict[str, Any],
         *,
         execution_timeout: float | None = None,
+        search_attributes: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> bool:
         """Insert a PENDING run unless `id` exists; True when inserted.
+
+        `search_attributes` (`bridge.search.encode_attributes` JSON) are written with a new
+        run, in its transaction (`bridge.journal._attributes`).
 
         With `execution_timeout` (seconds) the run gets its deadline in the same
         transaction: a `deadline` journal row at index -2 (read by the context that
@@ -142,9 +149,58 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
                         f"workflow id {id!r} is already used by a run of {existing!r}, "
                         f"not {name!r}; choose another id"
                     )
-            elif execution_timeout is not None:
-                self._arm_deadline(conn, id, name, now + execution_timeout, execution_timeout)
+            else:
+                if execution_timeout is not None:
+                    self._arm_deadline(conn, id, name, now + execution_timeout, execution_timeout)
+                if search_attributes:
+                    write_attributes(conn, self.schema.attributes, id, search_attributes)
         return created
+
+    def _upsert_steps(self, conn: Connection, records: Sequence[StepRecord]) -> None:
+        """The step upsert, plus the search attributes an ATTRIBUTES row sets, applied in
+        the same transaction (in journal order), so the attributes table always says what
+        the journal says. Every backend writes such rows through here (see APPLIED_KINDS).
+
+        What is applied is what the journal holds from the first such row on, in index
+        order: a worker that lost its lease and writes late can neither put its own values
+        in nor bring older ones back over later changes."""
+        super()._upsert_steps(conn, records)
+        first: dict[str, int] = {}
+        for rec in records:
+            if rec.kind == ATTRIBUTES:
+                first[rec.workflow_id] = min(rec.idx, first.get(rec.workflow_id, rec.idx))
+        st = self.schema.steps
+        for workflow_id, idx in first.items():
+            rows = conn.execute(
+                select(st.c.args)
+                .where(st.c.workflow_id == workflow_id, st.c.kind == ATTRIBUTES, st.c.idx >= idx)
+                .order_by(st.c.idx)
+            ).all()
+            for row in rows:
+                stored = codec.loads(row.args) if row.args is not None else {}
+                write_attributes(
+                    conn, self.schema.attributes, workflow_id, stored.get("attributes") or {}
+                )
+
+    def read_attributes(self, ids: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        """The search attributes of runs `ids`, `{id: encoded}`; runs without are left out."""
+        if not ids or not self._has_attributes():
+            return {}
+        with self._read("reading search attributes") as conn:
+            return read_attributes(conn, self.schema.attributes, ids)
+
+    def _has_attributes(self) -> bool:
+        """Whether the attributes table exists: always once this store could write (it
+        creates feature tables on opening); a read-only journal an older release wrote
+        has none, and then no run has attributes."""
+        found: bool | None = self.__dict__.get("_attributes_table")
+        if found is None:
+            found = not self.read_only
+            if not found:
+                with self._read("checking the attributes table") as conn:
+                    found = self.engine.dialect.has_table(conn, self.schema.attributes.name)
+            self.__dict__["_attributes_table"] = found
+        return found
 
     def _arm_deadline(
         self, conn: Connection, id: str, name: str, deadline: float, timeout: float
@@ -173,7 +229,11 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
             raise WorkflowNotFoundError(id, self.url)
         return row
 
-    def list_runs(self, status: Status | None, limit: int) -> list[Row[Any]]:
+    def list_runs(
+        self, status: Status | None, limit: int, query: Node | None = None
+    ) -> list[Row[Any]]:
+        """The newest `limit` runs, with `status` and matching `query` (a parsed
+        `bridge.search` query) when given."""
         runs = self.schema.runs
         stmt = (
             select(runs)
@@ -192,6 +252,9 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
         )
         if status is not None:
             stmt = stmt.where(runs.c.status == status.value)
+        if query is not None:
+            table = self.schema.attributes if self._has_attributes() else None
+            stmt = stmt.where(search_condition(query, runs, table))
         with self._read("listing workflows") as conn:
             return list(conn.execute(stmt))
 

@@ -198,7 +198,8 @@ class JournalWorker(Worker):
                     if now - last_dead_check >= dead_check_every:
                         self.store.expire_dead_owners()
                         last_dead_check = now
-                    delay = self._claim_and_spawn(names)
+                    # Schedules first, so the runs they start are claimed in this pass.
+                    delay = min(self.backend.schedules.tick(), self._claim_and_spawn(names))
                     next_timer = self.store.next_timer()
                     if next_timer is not None:
                         delay = min(delay, max(0.0, next_timer - time.time()))

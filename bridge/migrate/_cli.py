@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from bridge.config import Settings, load_settings
+from bridge.encryption import keyring_from_settings
 from bridge.errors import ConfigError
 from bridge.migrate._cli_report import report
 from bridge.migrate.rule import MigrationRule
@@ -200,7 +201,7 @@ def _shadow_counts(url: str) -> dict[tuple[str, str], dict[str, int]]:
     """The shadow store's outcome counts, `running` shown as `pending` (not compared yet)."""
     from bridge.migrate._shadow_store import RUNNING, ShadowStore
 
-    store = ShadowStore(url)
+    store = ShadowStore(url, codec=keyring_from_settings(load_settings().encryption))
     try:
         counts = store.counts()
     finally:
@@ -231,7 +232,7 @@ async def _dead_letters(urls: list[str]) -> list[dict[str, Any]]:
 
     found: list[dict[str, Any]] = []
     for url in urls:
-        box = SqlOutbox(url=url)
+        box = SqlOutbox(url=url, codec=keyring_from_settings(load_settings().encryption))
         try:
             letters = await box.dead_letters()
         finally:

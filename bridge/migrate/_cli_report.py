@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from bridge.config import load_settings
+from bridge.encryption import keyring_from_settings
 
 __all__ = ["report"]
 
@@ -41,7 +42,10 @@ def report(
     from bridge.cli import out
     from bridge.migrate.shadow import ShadowStore, outcomes
 
-    shadows = ShadowStore(store or load_settings().router.url)
+    settings = load_settings()
+    shadows = ShadowStore(
+        store or settings.router.url, codec=keyring_from_settings(settings.encryption)
+    )
     try:
         rows = outcomes(shadows, workflow=workflow, status=status, limit=limit)
         # The headline counts every stored run that matches the filters, not only this page.

@@ -4,6 +4,10 @@ One row per shadow run. The answers (the primary's steps) are written before the
 run starts and never change, so a worker in any process reads them once; the outcome is
 written when the comparison is done. It lives in the router's database by default
 (`[router] url`), which every process taking part in a migration already shares.
+
+With payload encryption (`bridge.encryption`) the answers and the diff (both hold the
+primary's arguments and results) are `SealedText`, sealed with the keyring given to the
+store or, by default, the one this process's settings configure (`process_codec`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from sqlalchemy import (
 
 from bridge import codec
 from bridge.bus._sql import create_bus_engine, insert_for, translate
+from bridge.encryption import Keyring, SealedText, attach, process_codec
 from bridge.migrate.compare import Step
 
 __all__ = ["RUNNING", "Plan", "ShadowRecord", "ShadowStore"]
@@ -50,11 +55,11 @@ shadow_runs = Table(
     # JSON: the `ignore` paths (the answering worker needs them to match arguments).
     Column("ignore_paths", Text, nullable=False),
     # JSON: the primary's settled steps (`Step.to_dict()`), the answers.
-    Column("steps", Text, nullable=False),
+    Column("steps", SealedText, nullable=False),
     # running, matched, mismatched or error.
     Column("status", String(16), nullable=False),
     Column("first_step", Integer),
-    Column("diff", Text, nullable=False, default=""),
+    Column("diff", SealedText, nullable=False, default=""),
     Column("created_at", Float, nullable=False),
     Column("finished_at", Float),
     Index("ix_bridge_shadow_runs_workflow", "workflow", "created_at"),
@@ -94,10 +99,13 @@ class ShadowRecord:
 class ShadowStore:
     """Shadow runs on SQLite (one host) or PostgreSQL (many hosts), via SQLAlchemy Core."""
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self, url: str, *, busy_timeout_ms: int = 5000, codec: Keyring | None = None
+    ) -> None:
         self.url = url
         self._where = f"shadow store {url}"
         self._engine: Engine = create_bus_engine(url, busy_timeout_ms=busy_timeout_ms)
+        attach(self._engine, codec if codec is not None else process_codec())
         with translate(self._where, "creating its table"), self._engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 # Concurrent CREATE TABLE IF NOT EXISTS can collide in PostgreSQL's catalog.

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import Any
 
 from bridge.backend import Status, WorkflowDescription
 from bridge.client import Client, IfExists, WorkflowHandle
 from bridge.config import Settings
+from bridge.errors import ConfigError
 from bridge.history import HistoryEvent
 from bridge.migrate.router import Router
+from bridge.search import parse
 from bridge.workflow import WorkflowDefinition
 
 __all__ = ["RoutingClient", "connect_routing"]
@@ -72,9 +74,16 @@ class RoutingClient(Client):
         if_exists: IfExists = "same_args",
         execution_timeout: float | timedelta | None = None,
         key: str | None = None,
+        search_attributes: Mapping[Any, Any] | None = None,
     ) -> WorkflowHandle:
         """`Client.start` on the engine the rules choose; `key` is the ramp's key (default:
-        the id), so one customer's runs can be kept on one engine."""
+        the id), so one customer's runs can be kept on one engine. Search attributes are
+        not routed yet: the router's start does not carry them."""
+        if search_attributes is not None:
+            raise ConfigError(
+                "search attributes cannot be set on a start routed by migration rules yet; "
+                "start the run through the engine's own client (bridge.client.connect_engine)"
+            )
         handle = await self.router.start(
             workflow,
             *args,
@@ -132,13 +141,18 @@ class RoutingClient(Client):
             yield event
 
     async def list(
-        self, *, status: Status | str | None = None, limit: int = 100
+        self, *, status: Status | str | None = None, limit: int = 100, query: str | None = None
     ) -> list[WorkflowDescription]:
         """The newest `limit` runs over every engine the router knows, each with its
-        `engine`; engines are asked at once."""
+        `engine`; engines are asked at once, each with the same `query`
+        (`bridge.search`, validated once here)."""
         engines = self.router.engines()
         clients = [await self.router.client(e) for e in engines]
-        per_engine = await asyncio.gather(*(c.list(status=status, limit=limit) for c in clients))
+        if query is not None:
+            parse(query)  # a bad query fails once, before any engine is asked
+        per_engine = await asyncio.gather(
+            *(c.list(status=status, limit=limit, query=query) for c in clients)
+        )
         runs = [
             dataclasses.replace(desc, engine=engine)
             for engine, descs in zip(engines, per_engine, strict=True)

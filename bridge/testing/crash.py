@@ -174,7 +174,16 @@ def settings_env(settings: Settings, *, base: Mapping[str, str] | None = None) -
 def _env_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dict | list):
+        # JSON, as the settings read a table from the environment ([encryption] keys),
+        # with secrets revealed: the worker needs the keys themselves, not their mask.
+        return json.dumps(value, default=_revealed)
     return str(value)
+
+
+def _revealed(value: Any) -> Any:
+    reveal = getattr(value, "get_secret_value", None)
+    return reveal() if reveal is not None else str(value)
 
 
 class _Workers:

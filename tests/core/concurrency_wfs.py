@@ -23,7 +23,7 @@ def log_interval(log: str, tenant: str, started: float) -> None:
 
 
 @bridge.activity(concurrency=bridge.Limit(key="tenant", max=PER_TENANT))
-async def embed(tenant: str, item: int, log: str) -> int:
+async def tenant_embed(tenant: str, item: int, log: str) -> int:
     started = time.time()
     await asyncio.sleep(0.15)
     log_interval(log, tenant, started)
@@ -32,13 +32,13 @@ async def embed(tenant: str, item: int, log: str) -> int:
 
 @bridge.workflow
 async def embed_all(ctx: bridge.Context, tenant: str, items: int, log: str) -> int:
-    done = await ctx.gather(*(ctx.run(embed, tenant, i, log) for i in range(items)))
+    done = await ctx.gather(*(ctx.run(tenant_embed, tenant, i, log) for i in range(items)))
     return sum(done)
 
 
 @bridge.workflow
 async def embed_one(ctx: bridge.Context, tenant: str, item: int, log: str) -> int:
-    return await ctx.run(embed, tenant, item, log)
+    return await ctx.run(tenant_embed, tenant, item, log)
 
 
 def peaks(log: str) -> dict[str, int]:
