@@ -500,3 +500,23 @@ async def test_a_temporal_worker_with_a_wrong_key_decides_nothing(
         async with client.worker([flow]):
             await wait_for_status(client, id, bridge.Status.COMPLETED, timeout=45)
             assert await client.result(id, timeout=10) == EXPECTED
+
+
+async def test_a_client_without_the_key_still_lists_the_temporal_namespace(
+    temporal_settings: dict[str, Any],
+) -> None:
+    """Temporal lists a whole namespace: a client without the key (a team's CLI, another
+    service) must still list it, sealed memos and all, instead of failing on the first run."""
+    pytest.importorskip("temporalio")
+    settings = {**temporal_settings, "encryption": _enc({"k1": K1}, "k1")}
+    id = f"enc-temporal-list-{uuid.uuid4().hex}"
+    async with await bridge.connect(settings) as client, client.worker([flow]):
+        await client.start(flow, SECRET, id=id)
+        await wait_for_status(client, id, bridge.Status.WAITING)
+    async with await bridge.connect(temporal_settings) as keyless:
+        for _ in range(50):  # Temporal's visibility store shows a run a moment later
+            listed = {d.id: d for d in await keyless.list(limit=1000)}
+            if id in listed:
+                break
+            await asyncio.sleep(0.2)
+    assert listed[id].name == "enc_flow"
