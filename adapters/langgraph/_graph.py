@@ -19,7 +19,11 @@ node runs is not a node error: that attempt is run again.
 A node's `interrupt(value)` ends its step with the value journaled as the step's result;
 the workflow then waits durably for the signal `RESUME_SIGNAL` and runs the node's step
 again with the answers so far, which `interrupt()` returns (LangGraph also re-runs an
-interrupted node from its start). Message ids that `add_messages` would draw at random in
+interrupted node from its start). A compiled subgraph used as a node runs in its step with
+a checkpointer of its own (`_run_subgraph`), so an interrupt in one of its nodes parks the
+run the same way and the answers are fed back to it with `Command(resume=...)`; its nodes
+before the interrupt run again in the step (LangGraph would resume the subgraph from its own
+checkpoint). Message ids that `add_messages` would draw at random in
 the workflow are fixed first (in the node's step, or from the input), so replays match.
 
 Values cross each step as exact JSON (`_codec.py`): LangChain messages with LangChain's own
@@ -61,6 +65,7 @@ from langgraph._internal._constants import (
 )
 from langgraph._internal._runnable import RunnableCallable
 from langgraph._internal._scratchpad import PregelScratchpad
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.constants import START
 from langgraph.errors import GraphInterrupt
 from langgraph.graph import StateGraph
@@ -481,8 +486,14 @@ def _node_activity(
             "metadata": {"langgraph_node": node_name},
         }
         try:  # as LangGraph calls a node: in its config's context (a sync node in a thread)
-            with set_config_context(config) as context:
-                out = await asyncio.create_task(bound.ainvoke(value, config), context=context)
+            if isinstance(bound, Pregel):
+                out = await _run_subgraph(bound, value, runtime, resume)
+                if INTERRUPT in out:  # a node of the subgraph called interrupt()
+                    asked = out[INTERRUPT][0].value if out[INTERRUPT] else None
+                    return {"interrupt": gc.encode(asked, where=f"{where} interrupt value")}
+            else:
+                with set_config_context(config) as context:
+                    out = await asyncio.create_task(bound.ainvoke(value, config), context=context)
         except GraphInterrupt as exc:
             interrupts = exc.args[0] if exc.args else ()
             asked = interrupts[0].value if interrupts else None
@@ -496,6 +507,28 @@ def _node_activity(
     return activity(
         name=f"{graph_name}.{node_name}", retry=bridge_retry(policies), timeout=timeout
     )(step)
+
+
+async def _run_subgraph(graph: Pregel, value: Any, runtime: Runtime[Any], resume: list[Any]) -> Any:
+    """A compiled subgraph used as a node, run in its step with a checkpointer of its own
+    (in memory, for this step only), so an `interrupt()` in one of its nodes comes back as
+    its output's `__interrupt__`, and the resume values so far are fed to it in order with
+    `Command(resume=...)`, as LangGraph resumes a subgraph. What differs from LangGraph: on
+    each resume the subgraph's nodes before the interrupt run again inside the step (its
+    checkpoints are not kept between steps)."""
+    sub = graph.copy(update={"checkpointer": InMemorySaver()})
+    config: RunnableConfig = {
+        "configurable": {
+            "thread_id": activity_info().workflow_id,
+            CONFIG_KEY_RUNTIME: runtime,
+        }
+    }
+    out = await sub.ainvoke(value, config)
+    for answer in resume:
+        if not (isinstance(out, dict) and INTERRUPT in out):
+            break
+        out = await sub.ainvoke(Command(resume=answer), config)
+    return out
 
 
 def _message_keys(compiled: Pregel) -> frozenset[str]:

@@ -409,6 +409,25 @@ def _reviewed() -> StateGraph[Any]:
 REVIEW = from_state_graph(_reviewed(), name="lg_review")
 
 
+def _review_in_a_subgraph() -> StateGraph[Any]:
+    """The approval inside a compiled subgraph used as a node: its interrupt() parks the
+    parent run, and the resume reaches the subgraph's node."""
+    inner = StateGraph(Review)
+    inner.add_sequence([("draft", _draft_text), ("approve", _approve)])
+    inner.add_edge(START, "draft")
+    g = StateGraph(Review)
+    g.add_node("intake", lambda s: {"log": ["intake"]})
+    g.add_node("review", inner.compile())
+    g.add_node("publish", lambda s: {"log": [f"publish:{s['verdict']}"]})
+    g.add_edge(START, "intake")
+    g.add_edge("intake", "review")
+    g.add_edge("review", "publish")
+    return g
+
+
+SUB_REVIEW = from_state_graph(_review_in_a_subgraph(), name="lg_sub_review")
+
+
 # -- the functional API: @entrypoint orchestrates, each @task is a journaled step ----------
 TASK_CALLS: list[str] = []
 
@@ -535,6 +554,7 @@ def _schemas() -> StateGraph[Any]:
 SCHEMAS = from_state_graph(_schemas(), name="lg_schemas")
 
 ALL = [
+    SUB_REVIEW,
     SCHEMAS,
     SEQUENCE,
     FAN,
@@ -742,6 +762,23 @@ async def test_interrupt_parks_until_the_resume_signal(client: bridge.Client) ->
     ]
     question = asked["__interrupt__"][0].value
     assert question == {"question": "publish 'post'?"}
+
+
+async def test_an_interrupt_inside_a_subgraph_parks_the_run(client: bridge.Client) -> None:
+    graph = _review_in_a_subgraph().compile(checkpointer=InMemorySaver())
+    thread: RunnableConfig = {"configurable": {"thread_id": "t"}}
+    asked = await graph.ainvoke({"text": " post "}, thread)
+    theirs = await graph.ainvoke(Command(resume="yes"), thread)
+    rid = f"sub-review-{uuid.uuid4()}"
+    async with client.worker(ALL):
+        handle = await client.start(SUB_REVIEW, {"text": " post "}, id=rid)
+        await wait_for_steps(client, rid, 2, timeout=60)  # intake, review (interrupted)
+        await asyncio.sleep(0.2)
+        assert (await handle.describe()).status is not bridge.Status.COMPLETED
+        await handle.signal(RESUME_SIGNAL, "yes")
+        ours = await handle.result(timeout=60)
+    assert ours == theirs
+    assert asked["__interrupt__"][0].value == {"question": "publish 'post'?"}
 
 
 async def test_a_worker_killed_while_parked_on_interrupt_loses_nothing(
