@@ -278,10 +278,12 @@ class Router:
         key: str | None = None,
         if_exists: IfExists = "same_args",
         execution_timeout: float | timedelta | None = None,
+        search_attributes: Mapping[Any, Any] | None = None,
     ) -> WorkflowHandle:
         """Start `workflow(*args)` as run `id` on the engine the rules choose for `key`
         (default: the id). An id already routed is started (idempotently) on its own engine.
-        `if_exists` and `execution_timeout` are `Client.start`'s."""
+        `if_exists`, `execution_timeout` and `search_attributes` are `Client.start`'s; a
+        shadow run gets no search attributes (it is not one to be found by them)."""
         self._maybe_reload()
         defn = as_workflow(workflow)
         run_id = id or str(uuid.uuid4())
@@ -292,7 +294,12 @@ class Router:
         client = await self.client(route.engine)
         try:
             handle = await client.start(
-                defn, *args, id=run_id, if_exists=if_exists, execution_timeout=execution_timeout
+                defn,
+                *args,
+                id=run_id,
+                if_exists=if_exists,
+                execution_timeout=execution_timeout,
+                search_attributes=search_attributes,
             )
         except BaseException:
             if route.claimed_now:

@@ -22,7 +22,6 @@ from typing import Any
 from bridge.backend import Status, WorkflowDescription
 from bridge.client import Client, IfExists, WorkflowHandle
 from bridge.config import Settings
-from bridge.errors import ConfigError
 from bridge.history import HistoryEvent
 from bridge.migrate.router import Router
 from bridge.search import parse
@@ -77,13 +76,7 @@ class RoutingClient(Client):
         search_attributes: Mapping[Any, Any] | None = None,
     ) -> WorkflowHandle:
         """`Client.start` on the engine the rules choose; `key` is the ramp's key (default:
-        the id), so one customer's runs can be kept on one engine. Search attributes are
-        not routed yet: the router's start does not carry them."""
-        if search_attributes is not None:
-            raise ConfigError(
-                "search attributes cannot be set on a start routed by migration rules yet; "
-                "start the run through the engine's own client (bridge.client.connect_engine)"
-            )
+        the id), so one customer's runs can be kept on one engine."""
         handle = await self.router.start(
             workflow,
             *args,
@@ -91,6 +84,7 @@ class RoutingClient(Client):
             key=key,
             if_exists=if_exists,
             execution_timeout=execution_timeout,
+            search_attributes=search_attributes,
         )
         return WorkflowHandle(client=self, id=handle.id, created=handle.created)
 

@@ -317,8 +317,8 @@ def test_store_applies_what_the_journal_holds(sql_url: str) -> None:
 async def test_routing_client_lists_by_query_on_every_engine(
     tmp_path: Path, langgraph_settings: dict[str, Any]
 ) -> None:
-    """With migration rules, `list(query=)` asks every engine the same query; a routed
-    start refuses search attributes (the router does not carry them yet)."""
+    """With migration rules, `list(query=)` asks every engine the same query, and a routed
+    start carries its search attributes to the engine the rules chose."""
     from bridge.client import connect_engine
 
     settings = {
@@ -339,8 +339,10 @@ async def test_routing_client_lists_by_query_on_every_engine(
         assert {(d.id, d.engine) for d in found} == {("on-sql", "sql"), ("on-lg", "langgraph")}
         with pytest.raises(bridge.InvalidSearchQueryError):
             await routing.list(query="customer =")
-        with pytest.raises(bridge.ConfigError, match="migration rules"):
-            await routing.start(order, "c-1", "", search_attributes={"customer": "c-1"})
+        routed = await routing.start(order, "c-1", "", search_attributes={"customer": "c-1"})
+        found = await routing.list(query="customer = 'c-1'")
+        assert [(d.id, d.engine) for d in found] == [(routed.id, "sql")]  # ramp 0: stays
+        assert (await routing.describe(routed.id)).search_attributes == {"customer": "c-1"}
     finally:
         await routing.close()
         await lg.close()
