@@ -83,7 +83,11 @@ class TemporalSettings(_Section):
     retried after this long instead of after its whole start-to-close timeout.
     `eager_start` asks for Temporal's eager workflow start: when this process runs a worker
     on the task queue, the first workflow task comes back with the start call instead of
-    through the server's task matching (temporalio leaves the flag off otherwise)."""
+    through the server's task matching (temporalio leaves the flag off otherwise).
+    `sticky_schedule_to_start_timeout` (seconds, Temporal's 10 by default) is how long a
+    run's next workflow task waits for the worker that has it cached before any worker may
+    take it: after a worker dies, its runs resume that much later. Lower it for faster
+    recovery at the price of more full replays when a busy worker is slow to poll."""
 
     address: str = "localhost:7233"
     namespace: str = "default"
@@ -95,6 +99,7 @@ class TemporalSettings(_Section):
     connect_timeout: float = Field(5.0, gt=0)
     heartbeat_timeout: float = Field(60.0, gt=0)
     eager_start: bool = True
+    sticky_schedule_to_start_timeout: float = Field(10.0, gt=0)
 
 
 class LangGraphSettings(JournalSettings):

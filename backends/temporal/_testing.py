@@ -82,5 +82,7 @@ class TemporalTestEnvironment(TestEnvironment):
                 "namespace": "default",
                 "task_queue": f"test-{uuid.uuid4().hex[:12]}",
                 "heartbeat_timeout": HEARTBEAT_TIMEOUT,
+                # A killed worker's runs go to another worker after 1 s, not Temporal's 10.
+                "sticky_schedule_to_start_timeout": 1.0,
             },
         }

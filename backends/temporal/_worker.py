@@ -195,6 +195,9 @@ class TemporalWorker(Worker):
                     # as on the journal engines.
                     max_heartbeat_throttle_interval=_HEARTBEAT_THROTTLE,
                     default_heartbeat_throttle_interval=_HEARTBEAT_THROTTLE,
+                    sticky_queue_schedule_to_start_timeout=timedelta(
+                        seconds=self.backend.settings.temporal.sticky_schedule_to_start_timeout
+                    ),
                 )
             except RuntimeError as exc:  # the sandbox refused to load the workflow modules
                 modules = sorted({d.fn.__module__ for d in self.definitions.values()})
