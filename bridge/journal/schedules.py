@@ -262,28 +262,9 @@ class Schedules:
         open_runs: list[str],
     ) -> None:
         """Insert the fire's run (nothing when its id exists: that fire was started)."""
-        runs = self.store.schema.runs
         run_id = fire_id(id, at)
-        now = time.time()  # the run's own times are the journal's, not the schedule clock
-        created = (
-            conn.execute(
-                self.store.dialect.insert(runs)
-                .values(
-                    id=run_id,
-                    name=workflow,
-                    status=Status.PENDING.value,
-                    input=codec.dumps(spec.args),
-                    created_at=now,
-                    updated_at=now,
-                    executions=0,
-                    cancel_requested=False,
-                    blocked=False,
-                )
-                .on_conflict_do_nothing(index_elements=["id"])
-                .returning(runs.c.id)
-            ).first()
-            is not None
-        )
+        # The run's own times are the journal's, not the schedule clock.
+        created = self.store.insert_run(conn, run_id, workflow, spec.args, time.time())
         if not created:
             return
         st.fired += 1

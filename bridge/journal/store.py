@@ -122,6 +122,28 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
         deadline passes, so the deadline survives a restart and needs no new column."""
         runs = self.schema.runs
         now = time.time()
+        with self._write("starting a workflow") as conn:
+            created = self.insert_run(conn, id, name, input, now)
+            if not created:
+                existing = conn.execute(select(runs.c.name).where(runs.c.id == id)).scalar_one()
+                if existing != name:
+                    raise WorkflowIdConflictError(
+                        f"workflow id {id!r} is already used by a run of {existing!r}, "
+                        f"not {name!r}; choose another id"
+                    )
+            else:
+                if execution_timeout is not None:
+                    self._arm_deadline(conn, id, name, now + execution_timeout, execution_timeout)
+                if search_attributes:
+                    write_attributes(conn, self.schema.attributes, id, search_attributes)
+        return created
+
+    def insert_run(
+        self, conn: Connection, id: str, name: str, input: dict[str, Any], now: float
+    ) -> bool:
+        """Insert a PENDING run in `conn`'s transaction unless `id` exists; True when
+        inserted. The one run insert of a start, a child's start and a schedule's fire."""
+        runs = self.schema.runs
         stmt = (
             self.dialect.insert(runs)
             .values(
@@ -140,21 +162,7 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
             # PostgreSQL every start read as "already there".
             .returning(runs.c.id)
         )
-        with self._write("starting a workflow") as conn:
-            created = conn.execute(stmt).first() is not None
-            if not created:
-                existing = conn.execute(select(runs.c.name).where(runs.c.id == id)).scalar_one()
-                if existing != name:
-                    raise WorkflowIdConflictError(
-                        f"workflow id {id!r} is already used by a run of {existing!r}, "
-                        f"not {name!r}; choose another id"
-                    )
-            else:
-                if execution_timeout is not None:
-                    self._arm_deadline(conn, id, name, now + execution_timeout, execution_timeout)
-                if search_attributes:
-                    write_attributes(conn, self.schema.attributes, id, search_attributes)
-        return created
+        return conn.execute(stmt).first() is not None
 
     def _upsert_steps(self, conn: Connection, records: Sequence[StepRecord]) -> None:
         """The step upsert, plus the search attributes an ATTRIBUTES row sets, applied in
@@ -692,7 +700,7 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
         (written before a crash) is returned as it is; an id already in use makes the row
         FAILED with a ChildWorkflowError (status ALREADY_STARTED), never a second run."""
         *pending, rec = records
-        st, r = self.schema.steps, self.schema.runs
+        st = self.schema.steps
         data = rec.args
         child_id, now = str(data["id"]), time.time()
         with self._write("starting a child workflow") as conn:
@@ -703,25 +711,7 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
             ).first()
             if existing is not None:
                 return step_record(existing)
-            created = (
-                conn.execute(
-                    self.dialect.insert(r)
-                    .values(
-                        id=child_id,
-                        name=rec.name,
-                        status=Status.PENDING.value,
-                        input=codec.dumps(data["args"]),
-                        created_at=now,
-                        updated_at=now,
-                        executions=0,
-                        cancel_requested=False,
-                        blocked=False,
-                    )
-                    .on_conflict_do_nothing(index_elements=["id"])
-                    .returning(r.c.id)
-                ).first()
-                is not None
-            )
+            created = self.insert_run(conn, child_id, rec.name, data["args"], now)
             if created:
                 link = StepRecord(
                     workflow_id=child_id,
