@@ -372,7 +372,9 @@ class GraphContext(JournaledContext):
         if rec is not None and rec.status in _FINAL:
             return record_to_json(rec)  # recorded, though LangGraph had lost its write
         with _outside_langgraph():
-            permit = await self._wait_for_permit(idx, defn, data)
+            permit = (
+                None if defn.concurrency is None else await self._wait_for_permit(idx, defn, data)
+            )
             final = await self._attempts(idx, kind, defn, data, digest, rec)
         # Patch markers taken before this step go to disk no later than its result.
         await self.flush()
@@ -382,15 +384,14 @@ class GraphContext(JournaledContext):
 
     async def _wait_for_permit(
         self, idx: int, defn: ActivityDefinition[..., Any], data: dict[str, Any]
-    ) -> tuple[str, str] | None:
+    ) -> tuple[str, str]:
         """The concurrency permit (`bridge.Limit`) step `idx` runs under, waited for in
         this task: the step's place in the queue is durable, but parking the run as the
         sql journal does would end the invocation with this task called and unanswered,
         and LangGraph pairs task writes with calls by position. So the task asks again
         every `_PERMIT_POLL` seconds; the run's lease stays with this worker meanwhile."""
         limit = defn.concurrency
-        if limit is None:
-            return None
+        assert limit is not None
         key, holder = limit.permit_key(defn.name, data), f"{self._id}#{idx}"
         while not await self._journal.acquire_permit(key, holder, limit.max):
             self._fence()

@@ -489,7 +489,10 @@ class JournaledContext(Context):
             self._beyond_journal()
             self._inflight += 1
             try:
-                permit = await self._take_permit(idx, defn, data)
+                # Checked here, not in the coroutine: every step passes, few have a limit.
+                permit = (
+                    None if defn.concurrency is None else await self._take_permit(idx, defn, data)
+                )
                 rec = await self._attempts(idx, kind, defn, data, digest, rec)
                 await self._write(rec, fenced=rec.status != COMPLETED)
                 if permit is not None:
@@ -502,12 +505,11 @@ class JournaledContext(Context):
 
     async def _take_permit(
         self, idx: int, defn: ActivityDefinition[..., Any], data: dict[str, Any]
-    ) -> tuple[str, str] | None:
-        """The (key, holder) of the concurrency permit step `idx` now holds, None for an
-        activity without a limit; parks the run when the step was queued instead."""
+    ) -> tuple[str, str]:
+        """The (key, holder) of the concurrency permit step `idx` (of an activity with a
+        limit) now holds; parks the run when the step was queued instead."""
         limit = defn.concurrency
-        if limit is None:
-            return None
+        assert limit is not None
         key, holder = limit.permit_key(defn.name, data), f"{self._id}#{idx}"
         if not await self._journal.acquire_permit(key, holder, limit.max):
             raise Suspend(wake_at=None, waiting_for=f"{PERMIT_WAIT}{key}")
