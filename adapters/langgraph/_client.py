@@ -90,7 +90,11 @@ async def resume(client: Client, id: str, value: Any) -> None:
     `graph.invoke(Command(resume=value), config)` does in LangGraph.
 
     The node that called `interrupt()` runs again from its start and `interrupt()` returns
-    `value` there. It is the signal `RESUME_SIGNAL` (`bridge signal ID langgraph.resume
+    `value` there. When several interrupts are pending (parallel nodes of one superstep,
+    where LangGraph wants `Command(resume={interrupt_id: value, ...})`), each resume answers
+    the next one in LangGraph's order (the order of its `__interrupt__` list), and the
+    nodes run again once all are answered, as LangGraph resumes them together.
+    It is the signal `RESUME_SIGNAL` (`bridge signal ID langgraph.resume
     VALUE` from a shell does the same), kept by the engine until the run waits for it, so
     it may be sent before the run has parked. `value` must be JSON data.
     """

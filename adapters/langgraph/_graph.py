@@ -16,10 +16,17 @@ retry rules: run once without a `RetryPolicy`; with one, `retry_on`, `max_attemp
 the intervals decide, each attempt a journaled attempt of the step. A worker lost while a
 node runs is not a node error: that attempt is run again.
 
-A node's `interrupt(value)` ends its step with the value journaled as the step's result;
-the workflow then waits durably for the signal `RESUME_SIGNAL` and runs the node's step
-again with the answers so far, which `interrupt()` returns (LangGraph also re-runs an
-interrupted node from its start). A compiled subgraph used as a node runs in its step with
+A node's `interrupt(value)` ends its step with the value journaled as the step's result,
+and the workflow's copy of the node raises LangGraph's `GraphInterrupt` for it, so the
+superstep ends interrupted as in LangGraph (its other nodes finish; their writes are kept).
+The workflow then waits durably for one signal `RESUME_SIGNAL` per pending interrupt, in
+LangGraph's order, and resumes the loop with `Command(resume={interrupt id: answer})` from
+the superstep's in-memory checkpoint (`_MemorySaver`, saved only when a superstep ends
+interrupted): the interrupted nodes' steps run again with their answers so far, which
+`interrupt()` returns, and the finished nodes do not run again. Every wait and step is
+taken in LangGraph's order, so parallel interrupts replay alike on every engine.
+
+A compiled subgraph used as a node runs in its step with
 a checkpointer of its own (`_run_subgraph`), so an interrupt in one of its nodes parks the
 run the same way and the answers are fed back to it with `Command(resume=...)`; its nodes
 before the interrupt run again in the step (LangGraph would resume the subgraph from its own
@@ -62,6 +69,7 @@ from langgraph._internal._constants import (
     CONFIG_KEY_SCRATCHPAD,
     CONFIG_KEY_SEND,
     INTERRUPT,
+    RESUME,
 )
 from langgraph._internal._runnable import RunnableCallable
 from langgraph._internal._scratchpad import PregelScratchpad
@@ -73,11 +81,12 @@ from langgraph.graph._branch import BranchSpec
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.pregel import Pregel
+from langgraph.pregel._algo import _interrupt_id
 from langgraph.pregel._read import PregelNode
 from langgraph.pregel._retry import _should_retry_on
 from langgraph.pregel._utils import _is_executor_backed_afunc
 from langgraph.runtime import Runtime
-from langgraph.types import Command
+from langgraph.types import Command, Interrupt
 from langgraph.types import RetryPolicy as LangGraphRetryPolicy
 from pydantic import BaseModel
 
@@ -198,7 +207,7 @@ def graph_workflow(
         ctx.set_query_handler(STREAM_QUERY, progress.chunks)
         digest = codec.digest(gc.encode(state, where=f"{what} {name!r} input"))
         state = _with_message_ids(state, message_keys, lambda k, i: _input_id(digest, k, i))
-        return await progress.run(state, config, context)
+        return await progress.run(ctx, state, config, context)
 
     run.__annotations__ = {
         "ctx": Context,
@@ -230,31 +239,38 @@ class _Progress:
         self.updates: list[Any] = []
         self.values: list[Any] = []
 
-    async def run(self, state: Any, config: RunnableConfig, context: Any) -> Any:
-        durable = self.durable
-        interrupts: list[Any] = []
-        async for mode, chunk in durable.astream(
-            state,
-            config,
-            context=context,
-            stream_mode=["updates", "values"],
-            output_keys=durable.stream_channels_asis,
-        ):
-            if mode == "updates":
-                if isinstance(chunk, dict) and (found := chunk.get(INTERRUPT)) is not None:
-                    interrupts.extend(found)
+    async def run(self, ctx: Context, state: Any, config: RunnableConfig, context: Any) -> Any:
+        """Run the graph to its end. When a superstep ends interrupted (its nodes' steps
+        answered `interrupt`), wait for one resume signal per pending interrupt, in
+        LangGraph's order, and resume as LangGraph resumes: `Command(resume={id: answer})`
+        from the superstep's checkpoint, the interrupted nodes running again with their
+        answers and the finished ones not at all."""
+        durable = self.durable.copy({"checkpointer": _MemorySaver()})
+        config = {**config, CONF: {"thread_id": ctx.workflow_id}}
+        pending: Any = state
+        while True:
+            interrupts: list[Interrupt] = []
+            async for mode, chunk in durable.astream(
+                pending,
+                config,
+                context=context,
+                stream_mode=["updates", "values"],
+                output_keys=durable.stream_channels_asis,
+                durability="exit",  # one checkpoint, when the superstep ends interrupted
+            ):
+                if mode == "updates":
+                    if isinstance(chunk, dict) and (found := chunk.get(INTERRUPT)) is not None:
+                        interrupts.extend(found)
+                    else:
+                        self.updates.append(chunk)
                 else:
-                    self.updates.append(chunk)
-            else:
-                self.values.append(chunk)
-        latest = self._output()
-        if interrupts:  # what ainvoke returns when the loop itself was interrupted
-            return (
-                {**latest, INTERRUPT: interrupts}
-                if isinstance(latest, dict)
-                else {INTERRUPT: interrupts}
-            )
-        return latest
+                    self.values.append(chunk)
+            if not interrupts:
+                return self._output()
+            answers = {}
+            for asked in interrupts:  # a durable wait per interrupt, in LangGraph's order
+                answers[asked.id] = await ctx.wait_for_signal(RESUME_SIGNAL)
+            pending = Command(resume=answers)
 
     def _output(self) -> Any:
         """The run's result read from the last values, as `ainvoke` reads it."""
@@ -629,6 +645,29 @@ def _scratchpad(resume: list[Any]) -> PregelScratchpad:
     )
 
 
+class _Copied:
+    """A serializer that keeps a deep copy of the object: the workflow's checkpoints live
+    in its memory for the run's life only (rebuilt on replay from the journal), so nothing
+    is turned into bytes and LangGraph's own serializer (msgpack, with its type allow-list)
+    stays out of the workflow. A copy, not the object: LangGraph's loop goes on changing
+    its checkpoint after saving it. Only an interrupted superstep is saved
+    (`durability="exit"`), so the copies are few."""
+
+    def dumps_typed(self, obj: Any) -> tuple[str, Any]:
+        return ("copy", copy.deepcopy(obj))
+
+    def loads_typed(self, data: tuple[str, Any]) -> Any:
+        return copy.deepcopy(data[1])
+
+
+class _MemorySaver(InMemorySaver):
+    """LangGraph's in-memory checkpointer, holding copies (`_Copied`): what the workflow's
+    loop resumes an interrupted superstep from."""
+
+    def __init__(self) -> None:
+        super().__init__(serde=_Copied())  # type: ignore[arg-type]
+
+
 def _drop_writes(writes: Any) -> None:
     """interrupt() records the resume values as a write; the workflow keeps them itself."""
 
@@ -648,11 +687,17 @@ def _journaled(step: ActivityDefinition[..., Any], gc: GraphCodec, node_name: st
             "input": gc.encode(value, where=f"{gc.where}, input of node {node_name!r}"),
             "context": gc.encode(getattr(runtime, "context", None), where=f"{gc.where}, context"),
         }
+        scratchpad = conf.get(CONFIG_KEY_SCRATCHPAD)
+        resume = list(scratchpad.resume) if scratchpad is not None else []
+        if resume:  # run again after an interrupt: with the answers so far, in order
+            payload["resume"] = gc.encode(resume, where=f"{gc.where}, answers to {node_name!r}")
         out = await ctx.run(step, payload)
-        resume: list[Any] = []
-        while "interrupt" in out:  # interrupt(): a durable wait for the resume value
-            resume.append(await ctx.wait_for_signal(RESUME_SIGNAL))
-            out = await ctx.run(step, {**payload, "resume": gc.encode(resume)})
+        if "interrupt" in out:  # interrupt() in the node: the superstep ends interrupted
+            if resume:  # kept with the interrupt, as LangGraph's interrupt() keeps them
+                conf[CONFIG_KEY_SEND]([(RESUME, resume)])
+            asked = gc.decode(out["interrupt"], where=f"{gc.where}, interrupt of {node_name!r}")
+            ns = conf.get(CONFIG_KEY_CHECKPOINT_NS, "")
+            raise GraphInterrupt((Interrupt(value=asked, id=_interrupt_id(ns, len(resume))),))
         return gc.decode(out["value"], where=f"{gc.where}, output of node {node_name!r}")
 
     return RunnableCallable(None, call, name=node_name, trace=False)

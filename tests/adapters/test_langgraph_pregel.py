@@ -428,6 +428,29 @@ def _review_in_a_subgraph() -> StateGraph[Any]:
 SUB_REVIEW = from_state_graph(_review_in_a_subgraph(), name="lg_sub_review")
 
 
+def _asks(label: str, times: int) -> Any:
+    def run(state: Review) -> Review:
+        answers = [interrupt({"ask": f"{label}{i}"}) for i in range(times)]
+        return {"log": [f"{label}:" + ",".join(answers)]}
+
+    return run
+
+
+def _parallel_reviews() -> StateGraph[Any]:
+    """Two nodes of one superstep both call interrupt() (one of them twice), then a join."""
+    g = StateGraph(Review)
+    g.add_node("legal", _asks("legal", 1))
+    g.add_node("brand", _asks("brand", 2))
+    g.add_node("publish", lambda s: {"log": ["publish"]})
+    g.add_edge(START, "legal")
+    g.add_edge(START, "brand")
+    g.add_edge(["legal", "brand"], "publish")
+    return g
+
+
+PARALLEL_REVIEWS = from_state_graph(_parallel_reviews(), name="lg_parallel_reviews")
+
+
 # -- the functional API: @entrypoint orchestrates, each @task is a journaled step ----------
 TASK_CALLS: list[str] = []
 
@@ -555,6 +578,7 @@ SCHEMAS = from_state_graph(_schemas(), name="lg_schemas")
 
 ALL = [
     SUB_REVIEW,
+    PARALLEL_REVIEWS,
     SCHEMAS,
     SEQUENCE,
     FAN,
@@ -779,6 +803,46 @@ async def test_an_interrupt_inside_a_subgraph_parks_the_run(client: bridge.Clien
         ours = await handle.result(timeout=60)
     assert ours == theirs
     assert asked["__interrupt__"][0].value == {"question": "publish 'post'?"}
+
+
+async def test_parallel_interrupts_are_answered_in_langgraphs_order(
+    client: bridge.Client, settings: dict[str, Any], tmp_path: Path
+) -> None:
+    """Two nodes of one superstep interrupt: each resume answers the next pending interrupt
+    in LangGraph's order (its `__interrupt__` list), and the run ends as LangGraph's does
+    when resumed by interrupt id with the same answers."""
+    graph = _parallel_reviews().compile(checkpointer=InMemorySaver())
+    thread: RunnableConfig = {"configurable": {"thread_id": "t"}}
+    out = await graph.ainvoke({"text": "post"}, thread)
+    asked: list[Any] = []
+    while "__interrupt__" in out:
+        pending = out["__interrupt__"]
+        asked += [i.value for i in pending]
+        answers = {i.id: f"ok-{i.value['ask']}" for i in pending}
+        out = await graph.ainvoke(Command(resume=answers), thread)
+    theirs = out
+    rid = f"parallel-reviews-{uuid.uuid4()}"
+    async with client.worker(ALL):
+        handle = await client.start(PARALLEL_REVIEWS, {"text": "post"}, id=rid)
+        for value in asked:
+            await handle.signal(RESUME_SIGNAL, f"ok-{value['ask']}")
+        ours = await handle.result(timeout=60)
+    assert ours == theirs
+    assert ours["log"] == ["brand:ok-brand0,ok-brand1", "legal:ok-legal0", "publish"]
+    # each interrupted node ran again once per answer; the finished one did not run again
+    steps = bridge.history.step_sequence(await client.history(rid))
+    assert sorted(s for s in steps if s.startswith("lg_")) == [
+        "lg_parallel_reviews.brand",
+        "lg_parallel_reviews.brand",
+        "lg_parallel_reviews.brand",
+        "lg_parallel_reviews.legal",
+        "lg_parallel_reviews.legal",
+        "lg_parallel_reviews.publish",
+    ]
+    # replaying the finished run's history gives the same calls (no non-determinism)
+    path = tmp_path / "parallel-reviews.json"
+    await replay.record(client, rid, path)
+    await replay.assert_replays(path, PARALLEL_REVIEWS, settings=settings)
 
 
 async def test_a_worker_killed_while_parked_on_interrupt_loses_nothing(
