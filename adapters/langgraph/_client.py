@@ -92,7 +92,8 @@ async def resume(client: Client, id: str, value: Any) -> None:
     The node that called `interrupt()` runs again from its start and `interrupt()` returns
     `value` there. When several interrupts are pending (parallel nodes of one superstep,
     where LangGraph wants `Command(resume={interrupt_id: value, ...})`), each resume answers
-    the next one in LangGraph's order (the order of its `__interrupt__` list), and the
+    the next one in the order of their tasks (LangGraph's `get_state(config).tasks`; its
+    `__interrupt__` list is in the order the nodes finished), and the
     nodes run again once all are answered, as LangGraph resumes them together.
     It is the signal `RESUME_SIGNAL` (`bridge signal ID langgraph.resume
     VALUE` from a shell does the same), kept by the engine until the run waits for it, so

@@ -21,12 +21,21 @@ started (LangGraph replays an entrypoint's tasks the same way). Every task calle
 the first unfinished `.result()` has been started by then, so futures started together
 run in parallel; and steps are started in call order only, so the journal's order is the
 same on replay whatever finished first.
+
+`interrupt()` in a task ends its step with the value journaled; in the workflow the task's
+result raises LangGraph's `GraphInterrupt`, which stops the function. Once every task
+started has ended, the run waits for one `RESUME_SIGNAL` per interrupted task, in call
+order, starts those tasks again with their answers (which `interrupt()` returns) and runs
+the function again, its finished tasks answered from their steps: LangGraph's resume of an
+entrypoint. An `interrupt()` in the function itself is LangGraph's loop's to park
+(`_graph._Progress`); the task calls are kept for the run, so none runs again after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import itertools
 import typing
@@ -38,14 +47,26 @@ from langchain_core.runnables.config import set_config_context
 from langgraph._internal._constants import CONF, CONFIG_KEY_CALL
 from langgraph._internal._runnable import RunnableCallable
 from langgraph.constants import START
+from langgraph.errors import GraphInterrupt
 from langgraph.func import _TaskFunction
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.pregel import Pregel
+from langgraph.pregel._algo import _interrupt_id
 from langgraph.pregel._call import SyncAsyncFuture
+from langgraph.runtime import Runtime
+from langgraph.types import Interrupt
 from langgraph.types import RetryPolicy as LangGraphRetryPolicy
 
 from adapters.langgraph._codec import GraphCodec, schema_types
-from adapters.langgraph._graph import after_failure, bridge_retry, caller_module, graph_workflow
+from adapters.langgraph._graph import (
+    RESUME_SIGNAL,
+    RUN_MEMO,
+    after_failure,
+    bridge_retry,
+    caller_module,
+    graph_workflow,
+    step_config,
+)
 from bridge.activity import ActivityDefinition, activity
 from bridge.errors import ConfigError, NonDeterminismError, OutsideWorkflowError
 from bridge.workflow import Context, WorkflowDefinition, current_context
@@ -97,8 +118,8 @@ def from_entrypoint(
         where=where,
     )
     steps = {f: _task_activity(name, t, gc) for f, t in found.items()}
-    make = _sync_entry if sync_func is not None else _entry
-    durable_node = node.copy({"bound": make(bound, steps, gc, where)})
+    entry = _entry(bound, steps, gc, where, inline=sync_func is not None)
+    durable_node = node.copy({"bound": entry})
     durable = entrypoint.copy(
         {"nodes": {**entrypoint.nodes, node_name: durable_node}, "checkpointer": None}
     )
@@ -147,40 +168,24 @@ def _task_activity(
     async def step(payload: dict[str, Any]) -> dict[str, Any]:
         args = gc.decode(payload["args"], where=f"{where} arguments")
         kwargs = gc.decode(payload["kwargs"], where=f"{where} arguments")
-        try:
-            if is_async:
-                out = await fn(*args, **kwargs)
-            else:
-                out = await asyncio.to_thread(fn, *args, **kwargs)
+        resume = gc.decode(payload.get("resume", []), where=f"{where} resume values")
+        config = step_config(Runtime(), resume, task_name)
+        try:  # in a config's context, as LangGraph runs a task: interrupt() reads it
+            with set_config_context(config) as context:
+                if is_async:
+                    out = await asyncio.create_task(fn(*args, **kwargs), context=context)
+                else:
+                    out = await asyncio.to_thread(context.run, fn, *args, **kwargs)
+        except GraphInterrupt as exc:
+            interrupts = exc.args[0] if exc.args else ()
+            asked = interrupts[0].value if interrupts else None
+            return {"interrupt": gc.encode(asked, where=f"{where} interrupt value")}
         except Exception as exc:
             raise after_failure(exc, policies) from exc
         return {"value": gc.encode(out, where=f"{where} result")}
 
     step.__doc__ = f"Task {task_name!r} of LangGraph entrypoint {name!r}, as a journaled step."
     return activity(name=f"{name}.{task_name}", retry=bridge_retry(policies))(step)
-
-
-def _entry(
-    bound: RunnableCallable,
-    steps: dict[Callable[..., Any], ActivityDefinition[..., Any]],
-    gc: GraphCodec,
-    where: str,
-) -> RunnableCallable:
-    """The workflow's entrypoint node: the user's function, its task calls journaled."""
-
-    async def run(value: Any, config: RunnableConfig) -> Any:
-        ctx = current_context()
-        if ctx is None:
-            raise OutsideWorkflowError(f"{where} ran outside workflow code")
-
-        def call(func: Callable[..., Any], args_kwargs: Any, **_: Any) -> Awaitable[Any]:
-            return _launch(ctx, _step_of(steps, func, where), args_kwargs, gc)
-
-        patched: RunnableConfig = {**config, CONF: {**config.get(CONF, {}), CONFIG_KEY_CALL: call}}
-        with set_config_context(patched) as context:
-            return await asyncio.create_task(bound.ainvoke(value, patched), context=context)
-
-    return RunnableCallable(None, run, name=bound.name, trace=False)
 
 
 def _step_of(
@@ -197,20 +202,30 @@ def _step_of(
     return step
 
 
+@dataclasses.dataclass
+class _Started:
+    """A task call the entrypoint made: its step, arguments, answers to its interrupts so
+    far, and the journaled step started for it (started again, with the answers, after an
+    interrupt)."""
+
+    step: ActivityDefinition[..., Any]
+    payload: dict[str, Any]
+    future: asyncio.Future[Any]
+    resume: list[Any] = dataclasses.field(default_factory=list)
+
+
 def _launch(
-    ctx: Context, step: ActivityDefinition[..., Any], args_kwargs: Any, gc: GraphCodec
+    ctx: Context, step: ActivityDefinition[..., Any], payload: dict[str, Any], gc: GraphCodec
 ) -> asyncio.Future[Any]:
     """Start a task's journaled step now (its index is taken at this call, in call order)."""
-    args, kwargs = args_kwargs
-    payload = {"args": gc.encode(list(args)), "kwargs": gc.encode(dict(kwargs))}
-    return asyncio.ensure_future(_decoded(ctx.run(step, payload), gc))
+    return asyncio.ensure_future(_decoded(ctx.run(step, payload), gc, step.name))
 
 
 class _Pending(BaseException):
     """A sync entrypoint asked for a task result the journal does not have yet.
 
     A BaseException, so that the user's `except Exception` does not swallow it: it must
-    reach `_sync_entry`, which awaits `waiting` and runs the function again.
+    reach `_entry`, which awaits `waiting` and runs the function again.
     """
 
     def __init__(self, waiting: asyncio.Future[Any]) -> None:
@@ -243,68 +258,108 @@ class _JournaledFuture(SyncAsyncFuture[Any]):
         return self._step.exception()
 
 
-def _sync_entry(
+def _entry(
     bound: RunnableCallable,
     steps: dict[Callable[..., Any], ActivityDefinition[..., Any]],
     gc: GraphCodec,
     where: str,
+    *,
+    inline: bool,
 ) -> RunnableCallable:
-    """The workflow's node for a synchronous entrypoint: the user's function run inline,
-    again from its start each time it stops on an unfinished task (see the module doc)."""
+    """The workflow's entrypoint node: the user's function with its task calls journaled,
+    run again from its start (its earlier task calls answered by call index) each time it
+    stops on an unfinished task (`inline`: a sync function, see the module doc) or on a
+    task's `interrupt()`. An interrupt waits until every task started has ended, then takes
+    one resume signal per interrupted task, in call order, and starts those tasks again
+    with their answers, as LangGraph resumes an entrypoint (finished tasks do not run
+    again). The task calls are kept for the run (`RUN_MEMO`), so an `interrupt()` in the
+    function itself, which LangGraph's loop parks and resumes, does not start them again.
+    """
 
     async def run(value: Any, config: RunnableConfig) -> Any:
         ctx = current_context()
         if ctx is None:
             raise OutsideWorkflowError(f"{where} ran outside workflow code")
-        # The steps started so far, by call index: they outlive each run of the function.
-        started: list[tuple[ActivityDefinition[..., Any], asyncio.Future[Any]]] = []
+        memo = config.get(CONF, {}).get(RUN_MEMO)
+        started: list[_Started] = [] if memo is None else memo.setdefault(where, [])
         while True:
-            call = _replaying_call(ctx, started, steps, gc, where)
+            call = _replaying_call(ctx, started, steps, gc, where, inline=inline)
             patched: RunnableConfig = {
                 **config,
                 CONF: {**config.get(CONF, {}), CONFIG_KEY_CALL: call},
             }
             try:
                 with set_config_context(patched) as context:
-                    out = context.run(bound.invoke, value, patched)
+                    if inline:
+                        out = context.run(bound.invoke, value, patched)
+                    else:
+                        out = await asyncio.create_task(
+                            bound.ainvoke(value, patched), context=context
+                        )
             except _Pending as pending:
                 await _settled(pending.waiting)
                 continue
-            for _, future in started:  # tasks never asked for: their steps still end
-                await _settled(future)
+            except GraphInterrupt:
+                for s in started:
+                    await _settled(s.future)
+                asked = [s for s in started if _interrupted(s.future)]
+                if not asked:  # interrupt() in the function itself: LangGraph's loop parks
+                    raise
+                for s in asked:  # a durable wait per interrupted task, in call order
+                    s.resume.append(await ctx.wait_for_signal(RESUME_SIGNAL))
+                for s in asked:
+                    payload = {**s.payload, "resume": gc.encode(s.resume, where=where)}
+                    s.future = _launch(ctx, s.step, payload, gc)
+                continue
+            for s in started:  # tasks never asked for: their steps still end
+                await _settled(s.future)
             return out
 
     return RunnableCallable(None, run, name=bound.name, trace=False)
 
 
+def _interrupted(future: asyncio.Future[Any]) -> bool:
+    return future.done() and isinstance(future.exception(), GraphInterrupt)
+
+
 def _replaying_call(
     ctx: Context,
-    started: list[tuple[ActivityDefinition[..., Any], asyncio.Future[Any]]],
+    started: list[_Started],
     steps: dict[Callable[..., Any], ActivityDefinition[..., Any]],
     gc: GraphCodec,
     where: str,
+    *,
+    inline: bool,
 ) -> Callable[..., Any]:
-    """The `CONFIG_KEY_CALL` of one run of a sync entrypoint: task call `i` is answered by
-    the step started for call `i` in an earlier run, or starts that step now."""
+    """The `CONFIG_KEY_CALL` of one run of the entrypoint: task call `i` is answered by the
+    step started for call `i` in an earlier run, or starts that step now."""
     index = itertools.count()
 
     def call(func: Callable[..., Any], args_kwargs: Any, **_: Any) -> Any:
         i = next(index)
         step = _step_of(steps, func, where)
         if i < len(started):
-            known, future = started[i]
-            if known is not step:
+            known = started[i]
+            if known.step is not step:
                 raise NonDeterminismError(
-                    f"{where}: task call {i} is {step.name!r} now but was {known.name!r} "
-                    f"when the function ran before; a sync entrypoint must call its tasks "
-                    f"in the same order each time it runs"
+                    f"{where}: task call {i} is {step.name!r} now but was "
+                    f"{known.step.name!r} when the function ran before; an entrypoint must "
+                    f"call its tasks in the same order each time it runs"
                 )
         else:
-            future = _launch(ctx, step, args_kwargs, gc)
-            started.append((step, future))
-        return _JournaledFuture(future)
+            args, kwargs = args_kwargs
+            payload = {"args": gc.encode(list(args)), "kwargs": gc.encode(dict(kwargs))}
+            known = _Started(step, payload, _launch(ctx, step, payload, gc))
+            started.append(known)
+        return _JournaledFuture(known.future) if inline else _shared(known.future)
 
     return call
+
+
+def _shared(future: asyncio.Future[Any]) -> asyncio.Future[Any]:
+    """What an async entrypoint awaits for a task: the step's outcome, in a future of its
+    own, so that the function's cancellation (another task's interrupt) leaves the step be."""
+    return asyncio.ensure_future(asyncio.shield(future))
 
 
 async def _settled(future: asyncio.Future[Any]) -> None:
@@ -313,5 +368,10 @@ async def _settled(future: asyncio.Future[Any]) -> None:
         await future
 
 
-async def _decoded(pending: Awaitable[dict[str, Any]], gc: GraphCodec) -> Any:
-    return gc.decode((await pending)["value"])
+async def _decoded(pending: Awaitable[dict[str, Any]], gc: GraphCodec, name: str) -> Any:
+    """A task step's value; LangGraph's `GraphInterrupt` when the task called interrupt()."""
+    out = await pending
+    if "interrupt" in out:
+        asked = gc.decode(out["interrupt"], where=f"interrupt of task {name!r}")
+        raise GraphInterrupt((Interrupt(value=asked, id=_interrupt_id(name, 0)),))
+    return gc.decode(out["value"])

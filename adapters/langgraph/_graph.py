@@ -18,20 +18,21 @@ node runs is not a node error: that attempt is run again.
 
 A node's `interrupt(value)` ends its step with the value journaled as the step's result,
 and the workflow's copy of the node raises LangGraph's `GraphInterrupt` for it, so the
-superstep ends interrupted as in LangGraph (its other nodes finish; their writes are kept).
-The workflow then waits durably for one signal `RESUME_SIGNAL` per pending interrupt, in
-LangGraph's order, and resumes the loop with `Command(resume={interrupt id: answer})` from
-the superstep's in-memory checkpoint (`_MemorySaver`, saved only when a superstep ends
-interrupted): the interrupted nodes' steps run again with their answers so far, which
-`interrupt()` returns, and the finished nodes do not run again. Every wait and step is
-taken in LangGraph's order, so parallel interrupts replay alike on every engine.
+superstep ends interrupted as in LangGraph (its other nodes finish; their writes are
+kept). The workflow then waits durably for one signal `RESUME_SIGNAL` per pending
+interrupt, in the order of their tasks (`get_state(config).tasks`), and resumes the loop
+with `Command(resume={interrupt id: answer})` from the superstep's in-memory checkpoint
+(`_MemorySaver`, saved only when a superstep ends interrupted): the interrupted nodes'
+steps run again with their answers so far, which `interrupt()` returns, and the finished
+nodes do not run again. Every wait and step is taken in a fixed order, so parallel
+interrupts replay alike on every engine.
 
-A compiled subgraph used as a node runs in its step with
-a checkpointer of its own (`_run_subgraph`), so an interrupt in one of its nodes parks the
-run the same way and the answers are fed back to it with `Command(resume=...)`; its nodes
-before the interrupt run again in the step (LangGraph would resume the subgraph from its own
-checkpoint). Message ids that `add_messages` would draw at random in
-the workflow are fixed first (in the node's step, or from the input), so replays match.
+A compiled subgraph used as a node runs in its step with a checkpointer of its own
+(`_run_subgraph`), so an interrupt in one of its nodes parks the run the same way and the
+answers are fed back to it with `Command(resume=...)`; its nodes before the interrupt run
+again in the step (LangGraph would resume the subgraph from its own checkpoint). Message
+ids that `add_messages` would draw at random in the workflow are fixed first (in the
+node's step, or from the input), so replays match.
 
 Values cross each step as exact JSON (`_codec.py`): LangChain messages with LangChain's own
 serialization, everything else by the types the graph's schemas name. Nothing is pickled.
@@ -75,7 +76,7 @@ from langgraph._internal._runnable import RunnableCallable
 from langgraph._internal._scratchpad import PregelScratchpad
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.constants import START
-from langgraph.errors import GraphInterrupt
+from langgraph.errors import GraphInterrupt, ParentCommand
 from langgraph.graph import StateGraph
 from langgraph.graph._branch import BranchSpec
 from langgraph.graph.message import add_messages
@@ -121,6 +122,10 @@ STATE_QUERY = "langgraph.state"
 #: The query answering LangGraph's stream chunks of a run so far: args (mode, start), mode
 #: "updates" or "values"; the encoded chunks from index `start` on.
 STREAM_QUERY = "langgraph.stream"
+
+#: The workflow-side config key of a per-run dict, where a node keeps what must outlive
+#: LangGraph's re-running it after an interrupt (the functional API's task calls).
+RUN_MEMO = "__bridge_run_memo"
 
 #: Each graph workflow's codec, by workflow name: the client decodes query answers with it.
 _CODECS: dict[str, GraphCodec] = {}
@@ -246,7 +251,7 @@ class _Progress:
         from the superstep's checkpoint, the interrupted nodes running again with their
         answers and the finished ones not at all."""
         durable = self.durable.copy({"checkpointer": _MemorySaver()})
-        config = {**config, CONF: {"thread_id": ctx.workflow_id}}
+        config = {**config, CONF: {"thread_id": ctx.workflow_id, RUN_MEMO: {}}}
         pending: Any = state
         while True:
             interrupts: list[Interrupt] = []
@@ -268,7 +273,7 @@ class _Progress:
             if not interrupts:
                 return self._output()
             answers = {}
-            for asked in interrupts:  # a durable wait per interrupt, in LangGraph's order
+            for asked in await _in_task_order(durable, config):  # a durable wait for each
                 answers[asked.id] = await ctx.wait_for_signal(RESUME_SIGNAL)
             pending = Command(resume=answers)
 
@@ -299,6 +304,14 @@ class _Progress:
             raise ValueError(f"stream mode {mode!r}: use 'updates' or 'values'")
         kept = self.updates if mode == "updates" else self.values
         return [self.gc.encode(c, where=f"{self.gc.where} {mode}") for c in kept[start:]]
+
+
+async def _in_task_order(durable: Pregel, config: RunnableConfig) -> list[Interrupt]:
+    """The pending interrupts in the order of their tasks in the superstep (LangGraph's
+    `get_state(config).tasks`): the `__interrupt__` chunk lists them as the nodes finished,
+    which is not the same on every run, nor on every engine."""
+    snapshot = await durable.aget_state(config)
+    return [asked for task in snapshot.tasks for asked in task.interrupts]
 
 
 def caller_module() -> str:
@@ -488,19 +501,7 @@ def _node_activity(
         value = gc.decode(payload["input"], where=f"{where} input")
         runtime = Runtime(context=gc.decode(payload["context"], where=f"{where} context"))
         resume = gc.decode(payload.get("resume", []), where=f"{where} resume values")
-        config: RunnableConfig = {
-            "configurable": {
-                # the run is the thread: nodes reading config["configurable"]["thread_id"]
-                # see the workflow id (kept out of the step's arguments: input only)
-                "thread_id": activity_info().workflow_id,
-                CONFIG_KEY_RUNTIME: runtime,
-                # what interrupt() reads: the resume values received so far, in order
-                CONFIG_KEY_SCRATCHPAD: _scratchpad(resume),
-                CONFIG_KEY_SEND: _drop_writes,
-                CONFIG_KEY_CHECKPOINT_NS: "",
-            },
-            "metadata": {"langgraph_node": node_name},
-        }
+        config = step_config(runtime, resume, node_name)
         try:  # as LangGraph calls a node: in its config's context (a sync node in a thread)
             if isinstance(bound, Pregel):
                 out = await _run_subgraph(bound, value, runtime, resume)
@@ -510,6 +511,9 @@ def _node_activity(
             else:
                 with set_config_context(config) as context:
                     out = await asyncio.create_task(bound.ainvoke(value, config), context=context)
+        except ParentCommand as exc:  # Command(graph=PARENT) from a node of the subgraph
+            # is this node's own output in LangGraph (its runner applies it to the parent)
+            out = dataclasses.replace(exc.args[0], graph=None)
         except GraphInterrupt as exc:
             interrupts = exc.args[0] if exc.args else ()
             asked = interrupts[0].value if interrupts else None
@@ -628,6 +632,23 @@ def _called_inline(func: Any) -> Any:
         return func(*args, **kwargs)
 
     return call
+
+
+def step_config(runtime: Runtime[Any], resume: list[Any], node_name: str) -> RunnableConfig:
+    """The config a node or task runs with in its step, as LangGraph's runner gives it."""
+    return {
+        "configurable": {
+            # the run is the thread: nodes reading config["configurable"]["thread_id"]
+            # see the workflow id (kept out of the step's arguments: input only)
+            "thread_id": activity_info().workflow_id,
+            CONFIG_KEY_RUNTIME: runtime,
+            # what interrupt() reads: the resume values received so far, in order
+            CONFIG_KEY_SCRATCHPAD: _scratchpad(resume),
+            CONFIG_KEY_SEND: _drop_writes,
+            CONFIG_KEY_CHECKPOINT_NS: "",
+        },
+        "metadata": {"langgraph_node": node_name},
+    }
 
 
 def _scratchpad(resume: list[Any]) -> PregelScratchpad:

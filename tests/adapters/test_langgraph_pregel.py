@@ -320,6 +320,25 @@ def _subgraph() -> StateGraph[Any]:
 SUBGRAPH = from_state_graph(_subgraph(), name="lg_subgraph")
 
 
+def _handoff() -> StateGraph[Any]:
+    """A node of a compiled subgraph hands off to a node of the parent graph with
+    `Command(graph=Command.PARENT)`, as LangGraph's multi-agent handoffs do."""
+    inner = StateGraph(Inner)
+    inner.add_node(
+        "triage",
+        lambda s: Command(update={"notes": ["triaged"]}, goto="expert", graph=Command.PARENT),
+    )
+    inner.add_edge(START, "triage")
+    g = StateGraph(Outer)
+    g.add_node("desk", inner.compile())
+    g.add_node("expert", lambda s: {"notes": [f"expert after {s['notes']}"]})
+    g.add_edge(START, "desk")
+    return g
+
+
+HANDOFF = from_state_graph(_handoff(), name="lg_handoff")
+
+
 # -- messages, a chat model and a ToolNode --------------------------------------------------
 @tool
 def forecast(city: str) -> str:
@@ -511,6 +530,39 @@ def squarer(xs: list[int]) -> dict[str, Any]:
 SQUARER = from_entrypoint(squarer, name="lg_squarer")
 
 
+# -- interrupt() in functional-API tasks and in the entrypoint itself -----------------------
+@task
+def sign_off(part: str) -> str:
+    TASK_CALLS.append(f"sign_off {part}")
+    return f"{part}:{interrupt({'sign': part})}"
+
+
+@task
+async def prepare(text: str) -> str:
+    TASK_CALLS.append("prepare")
+    return text.upper()
+
+
+@entrypoint(checkpointer=InMemorySaver())
+async def signed(text: str) -> dict[str, Any]:
+    ready = await prepare(text)
+    # two tasks started together, both asking; then the function itself asks
+    parts = await asyncio.gather(sign_off(f"{ready}-legal"), sign_off(f"{ready}-brand"))
+    final = interrupt({"publish": parts})
+    return {"parts": parts, "final": final}
+
+
+SIGNED = from_entrypoint(signed, name="lg_signed")
+
+
+@entrypoint(checkpointer=InMemorySaver())
+def signed_sync(text: str) -> list[str]:
+    return [sign_off(text).result(), sign_off(f"{text}2").result()]
+
+
+SIGNED_SYNC = from_entrypoint(signed_sync, name="lg_signed_sync")
+
+
 # -- orchestrator-worker: pydantic objects inside a typing_extensions TypedDict state -------
 class Section(BaseModel):
     name: str
@@ -577,6 +629,7 @@ def _schemas() -> StateGraph[Any]:
 SCHEMAS = from_state_graph(_schemas(), name="lg_schemas")
 
 ALL = [
+    HANDOFF,
     SUB_REVIEW,
     PARALLEL_REVIEWS,
     SCHEMAS,
@@ -594,6 +647,8 @@ ALL = [
     REVIEW,
     DOUBLER,
     SQUARER,
+    SIGNED,
+    SIGNED_SYNC,
 ]
 
 
@@ -715,6 +770,11 @@ async def test_a_compiled_subgraph_as_a_node(client: bridge.Client) -> None:
     assert ours["notes"] == ["before", "before", "inner:TEA", "after 3"]
 
 
+async def test_a_subgraph_node_hands_off_to_the_parent_graph(client: bridge.Client) -> None:
+    theirs, ours = await _both(client, HANDOFF, _handoff(), {"topic": "t"}, id="handoff")
+    assert ours == theirs == {"topic": "t", "notes": ["triaged", "expert after ['triaged']"]}
+
+
 async def test_messages_a_chat_model_and_a_tool_node(client: bridge.Client) -> None:
     start = {"messages": [{"role": "user", "content": "Oslo"}]}
     theirs, ours = await _both(client, CHAT, _chat(), start, id="chat")
@@ -809,14 +869,14 @@ async def test_parallel_interrupts_are_answered_in_langgraphs_order(
     client: bridge.Client, settings: dict[str, Any], tmp_path: Path
 ) -> None:
     """Two nodes of one superstep interrupt: each resume answers the next pending interrupt
-    in LangGraph's order (its `__interrupt__` list), and the run ends as LangGraph's does
-    when resumed by interrupt id with the same answers."""
+    in the order of their tasks (LangGraph's `get_state(config).tasks`), and the run ends
+    as LangGraph's does when resumed by interrupt id with the same answers."""
     graph = _parallel_reviews().compile(checkpointer=InMemorySaver())
     thread: RunnableConfig = {"configurable": {"thread_id": "t"}}
     out = await graph.ainvoke({"text": "post"}, thread)
     asked: list[Any] = []
     while "__interrupt__" in out:
-        pending = out["__interrupt__"]
+        pending = [i for t in (await graph.aget_state(thread)).tasks for i in t.interrupts]
         asked += [i.value for i in pending]
         answers = {i.id: f"ok-{i.value['ask']}" for i in pending}
         out = await graph.ainvoke(Command(resume=answers), thread)
@@ -843,6 +903,61 @@ async def test_parallel_interrupts_are_answered_in_langgraphs_order(
     path = tmp_path / "parallel-reviews.json"
     await replay.record(client, rid, path)
     await replay.assert_replays(path, PARALLEL_REVIEWS, settings=settings)
+
+
+async def _langgraph_with_answers(graph: Any, value: Any) -> tuple[Any, list[Any]]:
+    """LangGraph's result, every interrupt answered `ok-<n>` by id in its task order; and
+    the answers in the order given (what the bridge run is sent, one resume each)."""
+    thread: RunnableConfig = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    out = await graph.ainvoke(value, thread)
+    answers: list[Any] = []
+    while isinstance(out, dict) and "__interrupt__" in out:
+        given = {}
+        for i in [i for t in (await graph.aget_state(thread)).tasks for i in t.interrupts]:
+            answers.append(f"ok-{len(answers)}")
+            given[i.id] = answers[-1]
+        out = await graph.ainvoke(Command(resume=given), thread)
+    return out, answers
+
+
+@pytest.mark.parametrize(
+    ("wf", "graph", "value", "calls"),
+    [
+        (
+            SIGNED,
+            signed,
+            "post",
+            ["prepare"] + ["sign_off POST-brand"] * 2 + ["sign_off POST-legal"] * 2,
+        ),
+        (SIGNED_SYNC, signed_sync, "post", ["sign_off post"] * 2 + ["sign_off post2"] * 2),
+    ],
+    ids=["async", "sync"],
+)
+async def test_interrupts_in_functional_api_tasks_park_the_run(
+    client: bridge.Client,
+    settings: dict[str, Any],
+    tmp_path: Path,
+    wf: Any,
+    graph: Any,
+    value: Any,
+    calls: list[str],
+) -> None:
+    """interrupt() in a @task parks the run (parallel tasks answered in call order), and
+    one in the entrypoint itself too; a finished task does not run again on a resume."""
+    theirs, answers = await _langgraph_with_answers(graph, value)
+    TASK_CALLS.clear()
+    rid = f"{wf.name}-{uuid.uuid4()}"
+    async with client.worker(ALL):
+        handle = await client.start(wf, value, id=rid)
+        for answer in answers:
+            await handle.signal(RESUME_SIGNAL, answer)
+        ours = await handle.result(timeout=60)
+    assert ours == theirs
+    if settings["backend"] != "temporal":  # Temporal's activities run in its worker's threads
+        assert sorted(TASK_CALLS) == sorted(calls)
+    path = tmp_path / "run.json"
+    await replay.record(client, rid, path)
+    await replay.assert_replays(path, wf, settings=settings)
 
 
 async def test_a_worker_killed_while_parked_on_interrupt_loses_nothing(
