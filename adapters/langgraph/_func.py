@@ -61,6 +61,7 @@ from adapters.langgraph._codec import GraphCodec, schema_types
 from adapters.langgraph._graph import (
     RESUME_SIGNAL,
     RUN_MEMO,
+    UPDATES,
     after_failure,
     bridge_retry,
     caller_module,
@@ -215,10 +216,14 @@ class _Started:
 
 
 def _launch(
-    ctx: Context, step: ActivityDefinition[..., Any], payload: dict[str, Any], gc: GraphCodec
+    ctx: Context,
+    step: ActivityDefinition[..., Any],
+    payload: dict[str, Any],
+    gc: GraphCodec,
+    updates: list[Any],
 ) -> asyncio.Future[Any]:
     """Start a task's journaled step now (its index is taken at this call, in call order)."""
-    return asyncio.ensure_future(_decoded(ctx.run(step, payload), gc, step.name))
+    return asyncio.ensure_future(_decoded(ctx.run(step, payload), gc, step, updates))
 
 
 class _Pending(BaseException):
@@ -280,10 +285,12 @@ def _entry(
         ctx = current_context()
         if ctx is None:
             raise OutsideWorkflowError(f"{where} ran outside workflow code")
-        memo = config.get(CONF, {}).get(RUN_MEMO)
-        started: list[_Started] = [] if memo is None else memo.setdefault(where, [])
+        memo = config.get(CONF, {}).get(RUN_MEMO, {})
+        started: list[_Started] = memo.setdefault(where, [])
+        # LangGraph's "updates" stream: a `{task: result}` chunk per task that ends
+        updates: list[Any] = memo.get(UPDATES, [])
         while True:
-            call = _replaying_call(ctx, started, steps, gc, where, inline=inline)
+            call = _replaying_call(ctx, started, steps, gc, where, updates, inline=inline)
             patched: RunnableConfig = {
                 **config,
                 CONF: {**config.get(CONF, {}), CONFIG_KEY_CALL: call},
@@ -309,7 +316,7 @@ def _entry(
                     s.resume.append(await ctx.wait_for_signal(RESUME_SIGNAL))
                 for s in asked:
                     payload = {**s.payload, "resume": gc.encode(s.resume, where=where)}
-                    s.future = _launch(ctx, s.step, payload, gc)
+                    s.future = _launch(ctx, s.step, payload, gc, updates)
                 continue
             for s in started:  # tasks never asked for: their steps still end
                 await _settled(s.future)
@@ -328,6 +335,7 @@ def _replaying_call(
     steps: dict[Callable[..., Any], ActivityDefinition[..., Any]],
     gc: GraphCodec,
     where: str,
+    updates: list[Any],
     *,
     inline: bool,
 ) -> Callable[..., Any]:
@@ -349,7 +357,7 @@ def _replaying_call(
         else:
             args, kwargs = args_kwargs
             payload = {"args": gc.encode(list(args)), "kwargs": gc.encode(dict(kwargs))}
-            known = _Started(step, payload, _launch(ctx, step, payload, gc))
+            known = _Started(step, payload, _launch(ctx, step, payload, gc, updates))
             started.append(known)
         return _JournaledFuture(known.future) if inline else _shared(known.future)
 
@@ -368,10 +376,18 @@ async def _settled(future: asyncio.Future[Any]) -> None:
         await future
 
 
-async def _decoded(pending: Awaitable[dict[str, Any]], gc: GraphCodec, name: str) -> Any:
-    """A task step's value; LangGraph's `GraphInterrupt` when the task called interrupt()."""
+async def _decoded(
+    pending: Awaitable[dict[str, Any]],
+    gc: GraphCodec,
+    step: ActivityDefinition[..., Any],
+    updates: list[Any],
+) -> Any:
+    """A task step's value, also kept as LangGraph's `{task: result}` update chunk; raises
+    LangGraph's `GraphInterrupt` when the task called interrupt()."""
     out = await pending
     if "interrupt" in out:
-        asked = gc.decode(out["interrupt"], where=f"interrupt of task {name!r}")
-        raise GraphInterrupt((Interrupt(value=asked, id=_interrupt_id(name, 0)),))
-    return gc.decode(out["value"])
+        asked = gc.decode(out["interrupt"], where=f"interrupt of task {step.name!r}")
+        raise GraphInterrupt((Interrupt(value=asked, id=_interrupt_id(step.name, 0)),))
+    value = gc.decode(out["value"])
+    updates.append({step.name.rsplit(".", 1)[-1]: value})
+    return value

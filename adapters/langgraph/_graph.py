@@ -126,6 +126,9 @@ STREAM_QUERY = "langgraph.stream"
 #: The workflow-side config key of a per-run dict, where a node keeps what must outlive
 #: LangGraph's re-running it after an interrupt (the functional API's task calls).
 RUN_MEMO = "__bridge_run_memo"
+#: The key in `RUN_MEMO` of the run's list of LangGraph "updates" chunks, for the chunks a
+#: node adds itself (the functional API's tasks, which LangGraph's runner would stream).
+UPDATES = "updates"
 
 #: Each graph workflow's codec, by workflow name: the client decodes query answers with it.
 _CODECS: dict[str, GraphCodec] = {}
@@ -251,7 +254,8 @@ class _Progress:
         from the superstep's checkpoint, the interrupted nodes running again with their
         answers and the finished ones not at all."""
         durable = self.durable.copy({"checkpointer": _MemorySaver()})
-        config = {**config, CONF: {"thread_id": ctx.workflow_id, RUN_MEMO: {}}}
+        memo = {UPDATES: self.updates}
+        config = {**config, CONF: {"thread_id": ctx.workflow_id, RUN_MEMO: memo}}
         pending: Any = state
         while True:
             interrupts: list[Interrupt] = []
@@ -268,7 +272,7 @@ class _Progress:
                         interrupts.extend(found)
                     else:
                         self.updates.append(chunk)
-                else:
+                elif not (isinstance(chunk, dict) and INTERRUPT in chunk):  # (as "updates")
                     self.values.append(chunk)
             if not interrupts:
                 return self._output()

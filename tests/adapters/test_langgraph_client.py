@@ -12,12 +12,13 @@ import operator
 from typing import Annotated, Any, Literal
 
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.func import entrypoint, task
 from langgraph.graph import START, StateGraph
 from langgraph.types import Command, interrupt
 from typing_extensions import TypedDict
 
 import bridge
-from adapters.langgraph import from_state_graph, get_state, resume, stream
+from adapters.langgraph import from_entrypoint, from_state_graph, get_state, resume, stream
 from adapters.langgraph._graph import INTERRUPT
 
 
@@ -110,7 +111,21 @@ def _review() -> StateGraph[Any]:
 
 REVIEW = from_state_graph(_review(), name="lgc_review")
 
-ALL = [TALLY, FAN, REVIEW]
+
+@task
+async def _halve(x: int) -> float:
+    await asyncio.sleep(0.01 * x)
+    return x / 2
+
+
+@entrypoint()
+async def _halver(xs: list[int]) -> list[float]:
+    return list(await asyncio.gather(*[_halve(x) for x in xs]))
+
+
+HALVER = from_entrypoint(_halver, name="lgc_halver")
+
+ALL = [TALLY, FAN, REVIEW, HALVER]
 
 
 async def _theirs(builder: StateGraph[Any], start: Any, mode: str) -> tuple[list[Any], Any]:
@@ -197,3 +212,14 @@ async def test_a_parked_run_streamed_read_and_resumed(client: bridge.Client) -> 
         {"draft": {"text": "HI", "log": ["draft"]}},
         {"approve": theirs[-1]["approve"]},
     ]
+
+
+async def test_an_entrypoints_updates_have_a_chunk_per_task(client: bridge.Client) -> None:
+    """The functional API streams `{task: result}` as each task ends, then the entrypoint's
+    `{entrypoint: result}` (tasks in the order they finished, LangGraph's as ours)."""
+    theirs = [c async for c in _halver.astream([3, 1, 2], stream_mode="updates")]
+    async with client.worker(ALL):
+        await client.execute(HALVER, [3, 1, 2], id="lgc-halver-updates", timeout=60)
+        ours = [c async for c in stream(client, "lgc-halver-updates")]
+    assert sorted(map(repr, ours)) == sorted(map(repr, theirs))
+    assert ours[-1] == theirs[-1] == {"_halver": [1.5, 0.5, 1.0]}
