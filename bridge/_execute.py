@@ -9,7 +9,7 @@ must see every attempt on every engine plug in without this module naming them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 from bridge._liveness import Liveness, current_liveness
@@ -40,6 +40,7 @@ async def run_attempt(
     attempt: int,
     interceptors: Sequence[Interceptor],
     liveness: Liveness | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Any:
     """Call the activity once with decoded `data`, through `interceptors` (the chain of the
     worker that runs the attempt: `interceptors.load(settings)`); its result as
@@ -47,8 +48,11 @@ async def run_attempt(
     would silently skip features such as shadow mode, which must never run an effect.
 
     `liveness` carries the attempt's heartbeats: the engine passes one to hand the previous
-    attempt's details in and to read this attempt's out (it keeps them with the failure)."""
-    call = ActivityCall(defn, data, workflow_id, step, attempt)
+    attempt's details in and to read this attempt's out (it keeps them with the failure).
+
+    `headers` are the run's start headers (`StartCall.headers`), which the engine keeps
+    with the run: tracing reads the caller's trace context from them."""
+    call = ActivityCall(defn, data, workflow_id, step, attempt, headers or {})
     token = current_liveness().set(liveness if liveness is not None else Liveness())
     try:
         result = await call_activity(interceptors, call, _execute)

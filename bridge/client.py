@@ -293,19 +293,27 @@ class Client:
     async def _start_with_attributes(
         self, call: StartCall, execution_timeout: float | None, attributes: dict[str, Any]
     ) -> bool:
-        options: dict[str, Any] = {"search_attributes": attributes}
+        options: dict[str, Any] = {"search_attributes": attributes, **self._headers(call)}
         if execution_timeout is not None:
             options["execution_timeout"] = execution_timeout
         return await self.backend.start(call.workflow, call.args, id=call.id, **options)
 
     async def _start(self, call: StartCall, *, execution_timeout: float | None = None) -> bool:
-        """The end of the start's interceptor chain: the backend's start. The timeout is
-        passed only when asked for, so backends whose `start` predates it keep working."""
-        if execution_timeout is None:
-            return await self.backend.start(call.workflow, call.args, id=call.id)
-        return await self.backend.start(
-            call.workflow, call.args, id=call.id, execution_timeout=execution_timeout
-        )
+        """The end of the start's interceptor chain: the backend's start. The timeout and
+        the headers are passed only when there are some, so backends whose `start`
+        predates them keep working."""
+        options = self._headers(call)
+        if execution_timeout is not None:
+            options["execution_timeout"] = execution_timeout
+        return await self.backend.start(call.workflow, call.args, id=call.id, **options)
+
+    def _headers(self, call: StartCall) -> dict[str, Any]:
+        """`headers=` for the backend's start when the call has some and the backend keeps
+        them. A backend that does not is started without: headers carry context (a trace)
+        that must never stop a run from starting."""
+        if not call.headers or "headers" not in inspect.signature(self.backend.start).parameters:
+            return {}
+        return {"headers": dict(call.headers)}
 
     async def execute(
         self,

@@ -18,8 +18,8 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import os
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bridge.errors import ConfigError
@@ -58,15 +58,24 @@ class ActivityCall:
     workflow_id: str
     step: int
     attempt: int
+    #: What the run was started with in `StartCall.headers` (a child: its parent's), as
+    #: the engine keeps it; empty for a run started without any.
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class StartCall:
-    """A workflow start as the client asks it, after its arguments were encoded."""
+    """A workflow start as the client asks it, after its arguments were encoded.
+
+    `headers` are text the run keeps and hands to each of its attempts
+    (`ActivityCall.headers`) and to its children, the way Temporal carries a start's
+    headers: tracing puts the caller's W3C trace context there. An interceptor adds to them
+    by passing `dataclasses.replace(call, headers=...)` to `next`."""
 
     workflow: WorkflowDefinition[..., Any]
     args: dict[str, Any]
     id: str
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,10 @@ class RunEnded:
     status: Status
     result: Any
     error: dict[str, Any] | None
+    #: When the run (its current generation) was created, epoch seconds.
+    started_at: float | None = None
+    #: The headers the run was started with (`StartCall.headers`).
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class Interceptor:
@@ -101,6 +114,12 @@ class Interceptor:
     def run_ended(self, conn: Connection, ended: RunEnded) -> None:
         """Called in the same transaction that writes a run's final status on an embedded
         journal: what it writes commits if and only if the run ended."""
+
+    def run_ended_committed(self, ended: RunEnded) -> None:
+        """Called once that transaction has committed, outside it: for what must happen
+        once per run and only when its end is durable, but writes nothing to the journal
+        (tracing's run span). A transaction that fails calls nothing, and a run ends only
+        once, so this is never repeated for a run."""
 
     def payload_codec(self) -> Any:
         """The codec every stored payload goes through (payload encryption returns its

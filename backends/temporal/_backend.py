@@ -50,8 +50,9 @@ from backends.temporal._devserver import DevServer
 from backends.temporal._history import build_history, non_determinism
 from backends.temporal._permits import PERMITS_WORKFLOW, RATE_WORKFLOW
 from backends.temporal._schedules import TemporalSchedules
-from backends.temporal._worker import TemporalWorker, sandbox_runner
+from backends.temporal._worker import TemporalWorker, sandbox_runner, tracing_interceptors
 from backends.temporal._workflow import BridgeWorkflow
+from bridge import interceptors
 from bridge.backend import Backend, ScheduleDescription, Status, WorkflowDescription
 from bridge.config import Settings
 from bridge.errors import (
@@ -150,6 +151,9 @@ class TemporalBackend(Backend):
         self._started: dict[str, tuple[str, datetime]] = {}
         #: Search-attribute keys known registered in the namespace, with their kinds.
         self._search_keys: dict[str, str] = {}
+        #: Temporal's OpenTelemetry interceptor when tracing is on (`tracing_interceptors`),
+        #: on the client and so on every worker made from it.
+        self._tracing: list[Any] = tracing_interceptors(interceptors.load(settings))
         self._last_check = 0.0
 
     # -- connection ---------------------------------------------------------------------
@@ -192,6 +196,7 @@ class TemporalBackend(Backend):
                     t.address,
                     namespace=t.namespace,
                     data_converter=data_converter(self.settings),
+                    interceptors=self._tracing,
                     tls=self._tls(),
                     connect_timeout=timedelta(seconds=t.connect_timeout),
                 ),
@@ -239,6 +244,7 @@ class TemporalBackend(Backend):
         id: str,
         execution_timeout: float | None = None,
         search_attributes: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> bool:
         """Start unless `id` exists. USE_EXISTING answers a running id with that run, and
         REJECT_DUPLICATE refuses to start a finished id again, so a finished run keeps its
@@ -251,7 +257,11 @@ class TemporalBackend(Backend):
         saves the server a task dispatch per run (measured in bench/RESULTS.md).
 
         `execution_timeout` is Temporal's own workflow execution timeout (it spans
-        continue-as-new); the server times the run out, and `_timeout_error` names it."""
+        continue-as-new); the server times the run out, and `_timeout_error` names it.
+
+        `headers` (the caller's W3C trace context, `StartCall.headers`) go in the start's
+        header where Temporal's tracing interceptor reads them in the workflow, so the run's
+        spans are in the caller's trace; without that interceptor they are not kept."""
         client = await self.client()
         t = self.settings.temporal
         request = temporalio.api.workflowservice.v1.StartWorkflowExecutionRequest(
@@ -280,6 +290,13 @@ class TemporalBackend(Backend):
             await self._register_search_attributes(search_attributes)
             temporalio.converter.encode_search_attributes(
                 typed_search_attributes(search_attributes), request.search_attributes
+            )
+        if headers and self._tracing:
+            tracing = self._tracing[0]
+            # As Temporal's client interceptor writes it: the carrier with the default
+            # payload converter, under its header key (headers are never encrypted).
+            request.header.fields[tracing.header_key].CopyFrom(
+                tracing.payload_converter.to_payloads([dict(headers)])[0]
             )
         request.input.payloads.extend(await client.data_converter.encode([args]))
         try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import sys
 import time
 from collections.abc import Sequence
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
     from backends.temporal._backend import TemporalBackend
 
-__all__ = ["TemporalWorker", "sandbox_runner"]
+__all__ = ["TemporalWorker", "sandbox_runner", "tracing_interceptors"]
 
 # temporalio's Rust core finishes a few callbacks after a worker has shut down; a process
 # that exits at once can crash in interpreter shutdown (temporalio/sdk-python#300). Measured
@@ -75,11 +76,75 @@ class _Passthrough(set[str]):
 
 def sandbox_runner() -> SandboxedWorkflowRunner:
     """Temporal's default sandbox, passing through what this process has imported except
-    the served workflow modules (see `_Passthrough`)."""
+    the served workflow modules (see `_Passthrough`), and OpenTelemetry, which Temporal's
+    tracing interceptor uses inside the sandbox (as its documentation asks: one context
+    for the workflow's spans and the process's)."""
     loaded = _Passthrough(name for name in list(sys.modules) if not name.startswith("__"))
     loaded |= SandboxRestrictions.default.passthrough_modules
+    loaded.add("opentelemetry")
     restrictions = dataclasses.replace(SandboxRestrictions.default, passthrough_modules=loaded)
     return SandboxedWorkflowRunner(restrictions=restrictions)
+
+
+#: The name of the function Temporal's tracing interceptor calls from the sandbox to make
+#: each workflow span (`temporalio.contrib.opentelemetry`).
+_COMPLETED_SPAN = "__temporal_opentelemetry_completed_span"
+
+
+def tracing_interceptors(chain: Sequence[interceptors.Interceptor]) -> list[Any]:
+    """Temporal's own OpenTelemetry interceptor for the client (and so for its workers)
+    when the chain traces (`bridge.tracing`), else nothing: it makes the run's spans
+    (`RunWorkflow`, `StartActivity`, `RunActivity`, child starts, signals) and carries the
+    trace context from the start's header into the workflow, its activities and children.
+    bridge's interceptor adds its attributes to Temporal's attempt span instead of a
+    second one (`TracingInterceptor.execute_activity`)."""
+    from bridge.tracing import TracingInterceptor
+
+    if not any(isinstance(i, TracingInterceptor) for i in chain):
+        return []
+    from opentelemetry.trace import ProxyTracerProvider, get_tracer_provider
+
+    if isinstance(get_tracer_provider(), ProxyTracerProvider):
+        # No provider configured when the client is made: every span would be dropped, and
+        # Temporal's interceptor would still cost each workflow and activity task a header
+        # and span objects (the throughput goal against raw temporalio, #3). Configure
+        # OpenTelemetry before connecting.
+        return []
+    return [_temporal_tracing_class()()]
+
+
+@functools.cache
+def _temporal_tracing_class() -> type[Any]:
+    """Temporal's `TracingInterceptor` whose workflow spans carry bridge's attributes too,
+    made on first use: OpenTelemetry is optional."""
+    from temporalio.contrib.opentelemetry import TracingInterceptor
+
+    class BridgeTracing(TracingInterceptor):
+        def workflow_interceptor_class(
+            self, input: temporalio.worker.WorkflowInterceptorClassInput
+        ) -> Any:
+            found = super().workflow_interceptor_class(input)
+            make = input.unsafe_extern_functions.get(_COMPLETED_SPAN)
+            if make is not None:
+                input.unsafe_extern_functions[_COMPLETED_SPAN] = functools.partial(
+                    _with_bridge_attributes, make
+                )
+            return found
+
+    return BridgeTracing
+
+
+def _with_bridge_attributes(make: Any, params: Any) -> Any:
+    """A workflow span of Temporal's interceptor with bridge's attributes added (workflow
+    id, workflow, backend), so spans read alike on every engine."""
+    attributes = dict(params.attributes or {})
+    workflow_id = attributes.get("temporalWorkflowID")
+    if workflow_id is not None:
+        attributes["bridge.workflow_id"] = workflow_id
+        attributes["bridge.backend"] = "temporal"
+    if params.name.startswith("RunWorkflow:"):
+        attributes["bridge.workflow"] = params.name.partition(":")[2]
+    return make(dataclasses.replace(params, attributes=attributes))
 
 
 #: What a bridge worker's Temporal identity ends with, so another bridge worker can tell

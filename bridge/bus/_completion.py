@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from bridge.backend import Status, WorkflowDescription
 from bridge.bus.envelope import Event
 from bridge.bus.transport import Transport
 from bridge.errors import WorkflowNotFoundError
+from bridge.tracing import TRACEPARENT, TRACESTATE
 
 if TYPE_CHECKING:
     from bridge.client import Client
@@ -54,9 +55,12 @@ def completion_event(
     result: Any = None,
     error: dict[str, Any] | None = None,
     time: datetime | None = None,
+    trace: Mapping[str, str] | None = None,
 ) -> Event:
     """The event for a run that ended with `status` (COMPLETED, or FAILED / CANCELLED,
-    both published as failed: a cancelled run did not produce its result)."""
+    both published as failed: a cancelled run did not produce its result). `trace` is the
+    run's W3C trace context (its start headers), carried as the event's `traceparent` and
+    `tracestate` so a consumer of the completion continues the run's trace."""
     if not status.is_terminal:
         raise ValueError(f"workflow {workflow_id!r} is {status.value}, not finished")
     ok = status is Status.COMPLETED
@@ -65,7 +69,10 @@ def completion_event(
         data["result"] = result
     else:
         data["error"] = error or (_CANCELLED if status is Status.CANCELLED else {})
-    extra = {"time": time} if time is not None else {}
+    extra: dict[str, Any] = {"time": time} if time is not None else {}
+    carried = {k: v for k, v in (trace or {}).items() if k in (TRACEPARENT, TRACESTATE)}
+    if carried:
+        extra["extensions"] = carried
     return Event(
         id=f"{workflow_id}/{'completed' if ok else 'failed'}",
         source=WORKFLOW_SOURCE,

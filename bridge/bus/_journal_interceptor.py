@@ -46,6 +46,7 @@ class OutboxPublisher(Interceptor):
                 status=ended.status,
                 result=ended.result,
                 error=ended.error,
+                trace=ended.headers,
             ),
         )
 

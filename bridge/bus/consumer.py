@@ -13,6 +13,10 @@ redelivery, which the inbox drops.
 
 A crash (process death, or any BaseException such as cancellation) rolls the whole batch
 back and acks nothing: the transport redelivers every claimed event after its lease.
+
+Each handler call runs in the trace its event carries (`traceparent`, see
+`bridge.bus.envelope.traced`) as a `HandleEvent:<type>` span, so a run a trigger starts or
+signals there continues the publisher's trace (`bridge.tracing`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from bridge.bus.envelope import Event
 from bridge.bus.inbox import Inbox
 from bridge.bus.transport import Delivery, LeaseLostError, Transport
 from bridge.errors import BridgeError
+from bridge.tracing import handling
 
 __all__ = ["Consumer", "ConsumerStats", "Handler"]
 
@@ -117,7 +122,17 @@ class Consumer:
                     with tx.savepoint():
                         new = tx.record(self.name, d.event)
                         if new:
-                            await self.handler(d.event, tx.connection)
+                            with handling(
+                                f"HandleEvent:{d.event.type}",
+                                d.event.trace_headers,
+                                {
+                                    "bridge.event_id": d.event.id,
+                                    "bridge.event_source": d.event.source,
+                                    "bridge.consumer": self.name,
+                                    "bridge.delivery_attempt": d.attempt,
+                                },
+                            ):
+                                await self.handler(d.event, tx.connection)
                         acked = tx.ack_in(d)
                 except LeaseLostError as exc:
                     self.stats.lease_lost += 1

@@ -7,6 +7,7 @@ on that SDK's object model. `source` + `id` is the duplicate key everywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from collections.abc import Mapping
@@ -17,8 +18,9 @@ from typing import Any
 
 from bridge import codec
 from bridge.errors import BridgeError
+from bridge.tracing import TRACEPARENT, TRACESTATE, current_headers
 
-__all__ = ["Event", "EventError", "SPECVERSION"]
+__all__ = ["Event", "EventError", "SPECVERSION", "traced"]
 
 SPECVERSION = "1.0"
 _ATTRIBUTES = ("id", "source", "type", "specversion", "subject", "time", "datacontenttype")
@@ -94,6 +96,12 @@ class Event:
         )
 
     @property
+    def trace_headers(self) -> dict[str, str]:
+        """The W3C trace context the event carries (the CloudEvents distributed-tracing
+        extensions `traceparent` and `tracestate`); empty for an event without one."""
+        return {k: self.extensions[k] for k in (TRACEPARENT, TRACESTATE) if k in self.extensions}
+
+    @property
     def key(self) -> tuple[str, str]:
         """The duplicate key: two events with the same source and id are one event."""
         return (self.source, self.id)
@@ -136,3 +144,17 @@ class Event:
             raise EventError(f"event is missing the required attribute {exc.args[0]!r}") from None
         except (TypeError, ValueError) as exc:
             raise EventError(f"event is not a valid CloudEvents envelope: {exc}") from None
+
+
+def traced(event: Event) -> Event:
+    """`event` carrying the current trace context as its `traceparent`/`tracestate`
+    extensions, so whoever handles it continues the publisher's trace; unchanged when it
+    already carries one (a completion event carries its run's) or when nothing is traced
+    here. Every transport applies it as it publishes. An old event without the extensions
+    is read as before: the extensions are optional."""
+    if TRACEPARENT in event.extensions:
+        return event
+    found = current_headers()
+    if not found:
+        return event
+    return dataclasses.replace(event, extensions={**event.extensions, **found})

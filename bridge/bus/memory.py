@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.bus.envelope import Event
+from bridge.bus.envelope import Event, traced
 from bridge.bus.inbox import MemoryInbox
 from bridge.bus.transport import Delivery, LeaseLostError
 
@@ -112,6 +112,7 @@ class MemoryTransport:
     async def publish(self, event: Event) -> None:
         if event.key in self._published:
             return
+        event = traced(event)
         self._published.add(event.key)
         for sub in self.subscriptions.values():
             if sub.types is None or event.type in sub.types:

@@ -63,7 +63,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError('bridge.bus.nats needs nats-py: pip install "durable-bridge[nats]"') from exc
 
-from bridge.bus.envelope import Event, EventError
+from bridge.bus.envelope import Event, EventError, traced
 from bridge.bus.transport import Delivery, LeaseLostError
 from bridge.encryption import Keyring, open_text, process_codec
 from bridge.errors import BridgeError
@@ -362,7 +362,11 @@ class NatsTransport:
         # No Nats-Expected-Stream header: it is stored with every message and parsed on
         # every delivery, and streams' subjects cannot overlap, so the subject already
         # names the stream (with none, the server answers "no responders").
-        return self._subject(event.type), self._body(event), {"Nats-Msg-Id": _msg_id(event)}
+        # The trace context goes in the envelope (what consumers read) and, for NATS
+        # tooling that follows W3C headers, in the message headers too.
+        event = traced(event)
+        headers = {"Nats-Msg-Id": _msg_id(event), **event.trace_headers}
+        return self._subject(event.type), self._body(event), headers
 
     def _body(self, event: Event) -> bytes:
         text = json.dumps(event.to_dict(), separators=(",", ":"))

@@ -51,7 +51,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, literal, or_
 
 from bridge.bus import _outbox_schema as s
 from bridge.bus._sql import create_bus_engine, dialect_insert, insert_for, translate
-from bridge.bus.envelope import Event
+from bridge.bus.envelope import Event, traced
 from bridge.bus.transport import Delivery, LeaseLostError
 from bridge.encryption import Keyring, attach, codec_for_url, engine_codec, open_text
 from bridge.errors import BridgeError
@@ -186,8 +186,15 @@ def publish_in(conn: Connection, event: Event, *, now: float | None = None) -> b
 
     The event commits (and is delivered) only if the caller's transaction commits. Returns
     False when an event with the same (source, id) is already stored: it is not delivered
-    again. The outbox tables must exist (`SqlOutbox(url=...)` creates them).
+    again. The outbox tables must exist (`SqlOutbox(url=...)` creates them). The event
+    carries the caller's trace context (`bridge.bus.envelope.traced`).
     """
+    return _insert(conn, traced(event), now=now)
+
+
+def _insert(conn: Connection, event: Event, *, now: float | None) -> bool:
+    """`publish_in` without taking the current trace context: the group commit writes
+    events of several publishers, each traced in its own context already."""
     stmts = _statements(conn.dialect.name)
     seq = conn.execute(
         stmts.insert_event,
@@ -323,7 +330,7 @@ class SqlOutbox:
         """Publish durably (returns once committed). Publishes that arrive together share
         one commit (group commit)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((event, fut))
+        self._pending.append((traced(event), fut))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush())
         await fut
@@ -346,7 +353,7 @@ class SqlOutbox:
                     ):
                         now = self.clock()
                         for event, _ in batch:
-                            publish_in(conn, event, now=now)
+                            _insert(conn, event, now=now)
                 except Exception as exc:
                     for _, fut in batch:
                         if not fut.done():

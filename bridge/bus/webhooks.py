@@ -58,6 +58,7 @@ from bridge._redact import mask
 from bridge.bus._sql import create_bus_engine, insert_for, translate
 from bridge.bus.envelope import Event, EventError
 from bridge.errors import BridgeError, ConfigError, WorkflowClosedError, WorkflowNotFoundError
+from bridge.tracing import continued
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -339,12 +340,15 @@ def webhook_app(
                 raw = await _read_body(request, max_body_bytes)
                 signature = verifier.verify(request.headers.get(SIGNATURE_HEADER), raw)
                 body = await _json(request, raw)
-                if isinstance(route, EventRoute):
-                    assert transport is not None
-                    done = await _publish(route, transport, raw, body)
-                else:
-                    assert client is not None
-                    done = await _signal(route, client, body)
+                # In the sender's trace when it sent W3C `traceparent`: the event (or the
+                # signal's run) continues it (`bridge.tracing`).
+                with continued(request.headers):
+                    if isinstance(route, EventRoute):
+                        assert transport is not None
+                        done = await _publish(route, transport, raw, body)
+                    else:
+                        assert client is not None
+                        done = await _signal(route, client, body)
             except BaseException as exc:
                 # Only a request that did what it asked uses its signature up.
                 if signature is not None:

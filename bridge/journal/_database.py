@@ -11,7 +11,8 @@ every write with a clear error. The statements live in `_leases.py`, `_steps.py`
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import Connection, select, update
@@ -25,6 +26,8 @@ from bridge.journal.context import FINAL_STEP_STATUSES
 if TYPE_CHECKING:
     from bridge.config import JournalSettings
     from bridge.journal.schema import JournalSchema
+
+log = logging.getLogger("bridge.journal")
 
 
 class JournalDatabase:
@@ -56,6 +59,8 @@ class JournalDatabase:
         self.settings = settings
         self.url = settings.url
         self.interceptors = tuple(interceptors)
+        # What the write transaction under way calls once it has committed (`_after_commit`).
+        self._committed: list[Callable[[], None]] = []
         self.dialect: Dialect = open_dialect(
             settings.url,
             durability=settings.durability,
@@ -104,12 +109,29 @@ class JournalDatabase:
     @contextlib.contextmanager
     def _write(self, action: str) -> Iterator[Connection]:
         self._refuse_if_read_only(action)
-        with self._translate(action):
-            conn = self._writer
-            if conn.invalidated or conn.closed:
-                self._writer = conn = self.engine.connect()
-            with conn.begin():
-                yield conn
+        self._committed = []
+        try:
+            with self._translate(action):
+                conn = self._writer
+                if conn.invalidated or conn.closed:
+                    self._writer = conn = self.engine.connect()
+                with conn.begin():
+                    yield conn
+        except BaseException:
+            self._committed = []  # rolled back: what it announced did not happen
+            raise
+        committed, self._committed = self._committed, []
+        for call in committed:
+            try:
+                call()
+            except Exception:
+                # The transaction is committed; a failing observer must not undo that.
+                log.exception("an interceptor failed after %s in %s", action, self.url)
+
+    def _after_commit(self, call: Callable[[], None]) -> None:
+        """Call `call` once the write transaction under way has committed (never if it
+        rolls back): for effects that must follow a durable change exactly once."""
+        self._committed.append(call)
 
     @contextlib.contextmanager
     def _read(self, action: str) -> Iterator[Connection]:

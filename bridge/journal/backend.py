@@ -119,16 +119,18 @@ class JournalBackend(Backend):
         id: str,
         execution_timeout: float | None = None,
         search_attributes: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> bool:
-        """Create the run (with its durable deadline when `execution_timeout` is given and
-        its search attributes, `JournalStore.create_run`) and wake this process's
-        workers."""
+        """Create the run (with its durable deadline when `execution_timeout` is given, its
+        search attributes and its start `headers`, `JournalStore.create_run`) and wake
+        this process's workers."""
         created = self.store.create_run(
             id,
             workflow.name,
             args,
             execution_timeout=execution_timeout,
             search_attributes=search_attributes,
+            headers=headers,
         )
         self._wake_workers()
         return created

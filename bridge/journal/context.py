@@ -67,6 +67,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEADLINE",
     "DEADLINE_IDX",
+    "HEADERS",
+    "HEADERS_IDX",
     "EndOfJournal",
     "JournaledContext",
     "Outcome",
@@ -116,6 +118,11 @@ CHILD, CHILD_SIGNAL, CHILD_CANCEL = "child", "child_signal", "child_cancel"
 #: {"parent_id", "idx", "policy"}, read when the child ends to wake its parent, and by the
 #: history (`workflow_started` details). A row, like the deadline, so no schema change.
 PARENT, PARENT_IDX = "parent", -3
+#: The kind of the row at index `HEADERS_IDX` a run started with headers has (no operation
+#: takes it): `args` the start's headers (`StartCall.headers`: the caller's W3C trace
+#: context), handed to every attempt and copied to the run's children and its next
+#: generations. A row, like the deadline, so no schema change.
+HEADERS, HEADERS_IDX = "headers", -4
 #: The kind of a `ctx.upsert_search_attributes` row (no activity): `args` {"attributes":
 #: `bridge.search.encode_attributes` JSON}. The store applies it to the attributes table in
 #: the transaction that writes the row (`JournalStore._upsert_steps`).
@@ -335,6 +342,15 @@ class JournaledContext(Context):
         )
         #: True once the deadline's cancellation was delivered to the workflow.
         self.timed_out = False
+        headers_row = self._steps.get(HEADERS_IDX)
+        #: The run's start headers (its trace context), from its headers row.
+        self.headers: Mapping[str, str] = (
+            dict(headers_row.args)
+            if headers_row is not None
+            and headers_row.kind == HEADERS
+            and isinstance(headers_row.args, dict)
+            else {}
+        )
         self._replay_only = replay_only
         # What a waiting condition watches: operations begun or settled in this execution
         # (`_ticks`), activity attempts under way (`_inflight`), and an event set at each.
@@ -591,6 +607,7 @@ class JournaledContext(Context):
                     attempt=attempt,
                     interceptors=self._journal.interceptors,
                     liveness=live,
+                    headers=self.headers,
                 )
             except Exception as exc:
                 failure = {

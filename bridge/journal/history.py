@@ -15,10 +15,11 @@ from bridge.journal.context import (
     CHILD_SIGNAL,
     CONTINUED,
     DEADLINE,
+    HEADERS,
     PARENT,
     StepRecord,
 )
-from bridge.journal.store import CONTINUED_MARK
+from bridge.journal.store import CONTINUED_MARK, run_row
 
 _SCHEDULED = {"activity": E.STEP_SCHEDULED, "compensation": E.COMPENSATION_SCHEDULED}
 _COMPLETED = {"activity": E.STEP_COMPLETED, "compensation": E.COMPENSATION_COMPLETED}
@@ -28,7 +29,7 @@ _FAILED = {"activity": E.STEP_FAILED, "compensation": E.COMPENSATION_FAILED}
 def _step_events(r: StepRecord) -> list[HistoryEvent]:
     if r.kind == CONTINUED:
         return []  # told by the workflow_started event (see build_history)
-    if r.kind in (DEADLINE, PARENT):
+    if r.kind in (DEADLINE, PARENT, HEADERS):
         return []  # a setting of the run, not an event (Temporal shows none either)
     if r.kind == ATTRIBUTES:
         return []  # search attributes are visibility data (`describe`), not a step
@@ -187,16 +188,14 @@ def build_history(workflow: Any, steps: list[StepRecord]) -> list[HistoryEvent]:
     `history` accepts); an earlier generation ends with `continued_as_new`.
     """
     details: dict[str, Any] = {}
-    # The rows below index 0 come first (a parent link at -3, the deadline at -2, the
-    # continuation at -1).
-    first = next((r for r in steps[:3] if r.kind == CONTINUED), None)
+    first = run_row(steps, CONTINUED)
     if first is not None and isinstance(first.args, dict):
         details = {
             "generation": first.args.get("generation"),
             "continued_from": first.args.get("previous"),
         }
     # A child run names its parent (and the step that started it) on its first event.
-    link = next((r for r in steps[:3] if r.kind == PARENT), None)
+    link = run_row(steps, PARENT)
     if link is not None and isinstance(link.args, dict):
         details["parent_id"] = link.args.get("parent_id")
         details["parent_step"] = link.args.get("idx")

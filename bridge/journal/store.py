@@ -13,14 +13,16 @@ The dialect (SQLite or PostgreSQL) is an object from `bridge._sqlengine`. Every 
 synchronous, on the worker's event-loop thread: one INSERT+COMMIT costs ~0.2 ms on SQLite,
 less than a thread hop would add (docs/architecture.md).
 
-Interceptors (`bridge.interceptors`) see two moments, inside the store's own transactions:
+Interceptors (`bridge.interceptors`) see two moments inside the store's own transactions:
 `storage_opened(conn)` when the store opens (so a feature can create tables beside the
 journal) and `run_ended(conn, RunEnded)` in the transaction that writes a run's final
-status (what it writes commits if and only if the run ended).
+status (what it writes commits if and only if the run ended); and one after it,
+`run_ended_committed(RunEnded)` once that transaction committed (tracing's run span).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
@@ -52,6 +54,8 @@ from bridge.journal.context import (
     DEADLINE_IDX,
     FAILED,
     FINAL_STEP_STATUSES,
+    HEADERS,
+    HEADERS_IDX,
     PARENT,
     PARENT_IDX,
     SIGNAL,
@@ -67,6 +71,7 @@ __all__ = [
     "JournalStore",
     "archive_id",
     "generation_of",
+    "run_row",
     "step_record",
     "step_row",
 ]
@@ -87,12 +92,22 @@ def archive_id(id: str, generation: int) -> str:
     return kept
 
 
+def run_row(steps: Sequence[StepRecord], kind: str) -> StepRecord | None:
+    """The row of `kind` among a journal's rows below index 0, which hold settings of the
+    run rather than operations and come first in index order (headers at -4, a parent
+    link at -3, a deadline at -2, the continuation at -1)."""
+    for s in steps:
+        if s.idx >= 0:
+            return None
+        if s.kind == kind:
+            return s
+    return None
+
+
 def generation_of(steps: Sequence[StepRecord]) -> int:
     """Which generation a journal is (0 for a run that never continued as new), from the
     `continued` row a continuation writes at index -1."""
-    # The rows below index 0 come first (a parent link at -3, a deadline at -2, the
-    # continuation at -1).
-    first = next((s for s in steps[:3] if s.kind == CONTINUED), None)
+    first = run_row(steps, CONTINUED)
     if first is not None and isinstance(first.args, dict):
         return int(first.args.get("generation", 0))
     return 0
@@ -110,11 +125,13 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
         *,
         execution_timeout: float | None = None,
         search_attributes: Mapping[str, Mapping[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> bool:
         """Insert a PENDING run unless `id` exists; True when inserted.
 
         `search_attributes` (`bridge.search.encode_attributes` JSON) are written with a new
-        run, in its transaction (`bridge.journal._attributes`).
+        run, in its transaction (`bridge.journal._attributes`); `headers` (the start's
+        trace context, `StartCall.headers`) as its `headers` row at index -4.
 
         With `execution_timeout` (seconds) the run gets its deadline in the same
         transaction: a `deadline` journal row at index -2 (read by the context that
@@ -136,7 +153,36 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
                     self._arm_deadline(conn, id, name, now + execution_timeout, execution_timeout)
                 if search_attributes:
                     write_attributes(conn, self.schema.attributes, id, search_attributes)
+                if headers:
+                    self._write_headers(conn, id, name, headers, now)
         return created
+
+    def _write_headers(
+        self, conn: Connection, id: str, name: str, headers: Mapping[str, str], now: float
+    ) -> None:
+        """Write run `id`'s `headers` row (see `HEADERS` in `bridge.journal.context`)."""
+        row = StepRecord(
+            workflow_id=id,
+            idx=HEADERS_IDX,
+            kind=HEADERS,
+            name=name,
+            status=COMPLETED,
+            args=dict(headers),
+            started_at=now,
+            finished_at=now,
+        )
+        conn.execute(self.schema.steps.insert(), [step_row(row)])
+
+    def _read_headers(self, conn: Connection, id: str) -> dict[str, str]:
+        """Run `id`'s start headers (its `headers` row), or {}."""
+        st = self.schema.steps
+        stored = conn.execute(
+            select(st.c.args).where(
+                st.c.workflow_id == id, st.c.idx == HEADERS_IDX, st.c.kind == HEADERS
+            )
+        ).scalar()
+        found = codec.loads(stored) if stored is not None else None
+        return dict(found) if isinstance(found, dict) else {}
 
     def insert_run(
         self, conn: Connection, id: str, name: str, input: dict[str, Any], now: float
@@ -287,13 +333,13 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
         error: dict[str, Any] | None = None,
     ) -> bool:
         """Record a run's end, fenced by the lease owner; False when the lease was lost."""
-        name = self._end_run(
+        ended = self._end_run(
             conn, id, self.schema.runs.c.lease_owner == owner, status, result, error
         )
-        if name is None:
+        if ended is None:
             return False
         self._run_closed(conn, id)
-        self._announce_end(conn, id, name, status, result, error)
+        self._announce_end(conn, id, ended, status, result, error)
         return True
 
     def _end_run(
@@ -304,11 +350,12 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
         status: Status,
         result: Any,
         error: dict[str, Any] | None,
-    ) -> str | None:
+    ) -> Row[Any] | None:
         """Write run `id`'s final status where `condition` holds and drop its timers; its
-        workflow name, or None when no row matched (a lost lease, a run already ended)."""
+        workflow `name` and `created_at`, or None when no row matched (a lost lease, a run
+        already ended)."""
         r = self.schema.runs
-        name = conn.execute(
+        ended = conn.execute(
             update(r)
             .where(r.c.id == id, condition)
             .values(
@@ -321,35 +368,39 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
                 blocked=False,
                 updated_at=time.time(),
             )
-            .returning(r.c.name)
-        ).scalar()
-        if name is not None:
+            .returning(r.c.name, r.c.created_at)
+        ).first()
+        if ended is not None:
             conn.execute(delete(self.schema.timers).where(self.schema.timers.c.workflow_id == id))
             self.release_run_permits(conn, id)
-        return name
+        return ended
 
     def _announce_end(
         self,
         conn: Connection,
         id: str,
-        name: str,
+        run: Row[Any],
         status: Status,
         result: Any,
         error: dict[str, Any] | None,
     ) -> None:
-        """Tell the interceptors a run ended, in the transaction that ended it."""
+        """Tell the interceptors a run ended: `run_ended` in the transaction that ended it,
+        `run_ended_committed` once that transaction committed (`_after_commit`)."""
         if not self.interceptors:
             return
         ended = RunEnded(
             workflow_id=id,
-            workflow=name,
+            workflow=run.name,
             engine=self.engine_name,
             status=status,
             result=result,
             error=error,
+            started_at=run.created_at,
+            headers=self._read_headers(conn, id),
         )
         for interceptor in self.interceptors:
             interceptor.run_ended(conn, ended)
+            self._after_commit(functools.partial(interceptor.run_ended_committed, ended))
 
     def finish(self, id: str, owner: str, **ending: Any) -> bool:
         """`_finish` in a transaction of its own (status, result, error as keywords)."""
@@ -404,6 +455,8 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
                     st.c.workflow_id == id, st.c.idx == DEADLINE_IDX, st.c.kind == DEADLINE
                 )
             ).first()
+            # Every generation is in the trace its first one was started in.
+            headers = self._read_headers(conn, id)
             # A run of its own may already be called `id@n`: never mix journals, take the
             # first free `id@n.k` instead (the `continued` row names it either way).
             suffix = 0
@@ -456,6 +509,8 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
             conn.execute(st.insert(), [step_row(marker)])
             if parent_link is not None:
                 conn.execute(st.insert(), [step_row(step_record(parent_link))])
+            if headers:
+                self._write_headers(conn, id, row.name, headers, now)
             if deadline is not None and deadline.fire_at is not None:
                 timeout = float((codec.loads(deadline.args) or {}).get("seconds", 0.0))
                 self._arm_deadline(conn, id, row.name, deadline.fire_at, timeout)
@@ -724,6 +779,10 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
                     finished_at=now,
                 )
                 conn.execute(st.insert(), [step_row(link)])
+                # The child continues its parent's trace (its start headers).
+                headers = self._read_headers(conn, rec.workflow_id)
+                if headers:
+                    self._write_headers(conn, child_id, rec.name, headers, now)
             else:
                 error = ChildWorkflowError(
                     child_id=child_id,
@@ -908,8 +967,8 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
         # A child already asked to cancel (its parent was cancelled while awaiting it) is
         # left to finish cancelling, as Temporal's default child cancellation waits for.
         running = and_(r.c.status.not_in(self._TERMINAL), r.c.cancel_requested.is_(False))
-        name = self._end_run(conn, id, running, Status.FAILED, None, error)
-        if name is None:
+        ended = self._end_run(conn, id, running, Status.FAILED, None, error)
+        if ended is None:
             return
         self._close_children(conn, id)
-        self._announce_end(conn, id, name, Status.FAILED, None, error)
+        self._announce_end(conn, id, ended, Status.FAILED, None, error)
