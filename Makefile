@@ -12,6 +12,10 @@ $(STAMP): pyproject.toml tests/third_party_backend/pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e ".[all,dev]"
 	# An out-of-tree backend the conformance suite proves through its entry point alone.
 	$(VENV)/bin/python -m pip install --quiet --no-deps -e tests/third_party_backend
+	# Debian's chromium for the browser tests of `bridge ui` (tests/ui skip without it).
+	test -x /usr/bin/chromium || ! command -v apt-get >/dev/null || \
+		(export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq chromium || (apt-get update -qq && apt-get install -y -qq chromium)) \
+		|| echo "chromium not installed: the browser tests of tests/ui will be skipped"
 	touch $(STAMP)
 
 demo: $(STAMP)

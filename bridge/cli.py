@@ -612,6 +612,42 @@ def dev(
 
 
 @app.command()
+def ui(
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="Address to bind. Anything but localhost needs BRIDGE_UI_TOKEN, which every "
+            "request must then carry.",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 8233,
+    backend: BackendOption = None,
+) -> None:
+    """Serve a web view of runs (every engine), run timelines and migrations until Ctrl-C.
+
+    Signal and cancel from the page; with BRIDGE_UI_TOKEN set, every page and action needs
+    it (?token=... once in the browser, or Authorization: Bearer ...).
+    """
+    # Imported here: starlette and uvicorn are the `ui` extra, which `bridge` does not need.
+    try:
+        from bridge.ui.auth import TOKEN_ENV
+        from bridge.ui.server import serve
+    except ImportError as exc:
+        raise CliError(
+            f'bridge ui needs the ui extra: pip install "durable-bridge[ui]" ({exc})'
+        ) from None
+    settings = _settings(backend)
+    token = os.environ.get(TOKEN_ENV) or None
+
+    def announce(where: str) -> None:
+        guard = f" (token from ${TOKEN_ENV} required)" if token else ""
+        out.print(f"bridge ui: {where}{guard}; Ctrl-C to stop", markup=False)
+
+    serve(settings, host=host, port=port, token=token, announce=announce)
+
+
+@app.command()
 def replay(
     history_file: Annotated[Path, typer.Argument(metavar="HISTORY.json", help="Recorded history.")],
     target: Annotated[str, typer.Argument(metavar="MODULE:WORKFLOW")],

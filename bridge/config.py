@@ -34,8 +34,9 @@ __all__ = [
 
 ENV_PREFIX = "BRIDGE_"
 CONFIG_PATH_ENV = "BRIDGE_CONFIG"
-# BRIDGE_* variables that are switches of the process, not settings.
-_NOT_SETTINGS = frozenset({CONFIG_PATH_ENV, "BRIDGE_DISABLE_PLUGIN_AUTOLOAD"})
+# BRIDGE_* variables that are switches of the process, not settings. BRIDGE_UI_TOKEN is
+# `bridge ui`'s secret (bridge/ui/auth.py): read by that command only, never a setting.
+_NOT_SETTINGS = frozenset({CONFIG_PATH_ENV, "BRIDGE_DISABLE_PLUGIN_AUTOLOAD", "BRIDGE_UI_TOKEN"})
 _NOT_SETTINGS_PREFIX = "BRIDGE_TEST_"  # the test suite's own knobs
 _TABLE_ENTRY_POINTS = "bridge.settings"
 

@@ -37,7 +37,7 @@ from bridge.migrate.rule import MigrationRule
 if TYPE_CHECKING:
     from bridge.migrate.router import Router
 
-__all__ = ["migrate_app"]
+__all__ = ["migrate_app", "status_answer"]
 
 migrate_app = typer.Typer(
     name="migrate",
@@ -112,21 +112,12 @@ def status(
     async def body() -> dict[str, Any]:
         router = await Router.connect(settings)
         try:
-            refreshed: dict[str, int] | None = None
-            if refresh:
-                closed = await router.refresh(limit=refresh_limit)
-                refreshed = {"limit": refresh_limit, "closed_or_removed": closed}
-            rows = [
-                {
-                    **asdict(row),
-                    "state": row.state.value,
-                    "rule": _rule_text(router, row.workflow),
-                    **_rule_fields(router, row.workflow),
-                }
-                for row in router.status(shadows=_shadow_counts(settings.router.url))
-            ]
-            letters = await _dead_letters(_outbox_urls(settings, outbox or []))
-            return {"workflows": rows, "dead_letters": letters, "refreshed": refreshed}
+            return await status_answer(
+                router,
+                settings,
+                refresh_limit=refresh_limit if refresh else None,
+                outboxes=outbox or [],
+            )
         finally:
             await router.close()
 
@@ -166,6 +157,37 @@ def status(
     out.print(note, style="dim", markup=False, soft_wrap=True)
 
 
+async def status_answer(
+    router: Router,
+    settings: Settings,
+    *,
+    refresh_limit: int | None = None,
+    outboxes: list[str] | None = None,
+) -> dict[str, Any]:
+    """What `bridge migrate status --json` prints: per workflow type and engine the counts,
+    state, rule and shadow outcomes (`workflows`), the outboxes' `dead_letters`, and what a
+    refresh did (`refreshed`, None without one). One function for the command and for
+    `bridge ui`'s migrations page, so both always show the same numbers.
+
+    `refresh_limit` first asks the engines about up to that many open routes (`--refresh`);
+    `outboxes` are outbox URLs counted besides the engines' own."""
+    refreshed: dict[str, int] | None = None
+    if refresh_limit is not None:
+        closed = await router.refresh(limit=refresh_limit)
+        refreshed = {"limit": refresh_limit, "closed_or_removed": closed}
+    rows = [
+        {
+            **asdict(row),
+            "state": row.state.value,
+            "rule": _rule_text(router, row.workflow),
+            **_rule_fields(router, row.workflow),
+        }
+        for row in router.status(shadows=_shadow_counts(settings))
+    ]
+    letters = await _dead_letters(_outbox_urls(settings, outboxes or []), settings)
+    return {"workflows": rows, "dead_letters": letters, "refreshed": refreshed}
+
+
 def _status_table(rows: list[dict[str, Any]]) -> Table:
     table = Table()
     numbers = ("open", "finished", "failed starts")
@@ -197,11 +219,11 @@ def _rule_fields(router: Router, workflow: str) -> dict[str, Any]:
     return {"ramp": rule.ramp, "paused": rule.paused, "shadowed": rule.shadow}
 
 
-def _shadow_counts(url: str) -> dict[tuple[str, str], dict[str, int]]:
+def _shadow_counts(settings: Settings) -> dict[tuple[str, str], dict[str, int]]:
     """The shadow store's outcome counts, `running` shown as `pending` (not compared yet)."""
     from bridge.migrate._shadow_store import RUNNING, ShadowStore
 
-    store = ShadowStore(url, codec=keyring_from_settings(load_settings().encryption))
+    store = ShadowStore(settings.router.url, codec=keyring_from_settings(settings.encryption))
     try:
         counts = store.counts()
     finally:
@@ -226,13 +248,13 @@ def _outbox_urls(settings: Settings, extra: list[str]) -> list[str]:
     return urls + [url for url in extra if url not in urls]
 
 
-async def _dead_letters(urls: list[str]) -> list[dict[str, Any]]:
+async def _dead_letters(urls: list[str], settings: Settings) -> list[dict[str, Any]]:
     """Per outbox and subscription, how many events were given up on."""
     from bridge.bus.outbox import SqlOutbox
 
     found: list[dict[str, Any]] = []
     for url in urls:
-        box = SqlOutbox(url=url, codec=keyring_from_settings(load_settings().encryption))
+        box = SqlOutbox(url=url, codec=keyring_from_settings(settings.encryption))
         try:
             letters = await box.dead_letters()
         finally:

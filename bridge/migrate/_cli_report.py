@@ -8,17 +8,64 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Annotated
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from bridge.config import load_settings
+from bridge.config import Settings, load_settings
 from bridge.encryption import keyring_from_settings
 
-__all__ = ["report"]
+if TYPE_CHECKING:
+    from bridge.migrate.shadow import ShadowOutcome
+
+__all__ = ["ReportAnswer", "report", "report_answer"]
 
 _STYLE = {"matched": "green", "mismatched": "red", "error": "red", "running": "yellow"}
+
+
+@dataclass(frozen=True)
+class ReportAnswer:
+    """What `bridge migrate report` shows: the newest outcomes (`rows`, with their diffs),
+    the outcome counts of every stored run matching the filters (`tally`) and of every
+    stored run of the workflow (`stored`), and the store's URL."""
+
+    rows: list[ShadowOutcome]
+    tally: Counter[str]
+    stored: Counter[str]
+    url: str
+
+
+def report_answer(
+    settings: Settings,
+    *,
+    store: str | None = None,
+    workflow: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+) -> ReportAnswer:
+    """The shadow comparisons as `bridge migrate report` reads them, from the store at
+    `store` (default: `[router] url`), decrypted with the settings' keys. One function for
+    the command and for `bridge ui`'s migrations page, so both show the same outcomes."""
+    # Imported here: `bridge --help` should not load shadow mode.
+    from bridge.migrate.shadow import ShadowStore, outcomes
+
+    shadows = ShadowStore(
+        store or settings.router.url, codec=keyring_from_settings(settings.encryption)
+    )
+    try:
+        rows = outcomes(shadows, workflow=workflow, status=status, limit=limit)
+        # The headline counts every stored run that matches the filters, not only this page.
+        tally: Counter[str] = Counter()
+        for by_outcome in shadows.counts(workflow=workflow, status=status).values():
+            tally.update(by_outcome)
+        stored: Counter[str] = Counter()
+        for by_outcome in shadows.counts(workflow=workflow).values():
+            stored.update(by_outcome)
+    finally:
+        shadows.close()
+    return ReportAnswer(rows=rows, tally=tally, stored=stored, url=shadows.url)
 
 
 def report(
@@ -37,26 +84,14 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="The outcomes as JSON.")] = False,
 ) -> None:
     """Shadow runs: matched or mismatched with their primary, with a readable diff."""
-    # Imported here: `bridge --help` should not load shadow mode, and bridge.cli imports
-    # this module (so importing bridge.cli at the top would be circular).
+    # Imported here: bridge.cli imports this module (so importing it at the top would be
+    # circular).
     from bridge.cli import out
-    from bridge.migrate.shadow import ShadowStore, outcomes
 
-    settings = load_settings()
-    shadows = ShadowStore(
-        store or settings.router.url, codec=keyring_from_settings(settings.encryption)
+    answer = report_answer(
+        load_settings(), store=store, workflow=workflow, status=status, limit=limit
     )
-    try:
-        rows = outcomes(shadows, workflow=workflow, status=status, limit=limit)
-        # The headline counts every stored run that matches the filters, not only this page.
-        tally: Counter[str] = Counter()
-        for by_outcome in shadows.counts(workflow=workflow, status=status).values():
-            tally.update(by_outcome)
-        stored: Counter[str] = Counter()
-        for by_outcome in shadows.counts(workflow=workflow).values():
-            stored.update(by_outcome)
-    finally:
-        shadows.close()
+    rows, tally, stored = answer.rows, answer.tally, answer.stored
     if as_json:
         print(json.dumps([r.to_dict() for r in rows], indent=2))
         return
@@ -68,7 +103,7 @@ def report(
         return
     if not rows:
         out.print(
-            f"no shadow runs in {shadows.url}: set shadow = true in a [migrate.WORKFLOW] "
+            f"no shadow runs in {answer.url}: set shadow = true in a [migrate.WORKFLOW] "
             "table of bridge.toml, or call bridge.migrate.shadow.shadow()",
             markup=False,
         )

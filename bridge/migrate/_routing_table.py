@@ -91,6 +91,8 @@ class Route:
     engine: str
     status: str
     created_at: float = 0.0
+    #: When the run was seen finished (None while open): `bridge ui` charts runs over time.
+    closed_at: float | None = None
     #: True when this claim wrote the route (the first start of the id), False when it existed.
     claimed_now: bool = False
 
@@ -266,4 +268,5 @@ def _route(row: object) -> Route:
         engine=mapping["engine"],
         status=mapping["status"],
         created_at=mapping["created_at"],
+        closed_at=mapping["closed_at"],
     )
