@@ -28,9 +28,10 @@ nodes do not run again. Every wait and step is taken in a fixed order, so parall
 interrupts replay alike on every engine.
 
 A compiled subgraph used as a node runs in its step with a checkpointer of its own
-(`_run_subgraph`), so an interrupt in one of its nodes parks the run the same way and the
-answers are fed back to it with `Command(resume=...)`; its nodes before the interrupt run
-again in the step (LangGraph would resume the subgraph from its own checkpoint). Message
+(`_subgraph.py`), so an interrupt in one of its nodes parks the run the same way; the
+subgraph's checkpoint is journaled with the interrupt and the step that runs again with
+the answer resumes the subgraph from it with `Command(resume=...)`, as LangGraph does (its
+nodes before the interrupt do not run again). Message
 ids that `add_messages` would draw at random in the workflow are fixed first (in the
 node's step, or from the input), so replays match.
 
@@ -92,6 +93,7 @@ from langgraph.types import RetryPolicy as LangGraphRetryPolicy
 from pydantic import BaseModel
 
 from adapters.langgraph._codec import GraphCodec, schema_types
+from adapters.langgraph._subgraph import run_subgraph
 from bridge import codec
 from bridge.activity import ActivityDefinition, RetryPolicy, activity, activity_info
 from bridge.errors import ConfigError, NonRetryableError, OutsideWorkflowError, SerializationError
@@ -508,10 +510,14 @@ def _node_activity(
         config = step_config(runtime, resume, node_name)
         try:  # as LangGraph calls a node: in its config's context (a sync node in a thread)
             if isinstance(bound, Pregel):
-                out = await _run_subgraph(bound, value, runtime, resume)
-                if INTERRUPT in out:  # a node of the subgraph called interrupt()
+                saved = payload.get("subgraph")
+                out, left_at = await run_subgraph(bound, value, runtime, resume, saved)
+                if left_at is not None:  # a node of the subgraph called interrupt()
                     asked = out[INTERRUPT][0].value if out[INTERRUPT] else None
-                    return {"interrupt": gc.encode(asked, where=f"{where} interrupt value")}
+                    return {
+                        "interrupt": gc.encode(asked, where=f"{where} interrupt value"),
+                        "subgraph": left_at,  # where the next step resumes the subgraph
+                    }
             else:
                 with set_config_context(config) as context:
                     out = await asyncio.create_task(bound.ainvoke(value, config), context=context)
@@ -531,28 +537,6 @@ def _node_activity(
     return activity(
         name=f"{graph_name}.{node_name}", retry=bridge_retry(policies), timeout=timeout
     )(step)
-
-
-async def _run_subgraph(graph: Pregel, value: Any, runtime: Runtime[Any], resume: list[Any]) -> Any:
-    """A compiled subgraph used as a node, run in its step with a checkpointer of its own
-    (in memory, for this step only), so an `interrupt()` in one of its nodes comes back as
-    its output's `__interrupt__`, and the resume values so far are fed to it in order with
-    `Command(resume=...)`, as LangGraph resumes a subgraph. What differs from LangGraph: on
-    each resume the subgraph's nodes before the interrupt run again inside the step (its
-    checkpoints are not kept between steps)."""
-    sub = graph.copy(update={"checkpointer": InMemorySaver()})
-    config: RunnableConfig = {
-        "configurable": {
-            "thread_id": activity_info().workflow_id,
-            CONFIG_KEY_RUNTIME: runtime,
-        }
-    }
-    out = await sub.ainvoke(value, config)
-    for answer in resume:
-        if not (isinstance(out, dict) and INTERRUPT in out):
-            break
-        out = await sub.ainvoke(Command(resume=answer), config)
-    return out
 
 
 def _message_keys(compiled: Pregel) -> frozenset[str]:
@@ -714,14 +698,20 @@ def _journaled(step: ActivityDefinition[..., Any], gc: GraphCodec, node_name: st
         }
         scratchpad = conf.get(CONFIG_KEY_SCRATCHPAD)
         resume = list(scratchpad.resume) if scratchpad is not None else []
+        ns = conf.get(CONFIG_KEY_CHECKPOINT_NS, "")
+        # A subgraph node's checkpoint, from its interrupted step (`_subgraph.py`)
+        left_at = conf.get(RUN_MEMO, {}).get(f"subgraph:{ns}")
         if resume:  # run again after an interrupt: with the answers so far, in order
             payload["resume"] = gc.encode(resume, where=f"{gc.where}, answers to {node_name!r}")
+            if left_at is not None:
+                payload["subgraph"] = left_at
         out = await ctx.run(step, payload)
         if "interrupt" in out:  # interrupt() in the node: the superstep ends interrupted
             if resume:  # kept with the interrupt, as LangGraph's interrupt() keeps them
                 conf[CONFIG_KEY_SEND]([(RESUME, resume)])
+            if "subgraph" in out and RUN_MEMO in conf:
+                conf[RUN_MEMO][f"subgraph:{ns}"] = out["subgraph"]
             asked = gc.decode(out["interrupt"], where=f"{gc.where}, interrupt of {node_name!r}")
-            ns = conf.get(CONFIG_KEY_CHECKPOINT_NS, "")
             raise GraphInterrupt((Interrupt(value=asked, id=_interrupt_id(ns, len(resume))),))
         return gc.decode(out["value"], where=f"{gc.where}, output of node {node_name!r}")
 

@@ -428,11 +428,19 @@ def _reviewed() -> StateGraph[Any]:
 REVIEW = from_state_graph(_reviewed(), name="lg_review")
 
 
+INNER_DRAFTS: list[str] = []
+
+
+def _inner_draft(state: Review) -> Review:
+    INNER_DRAFTS.append(state["text"])
+    return _draft_text(state)
+
+
 def _review_in_a_subgraph() -> StateGraph[Any]:
     """The approval inside a compiled subgraph used as a node: its interrupt() parks the
     parent run, and the resume reaches the subgraph's node."""
     inner = StateGraph(Review)
-    inner.add_sequence([("draft", _draft_text), ("approve", _approve)])
+    inner.add_sequence([("draft", _inner_draft), ("approve", _approve)])
     inner.add_edge(START, "draft")
     g = StateGraph(Review)
     g.add_node("intake", lambda s: {"log": ["intake"]})
@@ -854,6 +862,7 @@ async def test_an_interrupt_inside_a_subgraph_parks_the_run(client: bridge.Clien
     asked = await graph.ainvoke({"text": " post "}, thread)
     theirs = await graph.ainvoke(Command(resume="yes"), thread)
     rid = f"sub-review-{uuid.uuid4()}"
+    INNER_DRAFTS.clear()
     async with client.worker(ALL):
         handle = await client.start(SUB_REVIEW, {"text": " post "}, id=rid)
         await wait_for_steps(client, rid, 2, timeout=60)  # intake, review (interrupted)
@@ -863,6 +872,8 @@ async def test_an_interrupt_inside_a_subgraph_parks_the_run(client: bridge.Clien
         ours = await handle.result(timeout=60)
     assert ours == theirs
     assert asked["__interrupt__"][0].value == {"question": "publish 'post'?"}
+    # resumed from the subgraph's checkpoint: its node before the interrupt ran once
+    assert INNER_DRAFTS == [" post "]
 
 
 async def test_parallel_interrupts_are_answered_in_langgraphs_order(
