@@ -60,10 +60,18 @@ def create(
     ] = None,
     id: Annotated[str, typer.Option("--id", help="Schedule id (runs are ID-<fire time>).")] = "",
     cron: Annotated[
-        str, typer.Option("--cron", help="5-field cron expression, UTC: '*/5 * * * *'.")
+        str, typer.Option("--cron", help="5-field cron expression: '*/5 * * * *'.")
     ] = "",
+    timezone: Annotated[
+        str, typer.Option("--timezone", help="IANA zone the cron is read in (default UTC).")
+    ] = "UTC",
     overlap: Annotated[
-        str, typer.Option("--overlap", help="skip (default), buffer_one or allow_all.")
+        str,
+        typer.Option(
+            "--overlap",
+            help="skip (default), buffer_one, buffer_all, cancel_other, terminate_other or "
+            "allow_all.",
+        ),
     ] = "skip",
     catchup_window: Annotated[
         float | None,
@@ -90,12 +98,14 @@ def create(
             overlap=overlap,  # type: ignore[arg-type]  # checked by the client
             catchup_window=catchup_window,
             paused=paused,
+            timezone=timezone,
         )
         return await handle.describe()
 
     desc = _call(backend, body)
     cli.out.print(
-        f"created schedule {desc.id} ({desc.workflow}, cron {desc.cron!r}, next "
+        f"created schedule {desc.id} ({desc.workflow}, cron {desc.cron!r}"
+        f"{'' if desc.timezone == 'UTC' else ' in ' + desc.timezone}, next "
         f"{_when(desc.next_fire_at)} UTC)",
         markup=False,
     )
@@ -194,6 +204,7 @@ def _as_dict(d: ScheduleDescription) -> dict[str, Any]:
         "id": d.id,
         "workflow": d.workflow,
         "cron": d.cron,
+        "timezone": d.timezone,
         "args": d.args,
         "overlap": d.overlap,
         "catchup_window": d.catchup_window,

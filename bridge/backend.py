@@ -30,9 +30,12 @@ __all__ = [
     "WorkflowDescription",
 ]
 
-#: What a schedule does when a fire comes while the run it started last is still open
-#: (Temporal's ScheduleOverlapPolicy SKIP, BUFFER_ONE, ALLOW_ALL).
-ScheduleOverlap = Literal["skip", "buffer_one", "allow_all"]
+#: What a schedule does when a fire comes while a run it started is still open (Temporal's
+#: ScheduleOverlapPolicy SKIP, BUFFER_ONE, BUFFER_ALL, CANCEL_OTHER, TERMINATE_OTHER,
+#: ALLOW_ALL).
+ScheduleOverlap = Literal[
+    "skip", "buffer_one", "buffer_all", "cancel_other", "terminate_other", "allow_all"
+]
 SCHEDULE_OVERLAPS: tuple[str, ...] = get_args(ScheduleOverlap)
 
 
@@ -95,10 +98,13 @@ class ScheduleDescription:
     fired: int = 0
     skipped: int = 0
     missed: int = 0
-    #: A fire waiting for the open run to end (overlap "buffer_one").
+    #: A fire waiting for the open run to end (overlap "buffer_one", "buffer_all",
+    #: "cancel_other").
     buffered: bool = False
     running: tuple[str, ...] = ()
     recent: tuple[str, ...] = ()
+    #: The IANA time zone the cron's times are read in.
+    timezone: str = "UTC"
     note: str | None = None
 
 
@@ -275,9 +281,12 @@ class Backend(abc.ABC):
         overlap: str,
         catchup_window: float,
         paused: bool,
+        timezone: str = "UTC",
     ) -> None:
         """Create schedule `id`: start `workflow(args)` at each time of `cron` (5 fields,
-        UTC). Raises ScheduleAlreadyExistsError for a taken id."""
+        read in the IANA `timezone`). Raises ScheduleAlreadyExistsError for a taken id.
+        The client passes `timezone` only when it is not UTC, so a backend written before
+        it existed keeps working for UTC schedules."""
         raise self._no_schedules(id)
 
     async def describe_schedule(self, id: str) -> ScheduleDescription:

@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import math
 import uuid
+import zoneinfo
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -475,25 +476,33 @@ class Client:
         overlap: ScheduleOverlap = "skip",
         catchup_window: float | timedelta | None = None,
         paused: bool = False,
+        timezone: str = "UTC",
     ) -> ScheduleHandle:
         """Start `workflow(*args)` at every time of `cron` (5 fields, UTC) from now on, as
         schedule `id`: Temporal Schedules on Temporal, the journal's schedules table and its
         workers' scheduler on the embedded engines. Each run's id is `<id>-<fire time>`
         (RFC 3339 UTC), so a fire starts at most once.
 
-        `overlap` decides what a fire does while the run started last is open: "skip"
-        (the default, Temporal's), "buffer_one" (start it when that run ends; one at most)
-        or "allow_all". Fires missed while no worker (or server) ran are taken late unless
-        older than `catchup_window` (seconds or a timedelta; default a year, Temporal's).
+        `overlap` decides what a fire does while a run the schedule started is open, as
+        Temporal's policies: "skip" (the default, Temporal's), "buffer_one" (start it when
+        that run ends; one at most), "buffer_all" (start every such fire, one after the
+        other), "cancel_other" (cancel the open run; start the latest fire once it ended),
+        "terminate_other" (end the open run now, FAILED with TerminatedError, and start)
+        or "allow_all". `timezone` (an IANA name) is the zone the cron's times are read
+        in, daylight saving time included; run ids stay in UTC. Fires missed while no
+        worker (or server) ran are taken late unless older than `catchup_window` (seconds
+        or a timedelta; default a year, Temporal's).
         Raises InvalidScheduleError, NotRegisteredError (a workflow not registered here),
         ScheduleAlreadyExistsError; nothing is created then. `workflow` may be a registered
         workflow's name."""
         defn = lookup_workflow(workflow) if isinstance(workflow, str) else as_workflow(workflow)
         limits.check_id(id, parameter="id")
-        check_schedule(id, cron, overlap)
+        check_schedule(id, cron, overlap, timezone)
         window = _catchup_seconds(catchup_window, id)
         encoded = defn.shape.encode_args(args, {})
         limits.check_payload(encoded, what=f"the arguments of schedule {id!r}")
+        # Passed only when not UTC: backends written before time zones keep working.
+        zone = {} if timezone == "UTC" else {"timezone": timezone}
         await self.backend.create_schedule(
             defn,
             encoded,
@@ -502,6 +511,7 @@ class Client:
             overlap=overlap,
             catchup_window=window,
             paused=paused,
+            **zone,
         )
         return ScheduleHandle(client=self, id=id)
 
@@ -576,6 +586,7 @@ async def schedule(
     overlap: ScheduleOverlap = "skip",
     catchup_window: float | timedelta | None = None,
     paused: bool = False,
+    timezone: str = "UTC",
     config: Settings | Mapping[str, Any] | None = None,
 ) -> ScheduleDescription:
     """`Client.schedule` on a client of `config` (default: the configured backend), for a
@@ -589,14 +600,16 @@ async def schedule(
             overlap=overlap,
             catchup_window=catchup_window,
             paused=paused,
+            timezone=timezone,
         )
         return await handle.describe()
 
 
-def check_schedule(id: str, cron: str, overlap: str) -> None:
+def check_schedule(id: str, cron: str, overlap: str, timezone: str = "UTC") -> None:
     """The checks every engine shares: a cron of 5 fields (or a macro such as `@hourly`),
-    which Temporal and croniter read alike, and a known overlap policy. Each engine parses
-    the expression itself as well."""
+    which Temporal and croniter read alike, a known overlap policy and an IANA time zone
+    this machine knows (Temporal's server reads the same tz database names). Each engine
+    parses the expression itself as well."""
     fields = cron.split() if isinstance(cron, str) else []
     if not (len(fields) == 5 or (len(fields) == 1 and fields[0].startswith("@"))):
         raise InvalidScheduleError(
@@ -608,6 +621,18 @@ def check_schedule(id: str, cron: str, overlap: str) -> None:
         raise InvalidScheduleError(
             f"overlap of schedule {id!r} must be one of {SCHEDULE_OVERLAPS}, not {overlap!r}"
         )
+    check_timezone(id, timezone)
+
+
+def check_timezone(id: str, timezone: str) -> None:
+    """Refuse a time zone name the tz database does not know, naming the schedule."""
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        raise InvalidScheduleError(
+            f"timezone of schedule {id!r} must be an IANA time zone name such as "
+            f"'America/New_York' or 'UTC', not {timezone!r}"
+        ) from None
 
 
 def _catchup_seconds(value: float | timedelta | None, id: str) -> float:

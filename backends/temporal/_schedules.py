@@ -51,6 +51,9 @@ CRON_MEMO = "bridge.cron"
 _OVERLAP = {
     "skip": ScheduleOverlapPolicy.SKIP,
     "buffer_one": ScheduleOverlapPolicy.BUFFER_ONE,
+    "buffer_all": ScheduleOverlapPolicy.BUFFER_ALL,
+    "cancel_other": ScheduleOverlapPolicy.CANCEL_OTHER,
+    "terminate_other": ScheduleOverlapPolicy.TERMINATE_OTHER,
     "allow_all": ScheduleOverlapPolicy.ALLOW_ALL,
 }
 _OVERLAP_NAME = {v: k for k, v in _OVERLAP.items()}
@@ -79,6 +82,7 @@ class TemporalSchedules:
         overlap: str,
         catchup_window: float,
         paused: bool,
+        timezone: str = "UTC",
     ) -> None:
         client = await self.backend.client()
         schedule = Schedule(
@@ -88,7 +92,7 @@ class TemporalSchedules:
                 id=id,
                 task_queue=self.backend.settings.temporal.task_queue,
             ),
-            spec=ScheduleSpec(cron_expressions=[cron]),
+            spec=ScheduleSpec(cron_expressions=[cron], time_zone_name=timezone),
             policy=SchedulePolicy(
                 overlap=_OVERLAP[overlap], catchup_window=timedelta(seconds=catchup_window)
             ),
@@ -149,6 +153,7 @@ class TemporalSchedules:
             buffered=raw.buffer_size > 0,
             running=tuple(a.workflow_id for a in info.running_actions),  # type: ignore[attr-defined]
             recent=tuple(a.workflow_id for a in recent),  # type: ignore[attr-defined]
+            timezone=d.schedule.spec.time_zone_name or "UTC",
             note=state.note or None,
         )
 

@@ -308,6 +308,7 @@ class JournalBackend(Backend):
         overlap: str,
         catchup_window: float,
         paused: bool,
+        timezone: str = "UTC",
     ) -> None:
         self.schedules.create(
             id,
@@ -317,6 +318,7 @@ class JournalBackend(Backend):
             overlap=overlap,
             catchup_window=catchup_window,
             paused=paused,
+            timezone=timezone,
         )
 
     async def describe_schedule(self, id: str) -> ScheduleDescription:

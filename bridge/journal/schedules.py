@@ -14,9 +14,13 @@ scheduler again; every journal worker runs `Schedules.tick()` in its loop.
   they are older than the catch-up window (counted as `missed`). The default window is a
   year, Temporal's (`bridge.client.DEFAULT_CATCHUP_WINDOW`); at most `_MAX_FIRES_PER_STEP`
   fires are taken per pass, the rest in the next ones.
-- **Overlap** (Temporal's policies): `skip` drops a fire while the run the schedule started
-  last is open; `buffer_one` keeps the first such fire and starts it once that run ends
-  (later ones are dropped); `allow_all` starts every fire.
+- **Overlap** (Temporal's policies), for a fire while a run the schedule started is open:
+  `skip` drops it; `buffer_one` keeps the first such fire and starts it once the run ends
+  (later ones are dropped); `buffer_all` keeps every such fire and starts them one after
+  the other, each once the run before it ended; `cancel_other` asks the open runs to cancel
+  and keeps the latest fire (dropping an earlier one) to start once they ended;
+  `terminate_other` ends the open runs at once (FAILED with TerminatedError, as Temporal
+  reports a terminated run) and starts the fire; `allow_all` starts every fire.
 - **Time.** The scheduler reads `Schedules.clock` (epoch seconds, `time.time` by default),
   never the journal's own clock, so tests drive a simulated hour without sleeping. The hot
   path pays one comparison per loop; the table is read at most every `_RESCAN` seconds
@@ -24,8 +28,9 @@ scheduler again; every journal worker runs `Schedules.tick()` in its loop.
   row is due.
 - Scheduled runs are created by the store directly, so they skip the client's
   `start_workflow` interceptors, as Temporal's scheduled starts skip client interceptors.
-- cron is 5 fields (minute hour day month weekday) or a macro (`@hourly`), in UTC, parsed
-  with croniter (the `schedules` extra).
+- cron is 5 fields (minute hour day month weekday) or a macro (`@hourly`), read in the
+  schedule's IANA time zone (UTC by default; croniter follows its daylight saving time),
+  parsed with croniter (the `schedules` extra).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Row, delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -86,9 +92,9 @@ def _croniter() -> Any:
     return croniter
 
 
-def _times(cron: str, after: float) -> Iterator[float]:
-    """The times of `cron` (UTC) after `after`, in order."""
-    it = _croniter()(cron, datetime.fromtimestamp(after, UTC))
+def _times(cron: str, after: float, timezone: str = "UTC") -> Iterator[float]:
+    """The times of `cron`, read in `timezone`, after `after`, in order."""
+    it = _croniter()(cron, datetime.fromtimestamp(after, ZoneInfo(timezone)))
     while True:
         yield float(it.get_next(float))
 
@@ -113,6 +119,7 @@ class _Spec:
     args: dict[str, Any]
     overlap: str
     catchup_window: float
+    timezone: str = "UTC"
 
 
 @dataclass
@@ -121,6 +128,8 @@ class _State:
     cursor: float
     running: list[str] = field(default_factory=list)
     buffered: float | None = None
+    #: Fires waiting their turn under "buffer_all", oldest first.
+    queue: list[float] = field(default_factory=list)
     fired: int = 0
     skipped: int = 0
     missed: int = 0
@@ -190,7 +199,7 @@ class Schedules:
         self, conn: Connection, id: str, workflow: str, spec: _Spec, st: _State, now: float
     ) -> None:
         open_runs = self._settle(conn, id, workflow, spec, st)
-        times = _times(spec.cron, st.cursor)
+        times = _times(spec.cron, st.cursor, spec.timezone)
         fires: list[float] = []
         scanned = 0
         while len(fires) < _MAX_FIRES_PER_STEP:
@@ -203,7 +212,7 @@ class Schedules:
                 scanned += 1
                 if scanned >= _MAX_MISSED_SCAN:  # skip the rest of the gap uncounted
                     st.cursor = max(st.cursor, now - spec.catchup_window)
-                    times = _times(spec.cron, st.cursor)
+                    times = _times(spec.cron, st.cursor, spec.timezone)
                 continue
             fires.append(at)
         for at in fires:
@@ -214,7 +223,8 @@ class Schedules:
     def _settle(
         self, conn: Connection, id: str, workflow: str, spec: _Spec, st: _State
     ) -> list[str]:
-        """Forget ended runs; start the buffered fire if the run it waited for ended."""
+        """Forget ended runs; start the buffered fire (or the first queued one) if the runs
+        it waited for ended."""
         if st.running:
             runs = self.store.schema.runs
             still = set(
@@ -229,6 +239,8 @@ class Schedules:
         if st.buffered is not None and not open_runs:
             at, st.buffered = st.buffered, None
             self._start(conn, id, workflow, spec, st, at, open_runs)
+        if st.queue and not open_runs:
+            self._start(conn, id, workflow, spec, st, st.queue.pop(0), open_runs)
         return open_runs
 
     def _fire(
@@ -241,14 +253,30 @@ class Schedules:
         at: float,
         open_runs: list[str],
     ) -> None:
-        if open_runs and spec.overlap == "skip":
+        policy = spec.overlap
+        if not open_runs or policy == "allow_all":
+            self._start(conn, id, workflow, spec, st, at, open_runs)
+        elif policy == "skip":
             st.skipped += 1
-        elif open_runs and spec.overlap == "buffer_one":
+        elif policy == "buffer_one":
             if st.buffered is None:
                 st.buffered = at
             else:
                 st.skipped += 1
-        else:
+        elif policy == "buffer_all":
+            st.queue.append(at)
+        elif policy == "cancel_other":
+            for run_id in open_runs:
+                self.store._request_cancel(conn, run_id)
+            if st.buffered is not None:
+                st.skipped += 1  # the latest fire waits; an earlier one is dropped
+            st.buffered = at
+        else:  # terminate_other
+            why = f"terminated by schedule {id!r} (overlap 'terminate_other')"
+            for run_id in open_runs:
+                self.store._terminate(conn, run_id, why)
+            st.running = [r for r in st.running if r not in open_runs]
+            open_runs.clear()
             self._start(conn, id, workflow, spec, st, at, open_runs)
 
     def _start(
@@ -276,7 +304,8 @@ class Schedules:
     def _save(self, conn: Connection, id: str, spec: _Spec, st: _State, now: float) -> None:
         # A buffered fire waits for a run to end, which no cron time announces: look again
         # at every pass until it starts.
-        next_at = now if st.buffered is not None else next(_times(spec.cron, st.cursor))
+        waiting = st.buffered is not None or st.queue
+        next_at = now if waiting else next(_times(spec.cron, st.cursor, spec.timezone))
         t = self._table
         conn.execute(
             update(t)
@@ -295,6 +324,7 @@ class Schedules:
         overlap: str,
         catchup_window: float,
         paused: bool,
+        timezone: str = "UTC",
     ) -> None:
         check_cron(cron)
         if overlap not in SCHEDULE_OVERLAPS:
@@ -302,7 +332,13 @@ class Schedules:
                 f"overlap of schedule {id!r} must be one of {SCHEDULE_OVERLAPS}, not {overlap!r}"
             )
         now = self.clock()
-        spec = _Spec(cron=cron, args=args, overlap=overlap, catchup_window=catchup_window)
+        spec = _Spec(
+            cron=cron,
+            args=args,
+            overlap=overlap,
+            catchup_window=catchup_window,
+            timezone=timezone,
+        )
         st = _State(cursor=now)
         t = self._table
         stmt = (
@@ -313,7 +349,7 @@ class Schedules:
                 spec=codec.dumps(asdict(spec)),
                 state=codec.dumps(asdict(st)),
                 paused=paused,
-                next_fire_at=next(_times(cron, now)),
+                next_fire_at=next(_times(cron, now, timezone)),
                 created_at=time.time(),
                 updated_at=time.time(),
             )
@@ -354,14 +390,17 @@ class Schedules:
             catchup_window=spec.catchup_window,
             paused=bool(row.paused),
             backend=self.backend,
-            next_fire_at=None if row.paused else _utc(next(_times(spec.cron, st.cursor))),
+            next_fire_at=None
+            if row.paused
+            else _utc(next(_times(spec.cron, st.cursor, spec.timezone))),
             last_fire_at=_utc(st.last_fire),
             fired=st.fired,
             skipped=st.skipped,
             missed=st.missed,
-            buffered=st.buffered is not None,
+            buffered=st.buffered is not None or bool(st.queue),
             running=tuple(running),
             recent=tuple(st.recent),
+            timezone=spec.timezone,
             note=st.note,
         )
 
@@ -441,7 +480,7 @@ class Schedules:
             row = self._locked(conn, id)
             spec, st = _load(row)
             open_runs = self._settle(conn, id, row.workflow, spec, st)
-            for at in _times(spec.cron, lo - 1.0):
+            for at in _times(spec.cron, lo - 1.0, spec.timezone):
                 if at > hi:
                     break
                 if at < lo:

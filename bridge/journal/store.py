@@ -950,20 +950,20 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
             data = codec.loads(row.args)
             policy, child_id = data.get("policy"), str(data["id"])
             if policy == "terminate":
-                self._terminate(conn, child_id, id)
+                why = (
+                    f"terminated because its parent {id!r} ended (parent_close_policy 'terminate')"
+                )
+                self._terminate(conn, child_id, why)
             elif policy == "request_cancel":
                 self._request_cancel(conn, child_id)
 
-    def _terminate(self, conn: Connection, id: str, parent_id: str) -> None:
-        """End child run `id` now, FAILED with a TerminatedError (Temporal reports a
+    def _terminate(self, conn: Connection, id: str, why: str) -> None:
+        """End run `id` now (a child whose parent ended, a schedule's run under
+        "terminate_other"), FAILED with a TerminatedError saying `why` (Temporal reports a
         terminated run as failed too); its worker, if any, loses its lease at its next
         renewal and stops. Interceptors see the ending as for any run."""
         r = self.schema.runs
-        error = {
-            "error_type": "TerminatedError",
-            "message": f"terminated because its parent {parent_id!r} ended "
-            f"(parent_close_policy 'terminate')",
-        }
+        error = {"error_type": "TerminatedError", "message": why}
         # A child already asked to cancel (its parent was cancelled while awaiting it) is
         # left to finish cancelling, as Temporal's default child cancellation waits for.
         running = and_(r.c.status.not_in(self._TERMINAL), r.c.cancel_requested.is_(False))

@@ -187,6 +187,104 @@ async def _skipped(client: bridge.Client, id: str, n: int) -> bool:
     return (await client.describe_schedule(id)).skipped == n
 
 
+async def test_buffer_all_starts_every_overlapping_fire_one_after_the_other(
+    settings: dict[str, Any], clock: FakeClock
+) -> None:
+    async with connected(settings, clock) as client, client.worker([hold]):
+        id = sid()
+        await client.schedule(hold, "h", id=id, cron=EVERY_5, overlap="buffer_all")
+        clock.advance(300)
+        await fired(client, id, 1)
+        for m in (10, 15):  # two fires while the first run is open: both kept
+            clock.advance(300)
+            await settled_past(client, id, m)
+        desc = await client.describe_schedule(id)
+        assert (desc.fired, desc.skipped, desc.buffered) == (1, 0, True)
+        for n, m in ((2, 5), (3, 10)):  # each starts once the run before it ended
+            await _release(client, f"{id}-{at(m)}")
+            desc = await fired(client, id, n)
+            assert desc.running == (f"{id}-{at(m + 5)}",)
+        await _release(client, f"{id}-{at(15)}")
+        desc = await client.describe_schedule(id)
+        assert (desc.fired, desc.skipped, desc.buffered) == (3, 0, False)
+
+
+async def test_cancel_other_cancels_the_open_run_then_starts_the_latest_fire(
+    settings: dict[str, Any], clock: FakeClock
+) -> None:
+    async with connected(settings, clock) as client, client.worker([hold]):
+        id = sid()
+        await client.schedule(hold, "h", id=id, cron=EVERY_5, overlap="cancel_other")
+        clock.advance(300)
+        await fired(client, id, 1)
+        clock.advance(300)  # the open run is asked to cancel; this fire waits for its end
+        with pytest.raises(bridge.WorkflowCancelledError):
+            await client.result(f"{id}-{at(5)}", timeout=10)
+        desc = await fired(client, id, 2)
+        assert desc.running == (f"{id}-{at(10)}",) and desc.skipped == 0
+
+
+async def test_terminate_other_ends_the_open_run_and_starts_at_once(
+    settings: dict[str, Any], clock: FakeClock
+) -> None:
+    async with connected(settings, clock) as client, client.worker([hold]):
+        id = sid()
+        await client.schedule(hold, "h", id=id, cron=EVERY_5, overlap="terminate_other")
+        clock.advance(300)
+        await fired(client, id, 1)
+        clock.advance(300)
+        desc = await fired(client, id, 2)
+        assert desc.running == (f"{id}-{at(10)}",)
+        first = await client.describe(f"{id}-{at(5)}")
+        assert first.status is bridge.Status.FAILED
+        assert first.error is not None and first.error["error_type"] == "TerminatedError"
+        assert "terminate_other" in first.error["message"]
+        await _release(client, f"{id}-{at(10)}")
+
+
+async def test_a_cron_in_a_time_zone_follows_its_daylight_saving_time(
+    settings: dict[str, Any],
+) -> None:
+    """9:00 in New York is 14:00 UTC before 10 March 2030 and 13:00 UTC after it."""
+    clock = FakeClock(datetime(2030, 3, 9, 12, tzinfo=UTC).timestamp())
+    async with connected(settings, clock) as client, client.worker([tick]):
+        id = sid()
+        handle = await client.schedule(
+            tick, "ny", id=id, cron="0 9 * * *", timezone="America/New_York"
+        )
+        desc = await handle.describe()
+        assert desc.timezone == "America/New_York"
+        assert desc.next_fire_at == datetime(2030, 3, 9, 14, tzinfo=UTC)
+        for day, fire in ((1, "2030-03-09T14:00:00Z"), (2, "2030-03-10T13:00:00Z")):
+            clock.advance(86400)
+            await fired(client, id, day)
+            # ended before the next fire (else the default "skip" would rightly skip it)
+            assert await client.result(f"{id}-{fire}", timeout=10) == "ny"
+        desc = await handle.describe()
+        assert desc.next_fire_at == datetime(2030, 3, 11, 13, tzinfo=UTC)
+
+
+async def test_an_unknown_time_zone_is_refused_and_nothing_created(
+    settings: dict[str, Any], clock: FakeClock
+) -> None:
+    async with connected(settings, clock) as client:
+        with pytest.raises(bridge.InvalidScheduleError, match="Mars/Olympus"):
+            await client.schedule(tick, "x", id="tz-bad", cron=EVERY_5, timezone="Mars/Olympus")
+        assert [d.id for d in await client.list_schedules()] == []
+
+
+async def settled_past(client: bridge.Client, id: str, cursor_minutes: int) -> None:
+    """Wait until the scheduler took every cron time up to `cursor_minutes` past T0
+    (whether or not a fire is buffered)."""
+    want = datetime.fromtimestamp(T0, UTC) + timedelta(minutes=cursor_minutes)
+
+    async def check() -> bool:
+        d = await client.describe_schedule(id)
+        return d.next_fire_at is not None and d.next_fire_at > want
+
+    await until(check, f"schedule {id} to pass minute {cursor_minutes}")
+
+
 async def test_allow_all_starts_every_fire(settings: dict[str, Any], clock: FakeClock) -> None:
     async with connected(settings, clock) as client, client.worker([hold]):
         id = sid()

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -167,4 +168,48 @@ async def test_overlap_by_trigger(
         else:
             await asyncio.sleep(1.0)
             assert (await handle.describe()).fired == 1
+    await handle.delete()
+
+
+@pytest.mark.parametrize(
+    ("overlap", "first_status"),
+    [("terminate_other", bridge.Status.FAILED), ("cancel_other", bridge.Status.CANCELLED)],
+)
+async def test_a_trigger_ends_the_open_run_under_terminate_or_cancel_other(
+    client: bridge.Client, overlap: str, first_status: bridge.Status
+) -> None:
+    id = sid()
+    handle = await client.schedule(hold, "o", id=id, cron=YEARLY, overlap=overlap)  # type: ignore[arg-type]
+    async with client.worker([hold]):
+        await handle.trigger()
+
+        async def one_running() -> bridge.ScheduleDescription | None:
+            d = await handle.describe()
+            return d if len(d.running) == 1 else None
+
+        first = (await until(one_running, "the first run")).running[0]
+        await asyncio.sleep(1.1)  # a triggered run is named by its second
+        await handle.trigger()
+
+        async def replaced() -> bridge.ScheduleDescription | None:
+            d = await handle.describe()
+            return d if d.fired == 2 and d.running and d.running[0] != first else None
+
+        later = (await until(replaced, f"the open run {overlap.split('_')[0]}ed")).running[0]
+        assert (await client.describe(first)).status is first_status
+        await client.signal(later, "release")
+        assert await client.result(later, timeout=30) == "o"
+    await handle.delete()
+
+
+async def test_policies_and_time_zone_are_described(client: bridge.Client) -> None:
+    id = sid()
+    handle = await client.schedule(
+        tick, "z", id=id, cron="0 9 * * *", overlap="buffer_all", timezone="America/New_York"
+    )
+    desc = await handle.describe()
+    assert (desc.overlap, desc.timezone) == ("buffer_all", "America/New_York")
+    assert desc.next_fire_at is not None
+    nine = desc.next_fire_at.astimezone(ZoneInfo("America/New_York"))
+    assert (nine.hour, nine.minute) == (9, 0)
     await handle.delete()
