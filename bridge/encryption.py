@@ -45,11 +45,13 @@ if TYPE_CHECKING:
     from bridge.config import EncryptionSettings, Settings
 
 __all__ = [
+    "KEY_CHECK",
     "PREFIX",
     "EncryptionInterceptor",
     "Keyring",
     "SealedText",  # noqa: F822 - built on first use (module __getattr__)
     "attach",
+    "check_keys",
     "checkpoint_cipher",
     "codec_for_url",
     "engine_codec",
@@ -179,6 +181,25 @@ class Keyring:
                 key_id, f"{where} is an encrypted payload that is damaged (bad base64)"
             ) from None
         return self.decrypt(key_id, blob, where=where).decode()
+
+
+#: What a key check seals: a constant each store keeps sealed under every key id it has
+#: seen (the journal's meta table, the Temporal namespace's data), so a key that is not the
+#: one a store knows under its id is refused before anything is written with it.
+KEY_CHECK = '"durable-bridge key check"'
+
+
+def check_keys(keyring: Keyring, recorded: Mapping[str, str], *, where: str) -> dict[str, str]:
+    """Check the keyring against the key checks a store `recorded` (key id -> sealed
+    `KEY_CHECK`); the checks to record for the key ids it has not seen yet. Raises
+    PayloadKeyError naming the key id whose key is not the one the store knows."""
+    for key_id, sealed in recorded.items():
+        if key_id not in keyring.key_ids:
+            continue  # a key this process does not hold: nothing it writes uses it
+        what = f"the key check of key {key_id!r} in {where}"
+        if keyring.open(sealed, where=what) != KEY_CHECK:
+            raise PayloadKeyError(key_id, f"key {key_id!r} fails its key check in {where}")
+    return {k: keyring.seal_with(k, KEY_CHECK) for k in keyring.key_ids if k not in recorded}
 
 
 def open_text(codec: Keyring | None, text: Any, *, where: str = "a stored payload") -> Any:

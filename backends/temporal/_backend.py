@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from typing import Any
 
 import temporalio.api.common.v1
 import temporalio.api.enums.v1
+import temporalio.api.namespace.v1
 import temporalio.api.operatorservice.v1
 import temporalio.api.taskqueue.v1
 import temporalio.api.workflowservice.v1
@@ -55,6 +57,7 @@ from backends.temporal._workflow import BridgeWorkflow
 from bridge import interceptors
 from bridge.backend import Backend, ScheduleDescription, Status, WorkflowDescription
 from bridge.config import Settings
+from bridge.encryption import check_keys
 from bridge.errors import (
     ConfigError,
     PayloadKeyError,
@@ -75,6 +78,11 @@ from bridge.search import parse, render
 from bridge.workflow import WorkflowDefinition
 
 __all__ = ["TemporalBackend"]
+
+log = logging.getLogger("bridge.temporal")
+
+#: The prefix of the namespace data keys holding the encryption key checks (`_check_keys`).
+_KEY_CHECK = "bridge.key_check."
 
 _CLOSED = {
     WorkflowExecutionStatus.COMPLETED: Status.COMPLETED,
@@ -214,7 +222,7 @@ class TemporalBackend(Backend):
                 f"at yours"
             ) from None
         try:
-            await client.workflow_service.describe_namespace(
+            described = await client.workflow_service.describe_namespace(
                 temporalio.api.workflowservice.v1.DescribeNamespaceRequest(namespace=t.namespace),
                 timeout=timedelta(seconds=t.connect_timeout),
             )
@@ -226,7 +234,50 @@ class TemporalBackend(Backend):
                     f"namespace create --namespace {t.namespace}` or choose an existing one"
                 ) from None
             raise StorageError(f"the Temporal server at {t.address} refused us: {exc}") from None
+        keyring = interceptors.payload_codec(interceptors.load(self.settings))
+        if keyring is not None:
+            await self._check_keys(client, keyring, dict(described.namespace_info.data))
         return client
+
+    async def _check_keys(self, client: Client, keyring: Any, data: dict[str, str]) -> None:
+        """Refuse a key that is not the one this namespace knows under its id, before
+        anything is sealed with it (a client's wrong key would seal starts and signals no
+        worker can open, blocking their runs). The namespace's data map keeps, per key id,
+        a constant sealed with that key (`bridge.encryption.check_keys`), recorded by the
+        first process that connects with it; a server that refuses to record (no
+        permission to update the namespace) is checked against what is recorded only."""
+        where = self._where()
+        recorded = {k[len(_KEY_CHECK) :]: v for k, v in data.items() if k.startswith(_KEY_CHECK)}
+        missing = check_keys(keyring, recorded, where=where)
+        if not missing:
+            return
+        t = self.settings.temporal
+        request = temporalio.api.workflowservice.v1.UpdateNamespaceRequest(
+            namespace=t.namespace,
+            update_info=temporalio.api.namespace.v1.UpdateNamespaceInfo(
+                data={f"{_KEY_CHECK}{k}": v for k, v in missing.items()}
+            ),
+        )
+        try:
+            await client.workflow_service.update_namespace(
+                request, timeout=timedelta(seconds=t.connect_timeout)
+            )
+            described = await client.workflow_service.describe_namespace(
+                temporalio.api.workflowservice.v1.DescribeNamespaceRequest(namespace=t.namespace),
+                timeout=timedelta(seconds=t.connect_timeout),
+            )
+        except RPCError as exc:
+            log.warning(
+                "cannot record the encryption key checks in %s (%s): a wrong key under a "
+                "known id is then found only when a payload is opened",
+                where,
+                exc.message,
+            )
+            return
+        # Another process connecting at once may have recorded its key first: check again.
+        data = dict(described.namespace_info.data)
+        recorded = {k[len(_KEY_CHECK) :]: v for k, v in data.items() if k.startswith(_KEY_CHECK)}
+        check_keys(keyring, recorded, where=where)
 
     def _where(self) -> str:
         t = self.settings.temporal

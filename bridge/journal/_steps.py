@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Row, delete, select, text, update
 
 from bridge import codec
-from bridge.encryption import Keyring, attach, seal_row
-from bridge.errors import PayloadKeyError
+from bridge._redact import mask
+from bridge.encryption import Keyring, attach, check_keys, seal_row
 from bridge.interceptors import Interceptor, payload_codec
 from bridge.journal._database import JournalDatabase
 from bridge.journal.context import COMPLETED, WAIT_KINDS, WAITING, StepRecord
@@ -24,8 +24,6 @@ if TYPE_CHECKING:
     from bridge.config import JournalSettings
 
 _WAITS = WAIT_KINDS
-#: What a key check seals (see `StepStatements._check_keys`).
-_KEY_CHECK = '"durable-bridge key check"'
 
 
 class StepStatements(JournalDatabase):
@@ -47,32 +45,30 @@ class StepStatements(JournalDatabase):
         anything is written with it: a wrong key under the right id would otherwise seal
         new signals and results that no worker with the real key can read.
 
-        The meta table keeps, per key id, a constant sealed with that key (`key_check:ID`),
-        written the first time a process opens the journal with that key.
+        The meta table keeps, per key id, a constant sealed with that key (`key_check:ID`,
+        `bridge.encryption.check_keys`), written the first time a process opens the
+        journal with that key.
         """
         meta = self.schema.meta
-        names = {f"key_check:{k}": k for k in keyring.key_ids}
+        where = f"the journal {mask(self.url)}"
         with self._read("checking the encryption keys") as conn:
-            rows = conn.execute(select(meta.c.key, meta.c.value).where(meta.c.key.in_(names))).all()
-        known = {r.key: r.value for r in rows}
-        for name, value in known.items():
-            if keyring.open(value, where=f"the key check of key {names[name]!r}") != _KEY_CHECK:
-                raise PayloadKeyError(names[name], f"key {names[name]!r} fails its key check")
-        missing = [n for n in names if n not in known]
+            rows = conn.execute(
+                select(meta.c.key, meta.c.value).where(meta.c.key.like("key_check:%"))
+            ).all()
+        recorded = {r.key.partition(":")[2]: r.value for r in rows}
+        missing = check_keys(keyring, recorded, where=where)
         if missing and not self.read_only:
             with self._write("recording the encryption keys") as conn:
                 conn.execute(
                     self.dialect.insert(meta).on_conflict_do_nothing(index_elements=["key"]),
-                    [{"key": n, "value": keyring.seal_with(names[n], _KEY_CHECK)} for n in missing],
+                    [{"key": f"key_check:{k}", "value": v} for k, v in missing.items()],
                 )
-            self._check_keys_written(keyring, names)
-
-    def _check_keys_written(self, keyring: Keyring, names: dict[str, str]) -> None:
-        """Re-read after a concurrent first open: another process may have won the insert."""
-        meta = self.schema.meta
-        with self._read("checking the encryption keys") as conn:
-            for r in conn.execute(select(meta.c.key, meta.c.value).where(meta.c.key.in_(names))):
-                keyring.open(r.value, where=f"the key check of key {names[r.key]!r}")
+            # Re-read: another process opening the journal at once may have won the insert.
+            with self._read("checking the encryption keys") as conn:
+                rows = conn.execute(
+                    select(meta.c.key, meta.c.value).where(meta.c.key.like("key_check:%"))
+                ).all()
+            check_keys(keyring, {r.key.partition(":")[2]: r.value for r in rows}, where=where)
 
     def sealed_rows(self, rows: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]]:
         """`step_row`s with their payloads sealed, for a statement run on the bare DBAPI

@@ -476,30 +476,31 @@ async def test_failure_messages_are_sealed_in_the_temporal_history(
     assert raw and SECRET.encode() not in raw
 
 
-async def test_a_temporal_worker_with_a_wrong_key_decides_nothing(
+async def test_a_temporal_client_or_worker_with_a_wrong_key_is_refused_up_front(
     temporal_settings: dict[str, Any],
 ) -> None:
+    """The namespace keeps a key check per key id: a process whose key under k1 is not the
+    one is refused when it connects, before it seals a signal no worker could open (which
+    would block the run) or takes a workflow task; the run then completes untouched."""
     pytest.importorskip("temporalio")
     settings = {**temporal_settings, "encryption": _enc({"k1": K1}, "k1")}
     wrong = _with(settings, _enc({"k1": K2}, "k1"))
     id = f"enc-temporal-wrong-{uuid.uuid4().hex}"
-    async with await bridge.connect(settings) as client:
-        async with client.worker([flow]):
-            await client.start(flow, SECRET, id=id)
-            await wait_for_status(client, id, bridge.Status.WAITING)
+    async with await bridge.connect(settings) as client, client.worker([flow]):
+        await client.start(flow, SECRET, id=id)
+        await wait_for_status(client, id, bridge.Status.WAITING)
+    with pytest.raises(PayloadKeyError, match="'k1'"):
+        async with await bridge.connect(wrong) as bad:
+            await bad.signal(id, "more", "sealed with the wrong key")
+    with pytest.raises(PayloadKeyError, match="'k1'"):
+        async with await bridge.connect(wrong) as bad, bad.worker([flow]):
+            await asyncio.sleep(0.5)
+    # A second key, new to the namespace, is recorded beside k1 and accepted.
+    rotated = _with(settings, _enc({"k1": K1, "k2": K2}, "k2"))
+    async with await bridge.connect(rotated) as client, client.worker([flow]):
+        assert (await client.describe(id)).status is bridge.Status.WAITING
         await client.signal(id, "more", f"{SECRET}-signal")
-    # A worker whose key under k1 is not the one: its workflow tasks fail to decode; the
-    # run is neither failed nor completed by it.
-    async with await bridge.connect(wrong) as bad, bad.worker([flow]):
-        await asyncio.sleep(2.0)
-    async with await bridge.connect(settings) as client:
-        desc = await client.describe(id)
-        assert desc.status not in (bridge.Status.FAILED, bridge.Status.COMPLETED)
-        # The wrong worker's failed workflow task reads as a blocked run until a worker
-        # with the right key takes the next one.
-        async with client.worker([flow]):
-            await wait_for_status(client, id, bridge.Status.COMPLETED, timeout=45)
-            assert await client.result(id, timeout=10) == EXPECTED
+        assert await client.result(id, timeout=30) == EXPECTED
 
 
 async def test_a_client_without_the_key_still_lists_the_temporal_namespace(
