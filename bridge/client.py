@@ -106,13 +106,20 @@ class WorkflowHandle:
     async def cancel(self) -> None:
         await self.client.cancel(self.id)
 
-    async def query(self, name: str, *args: Any) -> Any:
-        return await self.client.query(self.id, name, *args)
+    async def query(self, name: str, *args: Any, result_type: Any = None) -> Any:
+        return await self.client.query(self.id, name, *args, result_type=result_type)
 
     async def update(
-        self, name: str, *args: Any, update_id: str | None = None, timeout: float | None = None
+        self,
+        name: str,
+        *args: Any,
+        update_id: str | None = None,
+        timeout: float | None = None,
+        result_type: Any = None,
     ) -> Any:
-        return await self.client.update(self.id, name, *args, update_id=update_id, timeout=timeout)
+        return await self.client.update(
+            self.id, name, *args, update_id=update_id, timeout=timeout, result_type=result_type
+        )
 
     async def describe(self) -> WorkflowDescription:
         return await self.client.describe(self.id)
@@ -372,17 +379,20 @@ class Client:
     async def cancel(self, id: str) -> None:
         await self.backend.cancel(id)
 
-    async def query(self, id: str, name: str, *args: Any) -> Any:
+    async def query(self, id: str, name: str, *args: Any, result_type: Any = None) -> Any:
         """Ask run `id`'s query handler `name` (set by `ctx.set_query_handler`) with `args`;
-        its answer as JSON data. Answered from the run's state, live or replayed, running
-        or finished; a query never changes a run. An unknown name raises
+        its answer as JSON data, or as `result_type` (an enum, dataclass, pydantic model,
+        `list[...]`: what Temporal's `result_type=` gives). The handler gets its arguments
+        as its parameters' declared types. Answered from the run's state, live or
+        replayed, running or finished; a query never changes a run. An unknown name raises
         NotRegisteredError naming the run's queries."""
         data = [
             codec.to_jsonable(a, where=f"argument {i} of query {name!r}")
             for i, a in enumerate(args)
         ]
         limits.check_payload(data, what=f"the arguments of query {name!r} to workflow {id!r}")
-        return await self.backend.query(id, name, data)
+        answer = await self.backend.query(id, name, data)
+        return _typed_answer(answer, result_type, f"the answer of query {name!r}")
 
     async def update(
         self,
@@ -391,9 +401,12 @@ class Client:
         *args: Any,
         update_id: str | None = None,
         timeout: float | None = None,
+        result_type: Any = None,
     ) -> Any:
         """Call run `id`'s update handler `name` (set by `ctx.set_update_handler`) with
-        `args` and return its result (JSON data): a request that may change the run.
+        `args` and return its result (JSON data, or as `result_type`): a request that may
+        change the run. The handler and its validator get the arguments as their
+        parameters' declared types; arguments that do not fit them are rejected.
 
         Exactly once per `update_id`: give one (or keep the generated one) to retry safely;
         the same id again returns the first result without running the handler again, also
@@ -410,7 +423,8 @@ class Client:
         if update_id is None:
             update_id = str(uuid.uuid4())
         limits.check_id(update_id, parameter="update_id")
-        return await self.backend.update(id, name, data, update_id=update_id, timeout=timeout)
+        result = await self.backend.update(id, name, data, update_id=update_id, timeout=timeout)
+        return _typed_answer(result, result_type, f"the result of update {name!r}")
 
     async def describe(self, id: str) -> WorkflowDescription:
         return await self.backend.describe(id)
@@ -650,6 +664,11 @@ def _catchup_seconds(value: float | timedelta | None, id: str) -> float:
             f"minimum), not {secs}"
         )
     return float(secs)
+
+
+def _typed_answer(data: Any, result_type: Any, where: str) -> Any:
+    """A query's or update's JSON answer as `result_type` (None: the JSON data itself)."""
+    return data if result_type is None else codec.from_jsonable(data, result_type, where=where)
 
 
 def _aware(at: datetime) -> datetime:

@@ -103,12 +103,24 @@ def answer_query(
             f"exists once the run's code has called ctx.set_query_handler({name!r}, fn)"
         )
     try:
-        value = handler(*args)
+        value = handler(*handler_args(handler, args, what=f"query handler {name!r}"))
     except Exception as exc:
         raise QueryFailedError(
             f"query {name!r} of workflow {workflow_id!r} failed: {type(exc).__name__}: {exc}"
         ) from None
     return codec.to_jsonable(value, where=f"the answer of query {name!r}")
+
+
+def handler_args(handler: Callable[..., Any], args: Sequence[Any], *, what: str) -> tuple[Any, ...]:
+    """A query or update handler's JSON arguments decoded with its parameters' declared
+    types (a dataclass, pydantic model or enum parameter gets that type, as Temporal's
+    converter gives a handler its declared types); unannotated parameters get the JSON
+    data. Raises SerializationError naming the parameter when a value does not fit."""
+    try:
+        shape = CallShape(handler, label=what)
+    except (TypeError, ValueError):  # a callable without a readable signature
+        return tuple(args)
+    return shape.decode_json_args(args, source="the caller's argument")
 
 
 @dataclass(frozen=True)
@@ -136,9 +148,17 @@ def validate_update(
             f"workflow {workflow_id!r} has no update {name!r}; its updates: {known}. An "
             f"update exists once the run's code has called ctx.set_update_handler({name!r}, fn)"
         )
+    try:
+        typed = handler_args(entry.handler, args, what=f"update handler {name!r}")
+    except Exception as exc:  # arguments the handler cannot take: refused, nothing journaled
+        raise UpdateRejectedError(
+            f"update {name!r} of workflow {workflow_id!r} was rejected: {exc}",
+            error_type=type(exc).__name__,
+            reason=str(exc),
+        ) from None
     if entry.validator is not None:
         try:
-            entry.validator(*args)
+            entry.validator(*typed)
         except Exception as exc:
             raise UpdateRejectedError(
                 f"update {name!r} of workflow {workflow_id!r} was rejected by its validator: "
@@ -150,8 +170,9 @@ def validate_update(
 
 
 async def call_update_handler(entry: UpdateHandler, args: Sequence[Any]) -> Any:
-    """Run an accepted update's handler (plain or async) with `args`; its value as is."""
-    value = entry.handler(*args)
+    """Run an accepted update's handler (plain or async) with `args` (JSON data, decoded by
+    its declared types, `handler_args`); its value as is."""
+    value = entry.handler(*handler_args(entry.handler, args, what="update handler"))
     if inspect.isawaitable(value):
         value = await value
     return value

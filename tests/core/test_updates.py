@@ -14,6 +14,8 @@ crash tests' worker processes import it (`tests.worker_proc tests.core.test_upda
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import enum
 import json
 import subprocess
 import sys
@@ -91,6 +93,57 @@ async def _start(client: bridge.Client, tmp_path: Path, id: str) -> bridge.Workf
     handle = await client.start(cart, str(tmp_path / "ledger.db"), str(tmp_path / "door"), id=id)
     await wait_for_status(client, id, bridge.Status.WAITING)
     return handle
+
+
+class Language(enum.IntEnum):
+    CHINESE = 2
+    ENGLISH = 3
+
+
+@dataclasses.dataclass
+class LanguageChoice:
+    language: Language
+
+
+@bridge.workflow(name="u_greeter")
+async def greeter(ctx: bridge.Context) -> str:
+    """Temporal's message-passing sample, as its users write it: typed handlers."""
+    state = {"language": Language.ENGLISH}
+
+    def set_language(choice: LanguageChoice) -> Language:
+        previous, state["language"] = state["language"], choice.language
+        return previous
+
+    def check_language(choice: LanguageChoice) -> None:
+        if choice.language not in Language:
+            raise ValueError(f"{choice.language} is not supported")
+
+    def arg_type(value: LanguageChoice) -> str:
+        return type(value).__name__
+
+    ctx.set_update_handler("set_language", set_language, validator=check_language)
+    ctx.set_query_handler("language", lambda: state["language"])
+    ctx.set_query_handler("arg_type", arg_type)
+    await ctx.wait_for_signal("approve")
+    return state["language"].name
+
+
+async def test_handlers_get_their_declared_types_and_the_client_its_result_type(
+    client: bridge.Client,
+) -> None:
+    id = f"greeter-{client.backend_name}-{uuid.uuid4().hex[:6]}"
+    async with client.worker([greeter]):
+        handle = await client.start(greeter, id=id)
+        choice = LanguageChoice(Language.CHINESE)
+        assert await handle.query("arg_type", choice) == "LanguageChoice"
+        previous = await handle.update("set_language", choice, result_type=Language)
+        assert previous is Language.ENGLISH
+        assert await handle.query("language", result_type=Language) is Language.CHINESE
+        assert await handle.query("language") == 2  # without result_type: the JSON data
+        with pytest.raises(bridge.UpdateRejectedError, match="language"):
+            await handle.update("set_language", {"language": 7})
+        await handle.signal("approve")
+        assert await handle.result(timeout=30) == "CHINESE"
 
 
 async def test_update_changes_the_run_and_answers(client: bridge.Client, tmp_path: Path) -> None:
