@@ -87,8 +87,9 @@ def from_entrypoint(
     Each `@task` the entrypoint calls is the journaled activity `"<name>.<task name>"`,
     with the task's LangGraph retry policy (run once without one). Tasks defined at module
     level of the entrypoint's module (or in its closure) are found; pass others in
-    `tasks`. The workflow takes the entrypoint's input (and `context=` for a
-    `context_schema`) and returns what `entrypoint.ainvoke` returns. The function may be
+    `tasks`. The workflow takes the entrypoint's input (then `context` for a
+    `context_schema` and LangGraph's `config`, as `from_state_graph`'s) and returns what
+    `entrypoint.ainvoke` returns. The function may be
     `async def` (awaiting its tasks) or a plain `def` (calling `.result()` on them, run
     again from its start while a result is pending: keep it free of side effects outside
     its tasks). Bind the result to a module-level name (Temporal's sandbox finds it there).

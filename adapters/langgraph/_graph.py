@@ -128,6 +128,9 @@ STREAM_QUERY = "langgraph.stream"
 #: The workflow-side config key of a per-run dict, where a node keeps what must outlive
 #: LangGraph's re-running it after an interrupt (the functional API's task calls).
 RUN_MEMO = "__bridge_run_memo"
+#: The key in `RUN_MEMO` of the `configurable` values the run was started with (its
+#: `config=`), which every node's step gets with its input.
+CONFIGURABLE = "configurable"
 #: The key in `RUN_MEMO` of the run's list of LangGraph "updates" chunks, for the chunks a
 #: node adds itself (the functional API's tasks, which LangGraph's runner would stream).
 UPDATES = "updates"
@@ -149,12 +152,16 @@ def from_state_graph(
 ) -> WorkflowDefinition[..., Any]:
     """A LangGraph StateGraph (or a graph compiled from one) as the bridge workflow `name`.
 
-    The workflow takes the graph's input (and, for a graph with a `context_schema`, the
-    run's `context=`), runs the graph with LangGraph's own loop and returns what
-    `compiled.ainvoke` returns. Every node is the journaled activity `"<name>.<node>"`, so
-    it runs on any backend (sql, langgraph, Temporal) and a resumed run does not run a
-    finished node again. `name` is journaled: keep it when the graph changes. Bind the
-    result to a module-level name: Temporal's sandbox finds it there.
+    The workflow takes the graph's input, then optionally the run's `context` (for a graph
+    with a `context_schema`) and LangGraph's `config` (`{"configurable": {...},
+    "recursion_limit": n}`: `client.start(wf, input, None, config, id=...)`, what
+    `compiled.ainvoke(input, config, context=...)` takes), runs the graph with LangGraph's
+    own loop and returns what `compiled.ainvoke` returns; nodes and routing functions see
+    the `configurable` values, with the run's id as `thread_id`. Every node is the journaled
+    activity `"<name>.<node>"`, so it runs on any backend (sql, langgraph, Temporal) and a
+    resumed run does not run a finished node again. `name` is journaled: keep it when the
+    graph changes. Bind the result to a module-level name: Temporal's sandbox finds it
+    there.
 
     The user's graph is not changed (a builder is compiled without a checkpointer, and its
     `compiled` flag is left as it was). What the loop cannot journal is refused here,
@@ -208,21 +215,27 @@ def graph_workflow(
     message_keys = _message_keys(durable)
     _CODECS[name] = gc
 
-    async def run(ctx: Context, state: Any, context: Any = None) -> Any:
-        config: RunnableConfig = {}
-        if recursion_limit is not None:
-            config["recursion_limit"] = recursion_limit
+    async def run(
+        ctx: Context, state: Any, context: Any = None, config: dict[str, Any] | None = None
+    ) -> Any:
+        given = _user_config(config, f"{what} {name!r}")
+        run_config: RunnableConfig = {}
+        limit = given.get("recursion_limit", recursion_limit)
+        if limit is not None:
+            run_config["recursion_limit"] = limit
         progress = _Progress(durable, gc)
         ctx.set_query_handler(STATE_QUERY, progress.state)
         ctx.set_query_handler(STREAM_QUERY, progress.chunks)
         digest = codec.digest(gc.encode(state, where=f"{what} {name!r} input"))
         state = _with_message_ids(state, message_keys, lambda k, i: _input_id(digest, k, i))
-        return await progress.run(ctx, state, config, context)
+        configurable = dict(given.get("configurable") or {})
+        return await progress.run(ctx, state, run_config, context, configurable)
 
     run.__annotations__ = {
         "ctx": Context,
         "state": value_type,
         "context": value_type,
+        "config": dict[str, Any] | None,
         "return": value_type,
     }
     run.__doc__ = f"LangGraph {what} {name!r} as a bridge workflow (adapters.langgraph)."
@@ -249,15 +262,24 @@ class _Progress:
         self.updates: list[Any] = []
         self.values: list[Any] = []
 
-    async def run(self, ctx: Context, state: Any, config: RunnableConfig, context: Any) -> Any:
+    async def run(
+        self,
+        ctx: Context,
+        state: Any,
+        config: RunnableConfig,
+        context: Any,
+        configurable: dict[str, Any],
+    ) -> Any:
         """Run the graph to its end. When a superstep ends interrupted (its nodes' steps
         answered `interrupt`), wait for one resume signal per pending interrupt, in
         LangGraph's order, and resume as LangGraph resumes: `Command(resume={id: answer})`
         from the superstep's checkpoint, the interrupted nodes running again with their
         answers and the finished ones not at all."""
         durable = self.durable.copy({"checkpointer": _MemorySaver()})
-        memo = {UPDATES: self.updates}
-        config = {**config, CONF: {"thread_id": ctx.workflow_id, RUN_MEMO: memo}}
+        memo = {UPDATES: self.updates, CONFIGURABLE: configurable}
+        # the run is the thread: its id is the thread_id nodes and routing functions see
+        conf = {**configurable, "thread_id": ctx.workflow_id, RUN_MEMO: memo}
+        config = {**config, CONF: conf}
         pending: Any = state
         while True:
             interrupts: list[Interrupt] = []
@@ -318,6 +340,32 @@ async def _in_task_order(durable: Pregel, config: RunnableConfig) -> list[Interr
     which is not the same on every run, nor on every engine."""
     snapshot = await durable.aget_state(config)
     return [asked for task in snapshot.tasks for asked in task.interrupts]
+
+
+#: The keys of a run's `config=` that a durable run can keep: JSON data, the same on every
+#: replay. LangGraph's callbacks, tags and run names are process objects or tracing.
+_CONFIG_KEYS = frozenset({"configurable", "recursion_limit"})
+
+
+def _user_config(config: Any, where: str) -> dict[str, Any]:
+    """The run's `config=` (LangGraph's `invoke(input, config)`), checked."""
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{where}: config must be a dict like LangGraph's, not {config!r}")
+    unknown = sorted(set(config) - _CONFIG_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{where}: config keys {unknown} cannot be kept by a durable run; give "
+            f"{sorted(_CONFIG_KEYS)} (JSON values), and callbacks/tags to the graph itself"
+        )
+    configurable = config.get("configurable") or {}
+    if not isinstance(configurable, dict):
+        raise ConfigError(f"{where}: config['configurable'] must be a dict")
+    limit = config.get("recursion_limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+        raise ConfigError(f"{where}: config['recursion_limit'] must be an int, not {limit!r}")
+    return config
 
 
 def caller_module() -> str:
@@ -507,7 +555,7 @@ def _node_activity(
         value = gc.decode(payload["input"], where=f"{where} input")
         runtime = Runtime(context=gc.decode(payload["context"], where=f"{where} context"))
         resume = gc.decode(payload.get("resume", []), where=f"{where} resume values")
-        config = step_config(runtime, resume, node_name)
+        config = step_config(runtime, resume, node_name, payload.get("configurable"))
         try:  # as LangGraph calls a node: in its config's context (a sync node in a thread)
             if isinstance(bound, Pregel):
                 saved = payload.get("subgraph")
@@ -622,10 +670,17 @@ def _called_inline(func: Any) -> Any:
     return call
 
 
-def step_config(runtime: Runtime[Any], resume: list[Any], node_name: str) -> RunnableConfig:
-    """The config a node or task runs with in its step, as LangGraph's runner gives it."""
+def step_config(
+    runtime: Runtime[Any],
+    resume: list[Any],
+    node_name: str,
+    configurable: dict[str, Any] | None = None,
+) -> RunnableConfig:
+    """The config a node or task runs with in its step, as LangGraph's runner gives it,
+    with the run's own `configurable` values (its `config=`)."""
     return {
         "configurable": {
+            **(configurable or {}),
             # the run is the thread: nodes reading config["configurable"]["thread_id"]
             # see the workflow id (kept out of the step's arguments: input only)
             "thread_id": activity_info().workflow_id,
@@ -696,6 +751,8 @@ def _journaled(step: ActivityDefinition[..., Any], gc: GraphCodec, node_name: st
             "input": gc.encode(value, where=f"{gc.where}, input of node {node_name!r}"),
             "context": gc.encode(getattr(runtime, "context", None), where=f"{gc.where}, context"),
         }
+        if configurable := conf.get(RUN_MEMO, {}).get(CONFIGURABLE):
+            payload["configurable"] = configurable  # the run's config=, for the node's code
         scratchpad = conf.get(CONFIG_KEY_SCRATCHPAD)
         resume = list(scratchpad.resume) if scratchpad is not None else []
         ns = conf.get(CONFIG_KEY_CHECKPOINT_NS, "")

@@ -339,6 +339,29 @@ def _handoff() -> StateGraph[Any]:
 HANDOFF = from_state_graph(_handoff(), name="lg_handoff")
 
 
+def _personal(state: Outer, config: RunnableConfig) -> Outer:
+    user = config["configurable"]["user_id"]
+    return {"notes": [f"for {user}"]}
+
+
+def _by_tier(state: Outer, config: RunnableConfig) -> str:
+    return "premium" if config["configurable"].get("tier") == "gold" else END
+
+
+def _configured() -> StateGraph[Any]:
+    """Nodes and a routing function that read `config["configurable"]`, as LangGraph's
+    docs write them (`graph.invoke(input, {"configurable": {"user_id": ...}})`)."""
+    g = StateGraph(Outer)
+    g.add_node("personal", _personal)
+    g.add_node("premium", lambda s: {"notes": ["premium"]})
+    g.add_edge(START, "personal")
+    g.add_conditional_edges("personal", _by_tier, ["premium", END])
+    return g
+
+
+CONFIGURED = from_state_graph(_configured(), name="lg_configured")
+
+
 # -- messages, a chat model and a ToolNode --------------------------------------------------
 @tool
 def forecast(city: str) -> str:
@@ -637,6 +660,7 @@ def _schemas() -> StateGraph[Any]:
 SCHEMAS = from_state_graph(_schemas(), name="lg_schemas")
 
 ALL = [
+    CONFIGURED,
     HANDOFF,
     SUB_REVIEW,
     PARALLEL_REVIEWS,
@@ -781,6 +805,21 @@ async def test_a_compiled_subgraph_as_a_node(client: bridge.Client) -> None:
 async def test_a_subgraph_node_hands_off_to_the_parent_graph(client: bridge.Client) -> None:
     theirs, ours = await _both(client, HANDOFF, _handoff(), {"topic": "t"}, id="handoff")
     assert ours == theirs == {"topic": "t", "notes": ["triaged", "expert after ['triaged']"]}
+
+
+async def test_the_runs_config_reaches_nodes_and_routing_as_in_langgraph(
+    client: bridge.Client,
+) -> None:
+    config: Any = {"configurable": {"user_id": "u-7", "tier": "gold"}, "recursion_limit": 5}
+    theirs = await _configured().compile().ainvoke({"topic": "t"}, config)
+    async with client.worker(ALL):
+        ours = await client.execute(CONFIGURED, {"topic": "t"}, None, config, id="configured")
+    assert ours == theirs == {"topic": "t", "notes": ["for u-7", "premium"]}
+    with pytest.raises(bridge.WorkflowFailedError, match="callbacks"):
+        async with client.worker(ALL):
+            await client.execute(
+                CONFIGURED, {"topic": "t"}, None, {"callbacks": []}, id="configured-bad"
+            )
 
 
 async def test_messages_a_chat_model_and_a_tool_node(client: bridge.Client) -> None:
