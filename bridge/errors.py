@@ -115,6 +115,24 @@ class NonRetryableError(Exception):
     """Raise (or subclass) this in an activity to fail its step at once, without retries."""
 
 
+def non_retryable(exc: Exception) -> Exception:
+    """`exc` as an error bridge does not retry, keeping its type's name and message (what
+    `ActivityError` reports): for an adapter whose framework runs a call once when its own
+    code raises (a LangGraph node without a retry policy, an Agents SDK tool), while a lost
+    worker or a timeout still runs the call again. A subclass of the error's own type is
+    used, so the journal names the real error and `except` clauses still match it."""
+    cls = type(exc)
+    try:
+        final_cls = type(cls.__name__, (cls, NonRetryableError), {"__module__": cls.__module__})
+        final_cls.__qualname__ = cls.__qualname__
+        final = final_cls.__new__(final_cls, *exc.args)
+        final.args = exc.args
+        final.__dict__.update(getattr(exc, "__dict__", {}))
+        return final
+    except Exception:  # a type that cannot be subclassed or rebuilt
+        return NonRetryableError(f"{cls.__name__}: {exc}")
+
+
 class RetryAfter(Exception):
     """Raise in an activity when the service it called asked to be left alone for a while
     (an HTTP 429 or 503 with `Retry-After`): the attempt fails and the next one starts

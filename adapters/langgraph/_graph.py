@@ -96,7 +96,12 @@ from adapters.langgraph._codec import GraphCodec, schema_types
 from adapters.langgraph._subgraph import run_subgraph
 from bridge import codec
 from bridge.activity import ActivityDefinition, RetryPolicy, activity, activity_info
-from bridge.errors import ConfigError, NonRetryableError, OutsideWorkflowError, SerializationError
+from bridge.errors import (
+    ConfigError,
+    OutsideWorkflowError,
+    SerializationError,
+    non_retryable,
+)
 from bridge.workflow import Context, WorkflowDefinition, current_context, workflow
 
 __all__ = [
@@ -515,28 +520,12 @@ def bridge_retry(policies: Sequence[LangGraphRetryPolicy]) -> RetryPolicy:
     )
 
 
-def _final(exc: Exception) -> Exception:
-    """`exc` as an error bridge does not retry, keeping its type's name and message (what
-    `ActivityError` reports). A subclass of the node's own exception type is used so that
-    the journal names the real error."""
-    cls = type(exc)
-    try:
-        final_cls = type(cls.__name__, (cls, NonRetryableError), {"__module__": cls.__module__})
-        final_cls.__qualname__ = cls.__qualname__
-        final = final_cls.__new__(final_cls, *exc.args)
-        final.args = exc.args
-        final.__dict__.update(getattr(exc, "__dict__", {}))
-        return final
-    except Exception:  # a type that cannot be subclassed or rebuilt
-        return NonRetryableError(f"{cls.__name__}: {exc}")
-
-
 def after_failure(exc: Exception, policies: Sequence[LangGraphRetryPolicy]) -> Exception:
     """What the activity raises for a node error: retried only when LangGraph would."""
     policy = next((p for p in policies if _should_retry_on(p, exc)), None)
     if policy is not None and activity_info().attempt < policy.max_attempts:
         return exc
-    return _final(exc)
+    return non_retryable(exc)
 
 
 def _node_activity(

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.openai_agents._blobs import ConversationChain
-from bridge.activity import activity_info
-from bridge.errors import OutsideWorkflowError
+from bridge.activity import ActivityDefinition, activity_info
+from bridge.errors import ActivityError, NonRetryableError, OutsideWorkflowError
 from bridge.workflow import Context, current_context
 
 __all__ = ["AgentRun", "HandOver", "current_run", "workflow_context"]
@@ -70,6 +70,21 @@ def workflow_context() -> Context | None:
     return run.ctx if run is not None else current_context()
 
 
+#: The error types of `HandOverMissingError` and its subclasses, as an `ActivityError`
+#: names them.
+_MISSING: set[str] = {"HandOverMissingError"}
+#: How many times a step is asked for when its attempts keep missing their handover.
+_HANDOVER_TRIES = 3
+
+
+class HandOverMissingError(OutsideWorkflowError, NonRetryableError):
+    """A step that needs live objects of workflow code ran in a process without them."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _MISSING.add(cls.__name__)
+
+
 class HandOver:
     """Live objects handed from workflow code to the step it is running, in this process.
 
@@ -100,3 +115,30 @@ class HandOver:
     def get(self, key: tuple[str, str]) -> tuple[Any, ...] | None:
         entry = self._entries.get(key)
         return None if entry is None else entry[0]
+
+    async def run(
+        self,
+        ctx: Context,
+        key: tuple[str, str],
+        value: tuple[Any, ...],
+        step: ActivityDefinition[..., Any],
+        request: dict[str, Any],
+    ) -> Any:
+        """`ctx.run(step, request)` with `value` handed over while it runs, and run again
+        (a new step) when an attempt ran in a process that had no handover.
+
+        That happens on Temporal when the worker that ran the workflow died during the
+        step: the server gives the step's retry to another worker before any workflow task
+        makes that worker replay the workflow (and hold the handover). The attempt fails
+        with `HandOverMissingError`, final, which brings a workflow task: the workflow,
+        now replayed in the worker that takes it, asks for the step again. The failure is
+        journaled, so a replay takes the same path.
+        """
+        with self.holding(key, value):
+            for _ in range(_HANDOVER_TRIES - 1):
+                try:
+                    return await ctx.run(step, request)
+                except ActivityError as exc:
+                    if exc.error_type not in _MISSING:
+                        raise
+            return await ctx.run(step, request)

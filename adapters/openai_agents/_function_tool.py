@@ -27,10 +27,10 @@ from agents import FunctionTool
 from agents.tool_context import ToolContext
 from pydantic import BaseModel
 
-from adapters.openai_agents._context import HandOver, workflow_context
+from adapters.openai_agents._context import HandOver, HandOverMissingError, workflow_context
 from bridge import codec
 from bridge.activity import RetryPolicy, activity, activity_info
-from bridge.errors import NonRetryableError, OutsideWorkflowError
+from bridge.errors import non_retryable
 
 __all__ = ["FUNCTION_TOOL", "journaled_function_tool"]
 
@@ -43,14 +43,17 @@ _MARK = "__bridge_journaled__"
 _live = HandOver()
 
 
-class FunctionToolUnavailableError(OutsideWorkflowError, NonRetryableError):
+class FunctionToolUnavailableError(HandOverMissingError):
     """The step of a plain function tool ran in a process without the workflow's call."""
 
 
-# One attempt, as the SDK makes one: the tool's own errors already reach the model as its
-# result (its failure_error_function), so what raises here is the run's problem.
+# The SDK calls a tool once: its own errors already reach the model as its result (its
+# failure_error_function), and one that raises is final (`non_retryable`), so what raises
+# here is the run's problem. A worker lost during the call (on Temporal, a heartbeat or
+# start-to-close timeout that counts as an attempt) is not the tool's error: the call runs
+# again, as the journal engines run an attempt whose worker died again.
 # journal_start: so on_tool_start, called before the step, is not called again after a crash.
-@activity(name=FUNCTION_TOOL, retry=RetryPolicy(max_attempts=1), journal_start=True)
+@activity(name=FUNCTION_TOOL, retry=RetryPolicy(max_attempts=3), journal_start=True)
 async def function_tool_call(request: dict[str, Any]) -> dict[str, Any]:
     """Call the plain function tool the workflow handed over for this step."""
     key = (activity_info().workflow_id, request["call"])
@@ -62,7 +65,11 @@ async def function_tool_call(request: dict[str, Any]) -> dict[str, Any]:
             f"that runs its workflow"
         )
     invoke, tool_context = found
-    return _encode(await invoke(tool_context, request["arguments"]))
+    try:
+        output = await invoke(tool_context, request["arguments"])
+    except Exception as exc:
+        raise non_retryable(exc) from exc
+    return _encode(output)
 
 
 def journaled_function_tool(tool: FunctionTool, *, agent: str) -> FunctionTool:
@@ -77,8 +84,9 @@ def journaled_function_tool(tool: FunctionTool, *, agent: str) -> FunctionTool:
             return await original(tool_context, arguments)
         call = f"{agent}/{tool.name}/{tool_context.tool_call_id}"
         request = {"tool": tool.name, "agent": agent, "call": call, "arguments": arguments}
-        with _live.holding((ctx.workflow_id, call), (original, tool_context)):
-            return _decode(await ctx.run(function_tool_call, request))
+        handed = (original, tool_context)
+        key = (ctx.workflow_id, call)
+        return _decode(await _live.run(ctx, key, handed, function_tool_call, request))
 
     setattr(invoke, _MARK, True)
     return dataclasses.replace(tool, on_invoke_tool=invoke)

@@ -46,9 +46,8 @@ from agents.mcp._logging import get_mcp_server_log_name
 from mcp import types as mcp_types
 from mcp.shared import exceptions as mcp_exceptions
 
-from adapters.openai_agents._context import HandOver, workflow_context
+from adapters.openai_agents._context import HandOver, HandOverMissingError, workflow_context
 from bridge.activity import RetryPolicy, activity, activity_info
-from bridge.errors import NonRetryableError, OutsideWorkflowError
 
 __all__ = [
     "MCP_CALL_TOOL",
@@ -71,7 +70,7 @@ _MCPError: Any = mcp_exceptions.MCPError if _MCP_V2 else mcp_exceptions.McpError
 _live = HandOver()
 
 
-class MCPServerUnavailableError(OutsideWorkflowError, NonRetryableError):
+class MCPServerUnavailableError(HandOverMissingError):
     """The step of an MCP request ran in a process without the workflow's server."""
 
 
@@ -286,8 +285,10 @@ class DurableMCPServer(MCPServer):
         # The agent and run context go along for a dynamic `tool_filter`, which the SDK
         # calls with them; they are live objects, not journaled.
         key = (ctx.workflow_id, f"{name}@{agent_name}")
-        with _live.holding(key, (self.server, run_context, agent)):
-            outcome = await ctx.run(mcp_list_tools, {"server": name, "agent": agent_name})
+        request = {"server": name, "agent": agent_name}
+        outcome = await _live.run(
+            ctx, key, (self.server, run_context, agent), mcp_list_tools, request
+        )
         return [mcp_types.Tool.model_validate(t) for t in _result(outcome, name)]
 
     async def call_tool(
@@ -300,8 +301,9 @@ class DurableMCPServer(MCPServer):
             return await self.server.call_tool(tool_name, arguments, meta=meta)
         name = server_name(self.server)
         request = {"server": name, "tool": tool_name, "arguments": arguments, "meta": meta}
-        with _live.holding((ctx.workflow_id, name), (self.server,)):
-            outcome = await ctx.run(mcp_call_tool, request)
+        outcome = await _live.run(
+            ctx, (ctx.workflow_id, name), (self.server,), mcp_call_tool, request
+        )
         return mcp_types.CallToolResult.model_validate(_result(outcome, name))
 
     async def list_prompts(self) -> mcp_types.ListPromptsResult:
@@ -330,8 +332,9 @@ class DurableMCPServer(MCPServer):
             return await call(self.server, arguments)
         name = server_name(self.server)
         request = {"server": name, "method": method, "arguments": arguments}
-        with _live.holding((ctx.workflow_id, name), (self.server,)):
-            outcome = await ctx.run(mcp_request, request)
+        outcome = await _live.run(
+            ctx, (ctx.workflow_id, name), (self.server,), mcp_request, request
+        )
         return result_type.model_validate(_result(outcome, name))
 
 

@@ -29,10 +29,9 @@ from agents import Session, TResponseInputItem, UserError
 from agents.memory import OpenAIConversationsSession
 from agents.memory.session import is_openai_responses_compaction_aware_session
 
-from adapters.openai_agents._context import HandOver, workflow_context
+from adapters.openai_agents._context import HandOver, HandOverMissingError, workflow_context
 from bridge import codec
 from bridge.activity import ActivityDefinition, RetryPolicy, activity, activity_info
-from bridge.errors import NonRetryableError, OutsideWorkflowError
 from bridge.workflow import Context
 
 __all__ = [
@@ -52,7 +51,7 @@ SESSION_CLEAR = "openai_agents.session_clear"
 _live = HandOver()
 
 
-class SessionUnavailableError(OutsideWorkflowError, NonRetryableError):
+class SessionUnavailableError(HandOverMissingError):
     """The step of a session call ran in a process without the workflow's session."""
 
 
@@ -149,8 +148,8 @@ class DurableSession:
     async def _step(
         self, ctx: Context, step: ActivityDefinition[..., Any], request: dict[str, Any]
     ) -> Any:
-        with _live.holding((ctx.workflow_id, self.session_id), (self.session,)):
-            return await ctx.run(step, request)
+        key = (ctx.workflow_id, self.session_id)
+        return await _live.run(ctx, key, (self.session,), step, request)
 
 
 def durable_session(session: Session | None, *, agent: str) -> Session | None:

@@ -15,8 +15,10 @@ reason.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from agents import (
@@ -184,7 +186,46 @@ async def hooked_agent(text: str, ledger_path: str) -> str:
     return str(result.final_output)
 
 
+# -- 4. a tool that is still running when its worker dies ----------------------------------
+#: The file `deliver` waits for before its side effect (in the run's ledger's folder).
+GATE = "deliver.gate"
+
+
+@function_tool
+async def deliver(ctx: RunContextWrapper[Effects], recipient: str) -> str:
+    """Deliver a parcel (waits for the gate file, then one ledger row).
+
+    Args:
+        recipient: Who gets the parcel.
+    """
+    Path(ctx.context.ledger).with_name("deliver.started").touch()
+    gate = Path(ctx.context.ledger).with_name(GATE)
+    while not gate.exists():
+        await asyncio.sleep(0.02)
+    ledger.record(ctx.context.ledger, f"deliver|{recipient}")
+    return f"delivered to {recipient}"
+
+
+courier_agent = Agent[Effects](
+    name="c_courier",
+    instructions="Deliver the parcel the user asks for, then confirm.",
+    model=MODEL,
+    tools=[deliver],
+)
+
+
+async def courier(text: str, ledger_path: str) -> str:
+    """The user's code: `Runner.run` with a tool that takes a while."""
+    result = await Runner.run(courier_agent, text, context=Effects(ledger_path))
+    return str(result.final_output)
+
+
 # -- the same bodies as workflows ------------------------------------------------------------
+@bridge.workflow(name="c_courier")
+async def courier_wf(ctx: bridge.Context, text: str, ledger_path: str) -> str:
+    return await courier(text, ledger_path)
+
+
 @bridge.workflow(name="c_tool_agent")
 async def tool_agent_wf(ctx: bridge.Context, text: str, ledger_path: str) -> str:
     return await tool_agent(text, ledger_path)

@@ -207,3 +207,44 @@ async def test_sigkill_mid_run_repeats_no_answered_request_nor_effect(
     durable_effects = [e.key for e in ledger.entries(durable_ledger)]
     assert durable_effects == plain_effects
     assert ledger.duplicates(durable_ledger) == {}
+
+
+async def test_sigkill_inside_a_function_tool_runs_the_tool_again_and_finishes(
+    settings: dict[str, Any], tmp_path: Path, fake_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker dies while a plain `@function_tool` runs (before its side effect): the
+    next worker runs the tool again and the run ends as the plain run did, on every engine
+    (on Temporal the retried attempt reaches a worker that has not replayed the workflow
+    yet; the workflow asks for the call again once it has)."""
+    plain_dir, durable_dir = tmp_path / "plain", tmp_path / "durable"
+    plain_dir.mkdir()
+    durable_dir.mkdir()
+    (plain_dir / crash_agents.GATE).touch()
+    plain = await crash_agents.courier("deliver to Ada", str(plain_dir / "ledger.db"))
+    plain_effects = [e.key for e in ledger.entries(str(plain_dir / "ledger.db"))]
+    assert plain_effects == ["deliver|recipient: deliver to Ada"]
+
+    monkeypatch.setenv(crash_agents.DIR_ENV, str(tmp_path))
+    durable_ledger = str(durable_dir / "ledger.db")
+    workers = Workers(settings, tmp_path)
+    client = await bridge.connect(settings)
+    id = f"courier-{uuid.uuid4().hex[:8]}"
+    try:
+        await client.start(crash_agents.courier_wf, "deliver to Ada", durable_ledger, id=id)
+        first = workers.start(WORKER_MODULE)
+        started = durable_dir / "deliver.started"
+        for _ in range(900):
+            if started.exists():
+                break
+            await asyncio.sleep(0.1)
+        assert started.exists(), "the tool never started"
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        (durable_dir / crash_agents.GATE).touch()
+        workers.start(WORKER_MODULE)
+        durable = await client.result(id, timeout=120)
+    finally:
+        workers.close()
+        await client.close()
+    assert durable == plain
+    assert [e.key for e in ledger.entries(durable_ledger)] == plain_effects
