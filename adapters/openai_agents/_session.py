@@ -16,6 +16,13 @@ backend runs a run's activities in the process that runs its workflow code. The 
 travel and are journaled as JSON, as the SDK's own sessions store them. On Temporal this
 also moves the session's I/O (SQLiteSession uses a thread) out of the sandbox.
 
+An in-memory session (`SQLiteSession` with its default `":memory:"`, created in workflow
+code) lives in one worker's memory: after a crash the new worker's session is born empty,
+and the journaled writes are answered from the journal without reaching it, so a later
+read would miss them. For such a session the workflow keeps a copy of its items, rebuilt
+from the journaled reads and writes on every execution (`_Mirror`), and the first step that
+runs live after a replayed write first puts that copy into the live session.
+
 Not wrapped, and refused by name: `OpenAIConversationsSession` and sessions that compact
 themselves (`run_compaction`): the SDK treats them by their type and private hooks, which a
 wrapper would hide, and compaction calls a model outside the journal.
@@ -25,7 +32,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents import Session, TResponseInputItem, UserError
+from agents import Session, SQLiteSession, TResponseInputItem, UserError
 from agents.memory import OpenAIConversationsSession
 from agents.memory.session import is_openai_responses_compaction_aware_session
 
@@ -55,7 +62,7 @@ class SessionUnavailableError(HandOverMissingError):
     """The step of a session call ran in a process without the workflow's session."""
 
 
-def _session(request: dict[str, Any]) -> Session:
+async def _session(request: dict[str, Any]) -> Session:
     found = _live.get((activity_info().workflow_id, request["session"]))
     if found is None:
         raise SessionUnavailableError(
@@ -63,7 +70,11 @@ def _session(request: dict[str, Any]) -> Session:
             f"code in this process; an agent's session is called by the worker that runs its "
             f"workflow"
         )
-    (session,) = found
+    session, restore = found
+    if restore is not None:  # an in-memory session that missed replayed writes (`_Mirror`)
+        await session.clear_session()
+        if restore:
+            await session.add_items(restore)
     return session  # type: ignore[no-any-return]
 
 
@@ -72,7 +83,7 @@ def _session(request: dict[str, Any]) -> Session:
 @activity(name=SESSION_GET_ITEMS, retry=RetryPolicy(max_attempts=3, initial_interval=0.2))
 async def session_get_items(request: dict[str, Any]) -> list[Any]:
     """The session's items (the latest `limit` of them), as the session returns them."""
-    session = _session(request)
+    session = await _session(request)
     limit = request["limit"]
     # The SDK's own call shape: without a limit, no argument (a custom session may take none).
     items = await (session.get_items() if limit is None else session.get_items(limit))
@@ -82,19 +93,19 @@ async def session_get_items(request: dict[str, Any]) -> list[Any]:
 @activity(name=SESSION_ADD_ITEMS, retry=RetryPolicy(max_attempts=1))
 async def session_add_items(request: dict[str, Any]) -> None:
     """Append the run's items to the session."""
-    await _session(request).add_items(request["items"])
+    await (await _session(request)).add_items(request["items"])
 
 
 @activity(name=SESSION_POP_ITEM, retry=RetryPolicy(max_attempts=1))
 async def session_pop_item(request: dict[str, Any]) -> Any:
     """Remove and return the session's latest item."""
-    return _jsonable(await _session(request).pop_item())
+    return _jsonable(await (await _session(request)).pop_item())
 
 
 @activity(name=SESSION_CLEAR, retry=RetryPolicy(max_attempts=3, initial_interval=0.2))
 async def session_clear(request: dict[str, Any]) -> None:
     """Clear the session."""
-    await _session(request).clear_session()
+    await (await _session(request)).clear_session()
 
 
 def _jsonable(value: Any) -> Any:
@@ -111,6 +122,7 @@ class DurableSession:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self._mirror = _Mirror.of(session)
         self.session_id = session.session_id
         self.session_settings = getattr(session, "session_settings", None)
         # How the SDK matches items it already saved (ids ignored or not) follows the session.
@@ -123,33 +135,81 @@ class DurableSession:
                 self.session.get_items() if limit is None else self.session.get_items(limit)
             )
         request = {"session": self.session_id, "limit": limit}
-        return await self._step(ctx, session_get_items, request)  # type: ignore[no-any-return]
+        items = await self._step(ctx, session_get_items, request)
+        if self._mirror is not None and limit is None:
+            self._mirror.items = list(items)
+        return items  # type: ignore[no-any-return]
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         ctx = workflow_context()
         if ctx is None:
             return await self.session.add_items(items)
         request = {"session": self.session_id, "items": _jsonable(items)}
-        await self._step(ctx, session_add_items, request)
+        await self._step(ctx, session_add_items, request, writes=True)
+        if self._mirror is not None and self._mirror.items is not None:
+            self._mirror.items.extend(request["items"])
 
     async def pop_item(self) -> TResponseInputItem | None:
         ctx = workflow_context()
         if ctx is None:
             return await self.session.pop_item()
         request = {"session": self.session_id}
-        return await self._step(ctx, session_pop_item, request)  # type: ignore[no-any-return]
+        item = await self._step(ctx, session_pop_item, request, writes=True)
+        if self._mirror is not None and self._mirror.items:
+            self._mirror.items.pop()
+        return item  # type: ignore[no-any-return]
 
     async def clear_session(self) -> None:
         ctx = workflow_context()
         if ctx is None:
             return await self.session.clear_session()
-        await self._step(ctx, session_clear, {"session": self.session_id})
+        await self._step(ctx, session_clear, {"session": self.session_id}, writes=True)
+        if self._mirror is not None:
+            self._mirror.items = []
 
     async def _step(
-        self, ctx: Context, step: ActivityDefinition[..., Any], request: dict[str, Any]
+        self,
+        ctx: Context,
+        step: ActivityDefinition[..., Any],
+        request: dict[str, Any],
+        *,
+        writes: bool = False,
     ) -> Any:
         key = (ctx.workflow_id, self.session_id)
-        return await _live.run(ctx, key, (self.session,), step, request)
+        mirror = self._mirror
+        restore = mirror.items if mirror is not None and mirror.stale else None
+        out = await _live.run(ctx, key, (self.session, restore), step, request)
+        if mirror is not None:
+            if not ctx.last_step_replayed():
+                mirror.stale = False  # ran live: the session holds the copy (and this step)
+            elif writes:
+                mirror.stale = True  # a write the live session never received
+        return out
+
+
+class _Mirror:
+    """The items of an in-memory session as the journal says they are (see the module's
+    docstring), kept on the user's session object for the workflow code's execution: a
+    new execution makes a new session object, and the copy is rebuilt from the journal."""
+
+    _ATTR = "__bridge_session_mirror__"
+
+    def __init__(self) -> None:
+        #: The items, once a full read gave them (None: not known yet).
+        self.items: list[Any] | None = None
+        #: True when a journaled write was answered without reaching the live session.
+        self.stale = False
+
+    @classmethod
+    def of(cls, session: Session) -> _Mirror | None:
+        """The session's copy when it is an in-memory SQLiteSession, else None."""
+        if not isinstance(session, SQLiteSession) or str(session.db_path) != ":memory:":
+            return None
+        found = getattr(session, cls._ATTR, None)
+        if found is None:
+            found = cls()
+            setattr(session, cls._ATTR, found)
+        return found  # type: ignore[no-any-return]
 
 
 def durable_session(session: Session | None, *, agent: str) -> Session | None:

@@ -121,6 +121,36 @@ async def test_a_replayed_run_does_not_add_items_twice(
     assert CHAT_MODEL.invocations(id) == [0]
 
 
+@bridge.workflow(name="session_chat_in_memory")
+async def chat_in_memory(ctx: bridge.Context, session_id: str) -> list[str]:
+    """The SDK's session example: one in-memory SQLiteSession for several runs, and a wait
+    between two of them (after which sql and langgraph execute the code again, with a new,
+    empty in-memory session)."""
+    session = SQLiteSession(session_id)
+    first = await Runner.run(chat_agent, "My name is Ada.", session=session)
+    await ctx.wait_for_signal("go")
+    second = await Runner.run(chat_agent, "What is my name?", session=session)
+    return [str(first.final_output), str(second.final_output)]
+
+
+async def test_an_in_memory_session_keeps_its_items_when_the_run_is_executed_again(
+    client: bridge.Client,
+) -> None:
+    id = f"in-memory-{client.backend_name}-{uuid.uuid4().hex[:8]}"
+    async with client.worker([chat_in_memory]):
+        handle = await client.start(chat_in_memory, "conversation_123", id=id)
+        await wait_for_status(client, id, bridge.Status.WAITING, timeout=60)
+        await handle.signal("go", True)
+        said = await handle.result(timeout=60)
+    # The second run was shown the first run's turn, as in one process with the SDK alone.
+    assert said == ["Nice to meet you, Ada.", "Your name is Ada."]
+    shown = [c.input for c in CHAT_MODEL.calls if c.workflow_id == id][-1]
+    assert [i.get("content") for i in shown if i.get("role") == "user"] == [
+        "My name is Ada.",
+        "What is my name?",
+    ]
+
+
 @bridge.workflow(name="session_chat_streamed")
 async def chat_streamed(ctx: bridge.Context, db: str, session_id: str, text: str) -> str:
     """SDK code: a streamed run with a session."""
