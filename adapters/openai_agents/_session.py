@@ -70,7 +70,7 @@ async def _session(request: dict[str, Any]) -> Session:
             f"code in this process; an agent's session is called by the worker that runs its "
             f"workflow"
         )
-    session, restore = found
+    session, restore = found  # the DurableSession: outside workflow code, the user's own
     if restore is not None:  # an in-memory session that missed replayed writes (`_Mirror`)
         await session.clear_session()
         if restore:
@@ -122,6 +122,9 @@ class DurableSession:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        # The session's own methods, taken before `durable_session` points the object's
+        # attributes at this wrapper: what a call outside workflow code runs.
+        self._own = {name: getattr(session, name) for name in _METHODS}
         self._mirror = _Mirror.of(session)
         self.session_id = session.session_id
         self.session_settings = getattr(session, "session_settings", None)
@@ -131,9 +134,8 @@ class DurableSession:
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         ctx = workflow_context()
         if ctx is None:
-            return await (
-                self.session.get_items() if limit is None else self.session.get_items(limit)
-            )
+            own = self._own["get_items"]
+            return await (own() if limit is None else own(limit))  # type: ignore[no-any-return]
         request = {"session": self.session_id, "limit": limit}
         items = await self._step(ctx, session_get_items, request)
         if self._mirror is not None and limit is None:
@@ -143,7 +145,7 @@ class DurableSession:
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         ctx = workflow_context()
         if ctx is None:
-            return await self.session.add_items(items)
+            return await self._own["add_items"](items)  # type: ignore[no-any-return]
         request = {"session": self.session_id, "items": _jsonable(items)}
         await self._step(ctx, session_add_items, request, writes=True)
         if self._mirror is not None and self._mirror.items is not None:
@@ -152,7 +154,7 @@ class DurableSession:
     async def pop_item(self) -> TResponseInputItem | None:
         ctx = workflow_context()
         if ctx is None:
-            return await self.session.pop_item()
+            return await self._own["pop_item"]()  # type: ignore[no-any-return]
         request = {"session": self.session_id}
         item = await self._step(ctx, session_pop_item, request, writes=True)
         if self._mirror is not None and self._mirror.items:
@@ -162,7 +164,7 @@ class DurableSession:
     async def clear_session(self) -> None:
         ctx = workflow_context()
         if ctx is None:
-            return await self.session.clear_session()
+            return await self._own["clear_session"]()  # type: ignore[no-any-return]
         await self._step(ctx, session_clear, {"session": self.session_id}, writes=True)
         if self._mirror is not None:
             self._mirror.items = []
@@ -178,7 +180,7 @@ class DurableSession:
         key = (ctx.workflow_id, self.session_id)
         mirror = self._mirror
         restore = mirror.items if mirror is not None and mirror.stale else None
-        out = await _live.run(ctx, key, (self.session, restore), step, request)
+        out = await _live.run(ctx, key, (self, restore), step, request)
         if mirror is not None:
             if not ctx.last_step_replayed():
                 mirror.stale = False  # ran live: the session holds the copy (and this step)
@@ -212,10 +214,26 @@ class _Mirror:
         return found  # type: ignore[no-any-return]
 
 
+#: The session methods that are journaled steps in workflow code.
+_METHODS = ("get_items", "add_items", "pop_item", "clear_session")
+#: The attribute of a user's session object holding its DurableSession.
+_DURABLE = "__bridge_durable_session__"
+
+
 def durable_session(session: Session | None, *, agent: str) -> Session | None:
-    """`session` with its calls journaled, for the run of agent `agent` in workflow code."""
+    """`session` with its calls journaled, for the run of agent `agent` in workflow code.
+
+    The user's object itself is pointed at the wrapper too (its four methods, as instance
+    attributes), so the workflow code's own calls between runs (`await
+    session.get_items()`, as the SDK's session example reads the conversation) are steps as
+    well: answered from the journal on a replay, and made outside Temporal's sandbox, whose
+    workflow code may not start SQLiteSession's thread. A session whose attributes cannot be
+    set (`__slots__`) keeps its own methods for those calls."""
     if session is None or isinstance(session, DurableSession):
         return session
+    known = getattr(session, _DURABLE, None)
+    if isinstance(known, DurableSession):
+        return known
     if isinstance(session, OpenAIConversationsSession) or (
         is_openai_responses_compaction_aware_session(session)
     ):
@@ -225,4 +243,11 @@ def durable_session(session: Session | None, *, agent: str) -> Session | None:
             f"it with model calls of its own); pass a plain session such as SQLiteSession, or "
             f"the previous result's to_input_list() as input"
         )
-    return DurableSession(session)
+    durable = DurableSession(session)
+    try:
+        for name in _METHODS:
+            setattr(session, name, getattr(durable, name))
+        setattr(session, _DURABLE, durable)
+    except AttributeError:
+        pass
+    return durable

@@ -78,11 +78,22 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
     """Temporal's default sandbox, passing through what this process has imported except
     the served workflow modules (see `_Passthrough`), and OpenTelemetry, which Temporal's
     tracing interceptor uses inside the sandbox (as its documentation asks: one context
-    for the workflow's spans and the process's)."""
+    for the workflow's spans and the process's).
+
+    `uuid.uuid4()`/`uuid1()` are allowed in workflow code, as on sql and langgraph: agent
+    code written for the Agents SDK makes its trace group ids with them (the SDK's own
+    examples), which only tracing reads. Their values are not replay-stable on any engine;
+    `ctx.uuid()` is for values that reach a step or a decision (the journal engines refuse
+    a step whose arguments changed on replay)."""
     loaded = _Passthrough(name for name in list(sys.modules) if not name.startswith("__"))
     loaded |= SandboxRestrictions.default.passthrough_modules
     loaded.add("opentelemetry")
-    restrictions = dataclasses.replace(SandboxRestrictions.default, passthrough_modules=loaded)
+    members = SandboxRestrictions.default.invalid_module_members
+    for name in ("uuid1", "uuid4"):
+        members = members.with_child_unrestricted("uuid", name)
+    restrictions = dataclasses.replace(
+        SandboxRestrictions.default, passthrough_modules=loaded, invalid_module_members=members
+    )
     return SandboxedWorkflowRunner(restrictions=restrictions)
 
 

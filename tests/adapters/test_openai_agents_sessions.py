@@ -123,14 +123,16 @@ async def test_a_replayed_run_does_not_add_items_twice(
 
 @bridge.workflow(name="session_chat_in_memory")
 async def chat_in_memory(ctx: bridge.Context, session_id: str) -> list[str]:
-    """The SDK's session example: one in-memory SQLiteSession for several runs, and a wait
-    between two of them (after which sql and langgraph execute the code again, with a new,
-    empty in-memory session)."""
+    """The SDK's session example: one in-memory SQLiteSession for several runs, read directly
+    at the end, and a wait between two runs (after which sql and langgraph execute the code
+    again, with a new, empty in-memory session)."""
     session = SQLiteSession(session_id)
     first = await Runner.run(chat_agent, "My name is Ada.", session=session)
     await ctx.wait_for_signal("go")
     second = await Runner.run(chat_agent, "What is my name?", session=session)
-    return [str(first.final_output), str(second.final_output)]
+    # As the SDK's example ends: the conversation read from the session directly.
+    items = await session.get_items()
+    return [str(first.final_output), str(second.final_output), f"{len(items)} items"]
 
 
 async def test_an_in_memory_session_keeps_its_items_when_the_run_is_executed_again(
@@ -143,7 +145,9 @@ async def test_an_in_memory_session_keeps_its_items_when_the_run_is_executed_aga
         await handle.signal("go", True)
         said = await handle.result(timeout=60)
     # The second run was shown the first run's turn, as in one process with the SDK alone.
-    assert said == ["Nice to meet you, Ada.", "Your name is Ada."]
+    assert said == ["Nice to meet you, Ada.", "Your name is Ada.", "4 items"]
+    steps = bridge.history.step_sequence(await client.history(id))
+    assert steps[-1] == GET_ITEMS  # the direct read is a step too (Temporal's sandbox too)
     shown = [c.input for c in CHAT_MODEL.calls if c.workflow_id == id][-1]
     assert [i.get("content") for i in shown if i.get("role") == "user"] == [
         "My name is Ada.",

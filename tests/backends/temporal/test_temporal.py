@@ -275,6 +275,13 @@ async def reads_the_clock(ctx: bridge.Context) -> float:
     return time.time()  # not replay-safe: the sandbox refuses it
 
 
+@bridge.workflow
+async def makes_a_trace_group_id(ctx: bridge.Context, text: str) -> str:
+    """As the Agents SDK's examples do around `Runner.run`: a uuid4 for tracing only."""
+    group_id = uuid.uuid4().hex[:16]
+    return f"{await ctx.run(shout, text)}:{len(group_id)}"
+
+
 async def test_a_run_evicted_while_it_waits_is_closed_cleanly(
     temporal_settings: dict[str, Any],
 ) -> None:
@@ -303,6 +310,15 @@ async def test_workflow_code_runs_in_the_sandbox(temporal_settings: dict[str, An
         with pytest.raises(bridge.WorkflowBlockedError, match=r"time\.time"):
             await client.execute(reads_the_clock, id="clock-1", timeout=20)
     assert (await client.describe("clock-1")).blocked
+
+
+async def test_uuid4_for_a_trace_group_runs_as_on_the_other_engines(
+    temporal_settings: dict[str, Any],
+) -> None:
+    client = await bridge.connect(temporal_settings)
+    async with client.worker([makes_a_trace_group_id]):
+        done = await client.execute(makes_a_trace_group_id, "hi", id=f"uuid-{uuid.uuid4()}")
+    assert done == "HI:16"
 
 
 async def test_a_module_that_works_at_import_fails_validation(
