@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,34 +129,43 @@ async def api_migrations(request: Request) -> JSONResponse:
 
 async def api_signal(request: Request) -> JSONResponse:
     """Send a signal (name and JSON payload) to a run, through the owning engine."""
-    try:
-        body = await _body(request)
+
+    async def send(body: dict[str, Any]) -> str:
         run_id = _run_id(request, body)
         name = body.get("name")
         if not isinstance(name, str) or not name.strip():
             raise ValueError("a signal needs a name")
         await _client(request).signal(run_id, name.strip(), body.get("payload"))
-    except ValueError as exc:
-        return _problem(str(exc), 400)
-    except WorkflowNotFoundError as exc:
-        return _problem(str(exc), 404)
-    except BridgeError as exc:
-        return _problem(str(exc), 409)
-    return _json({"ok": True, "message": f"signal {name.strip()!r} sent to {run_id}"})
+        return f"signal {name.strip()!r} sent to {run_id}"
+
+    return await _action(request, send)
 
 
 async def api_cancel(request: Request) -> JSONResponse:
     """Ask a run to cancel (its compensations, if any, still run)."""
-    try:
-        run_id = _run_id(request, await _body(request))
+
+    async def cancel(body: dict[str, Any]) -> str:
+        run_id = _run_id(request, body)
         await _client(request).cancel(run_id)
+        return f"cancellation requested for {run_id}"
+
+    return await _action(request, cancel)
+
+
+async def _action(
+    request: Request, act: Callable[[dict[str, Any]], Awaitable[str]]
+) -> JSONResponse:
+    """An action's reply: its message, or the error as the status a client can act on
+    (400 bad request, 404 no such run, 409 the run cannot take it now)."""
+    try:
+        message = await act(await _body(request))
     except ValueError as exc:
         return _problem(str(exc), 400)
     except WorkflowNotFoundError as exc:
         return _problem(str(exc), 404)
     except BridgeError as exc:
         return _problem(str(exc), 409)
-    return _json({"ok": True, "message": f"cancellation requested for {run_id}"})
+    return _json({"ok": True, "message": message})
 
 
 def create_app(
