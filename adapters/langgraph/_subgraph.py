@@ -9,10 +9,10 @@ to the step that runs again with the answer, which restores it and resumes the s
 with `Command(resume=...)`, as LangGraph resumes a subgraph from its own checkpoint: the
 subgraph's nodes that finished before the interrupt do not run again.
 
-A step journaled before checkpoints were kept (no checkpoint with the answers) runs the
-subgraph from its start and feeds it every answer in order, as it did then. A subgraph
-nested in the subgraph keeps no checkpoint of its own between steps (only the root
-namespace is carried): its nodes before an interrupt run again.
+The latest checkpoint of every namespace is carried, so a subgraph nested in the subgraph
+resumes from its own checkpoint as well. A step journaled before checkpoints were kept (no
+checkpoint with the answers) runs the subgraph from its start and feeds it every answer in
+order, as it did then.
 """
 
 from __future__ import annotations
@@ -74,29 +74,43 @@ async def _answer(sub: Pregel, config: RunnableConfig, answer: Any) -> Command[A
 
 
 def _dump(saver: InMemorySaver, config: RunnableConfig) -> dict[str, Any]:
-    """The subgraph's latest checkpoint and its pending writes as JSON data."""
-    found = saver.get_tuple(config)
-    assert found is not None  # the subgraph ended interrupted: its checkpoint was saved
+    """The subgraph's latest checkpoint of each namespace (its own, and those of subgraphs
+    nested in it, each under `node:task` names) with their pending writes, as JSON data."""
     typed = saver.serde.dumps_typed
+    thread: RunnableConfig = {"configurable": {"thread_id": config["configurable"]["thread_id"]}}
+    latest: dict[str, Any] = {}
+    for found in saver.list(thread):  # newest first within each namespace
+        ns = found.config["configurable"].get("checkpoint_ns", "")
+        latest.setdefault(ns, found)
     return {
-        "checkpoint": _text(typed(found.checkpoint)),
-        "metadata": _text(typed(found.metadata)),
-        "writes": [[task, channel, _text(typed(v))] for task, channel, v in found.pending_writes],
+        "namespaces": [
+            {
+                "ns": ns,
+                "checkpoint": _text(typed(found.checkpoint)),
+                "metadata": _text(typed(found.metadata)),
+                "writes": [[t, channel, _text(typed(v))] for t, channel, v in found.pending_writes],
+            }
+            for ns, found in latest.items()
+        ]
     }
 
 
 def _restore(saver: InMemorySaver, config: RunnableConfig, saved: dict[str, Any]) -> None:
-    """Put a `_dump` back into a fresh checkpointer, as the subgraph's latest checkpoint."""
+    """Put a `_dump` back into a fresh checkpointer, each namespace's checkpoint as its
+    latest (a dump of one namespace, without `namespaces`, is the subgraph's own)."""
     loads = saver.serde.loads_typed
-    checkpoint = loads(_typed(saved["checkpoint"]))
-    metadata = loads(_typed(saved["metadata"]))
-    root: RunnableConfig = {"configurable": {**config["configurable"], "checkpoint_ns": ""}}
-    at = saver.put(root, checkpoint, metadata, checkpoint["channel_versions"])
-    by_task: dict[str, list[tuple[str, Any]]] = {}
-    for task, channel, data in saved["writes"]:
-        by_task.setdefault(task, []).append((channel, loads(_typed(data))))
-    for task, writes in by_task.items():
-        saver.put_writes(at, writes, task)
+    for entry in saved.get("namespaces", [{**saved, "ns": ""}]):
+        checkpoint = loads(_typed(entry["checkpoint"]))
+        metadata = loads(_typed(entry["metadata"]))
+        at_ns: RunnableConfig = {
+            "configurable": {**config["configurable"], "checkpoint_ns": entry["ns"]}
+        }
+        at = saver.put(at_ns, checkpoint, metadata, checkpoint["channel_versions"])
+        by_task: dict[str, list[tuple[str, Any]]] = {}
+        for task, channel, data in entry["writes"]:
+            by_task.setdefault(task, []).append((channel, loads(_typed(data))))
+        for task, writes in by_task.items():
+            saver.put_writes(at, writes, task)
 
 
 def _text(typed: tuple[str, bytes]) -> list[str]:

@@ -478,6 +478,35 @@ def _review_in_a_subgraph() -> StateGraph[Any]:
 SUB_REVIEW = from_state_graph(_review_in_a_subgraph(), name="lg_sub_review")
 
 
+NESTED_DRAFTS: list[str] = []
+
+
+def _nested_draft(state: Review) -> Review:
+    NESTED_DRAFTS.append(state["text"])
+    return _draft_text(state)
+
+
+def _review_two_levels_down() -> StateGraph[Any]:
+    """The approval in a subgraph of a subgraph: both resume from their own checkpoints."""
+    inner = StateGraph(Review)
+    inner.add_sequence([("draft", _nested_draft), ("approve", _approve)])
+    inner.add_edge(START, "draft")
+    middle = StateGraph(Review)
+    middle.add_node("prepare", lambda s: {"log": ["prepare"]})
+    middle.add_node("inner", inner.compile())
+    middle.add_edge(START, "prepare")
+    middle.add_edge("prepare", "inner")
+    g = StateGraph(Review)
+    g.add_node("middle", middle.compile())
+    g.add_node("publish", lambda s: {"log": [f"publish:{s['verdict']}"]})
+    g.add_edge(START, "middle")
+    g.add_edge("middle", "publish")
+    return g
+
+
+NESTED_REVIEW = from_state_graph(_review_two_levels_down(), name="lg_nested_review")
+
+
 def _asks(label: str, times: int) -> Any:
     def run(state: Review) -> Review:
         answers = [interrupt({"ask": f"{label}{i}"}) for i in range(times)]
@@ -660,6 +689,7 @@ def _schemas() -> StateGraph[Any]:
 SCHEMAS = from_state_graph(_schemas(), name="lg_schemas")
 
 ALL = [
+    NESTED_REVIEW,
     CONFIGURED,
     HANDOFF,
     SUB_REVIEW,
@@ -913,6 +943,24 @@ async def test_an_interrupt_inside_a_subgraph_parks_the_run(client: bridge.Clien
     assert asked["__interrupt__"][0].value == {"question": "publish 'post'?"}
     # resumed from the subgraph's checkpoint: its node before the interrupt ran once
     assert INNER_DRAFTS == [" post "]
+
+
+async def test_an_interrupt_two_subgraphs_down_resumes_both_from_their_checkpoints(
+    client: bridge.Client,
+) -> None:
+    graph = _review_two_levels_down().compile(checkpointer=InMemorySaver())
+    thread: RunnableConfig = {"configurable": {"thread_id": "t"}}
+    await graph.ainvoke({"text": " post "}, thread)
+    theirs = await graph.ainvoke(Command(resume="yes"), thread)
+    NESTED_DRAFTS.clear()
+    rid = f"nested-review-{uuid.uuid4()}"
+    async with client.worker(ALL):
+        handle = await client.start(NESTED_REVIEW, {"text": " post "}, id=rid)
+        await handle.signal(RESUME_SIGNAL, "yes")
+        ours = await handle.result(timeout=60)
+    assert ours == theirs
+    assert ours["log"][-1] == "publish:yes"
+    assert NESTED_DRAFTS == [" post "]  # the innermost node before the interrupt ran once
 
 
 async def test_parallel_interrupts_are_answered_in_langgraphs_order(
