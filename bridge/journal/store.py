@@ -161,15 +161,32 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
         self, conn: Connection, id: str, name: str, headers: Mapping[str, str], now: float
     ) -> None:
         """Write run `id`'s `headers` row (see `HEADERS` in `bridge.journal.context`)."""
+        self._insert_run_row(conn, id, name, HEADERS_IDX, HEADERS, dict(headers), now=now)
+
+    def _insert_run_row(
+        self,
+        conn: Connection,
+        id: str,
+        name: str,
+        idx: int,
+        kind: str,
+        args: dict[str, Any],
+        *,
+        now: float | None = None,
+        fire_at: float | None = None,
+    ) -> None:
+        """Insert one of run `id`'s settled rows below index 0 (a setting of the run, not an
+        operation: its deadline, its start headers)."""
         row = StepRecord(
             workflow_id=id,
-            idx=HEADERS_IDX,
-            kind=HEADERS,
+            idx=idx,
+            kind=kind,
             name=name,
             status=COMPLETED,
-            args=dict(headers),
-            started_at=now,
+            args=args,
+            started_at=time.time() if now is None else now,
             finished_at=now,
+            fire_at=fire_at,
         )
         conn.execute(self.schema.steps.insert(), [step_row(row)])
 
@@ -260,17 +277,9 @@ class JournalStore(LeaseStatements, StepStatements, PermitStatements):
         self, conn: Connection, id: str, name: str, deadline: float, timeout: float
     ) -> None:
         """Write run `id`'s deadline row and its timer (see `create_run`)."""
-        row = StepRecord(
-            workflow_id=id,
-            idx=DEADLINE_IDX,
-            kind=DEADLINE,
-            name=name,
-            status=COMPLETED,
-            args={"seconds": timeout},
-            started_at=time.time(),
-            fire_at=deadline,
+        self._insert_run_row(
+            conn, id, name, DEADLINE_IDX, DEADLINE, {"seconds": timeout}, fire_at=deadline
         )
-        conn.execute(self.schema.steps.insert(), [step_row(row)])
         conn.execute(
             self.schema.timers.insert().values(workflow_id=id, idx=DEADLINE_IDX, fire_at=deadline)
         )
